@@ -1,0 +1,33 @@
+"""soilsuite: the Soil Composite Mapping Processor (SCMaP) and the SoilSuite products.
+
+Public API (imported lazily so that ``import soilsuite`` stays fast):
+
+- :func:`simulate` / :func:`load_truth` - synthetic Sentinel-2 L2A archive with known truth
+- :func:`composite` - bare-soil composites and statistics from a STAC source
+- :func:`open_products` - open a product folder as an xarray Dataset
+- :mod:`soilsuite.dsm` - digital soil mapping (quantile regression forests)
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+
+_API = {
+    "simulate": "soilsuite.sources.simulate",
+    "load_truth": "soilsuite.sources.simulate",
+    "SimulationResult": "soilsuite.sources.simulate",
+    "composite": "soilsuite.pipeline.composite",
+    "open_products": "soilsuite.io.products",
+    "export_force": "soilsuite.io.force",
+}
+
+__all__ = [*_API, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        return getattr(import_module(_API[name]), name)
+    raise AttributeError(f"module 'soilsuite' has no attribute {name!r}")

@@ -1,0 +1,102 @@
+"""Run options: one pydantic model per concern, one name per option.
+
+The CLI flag ``--max-cloud-cover``, the Python keyword ``max_cloud_cover`` and the docs share
+the name. Defaults follow ../shared/SPEC.md (DLR's published SCMaP parameters).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .sentinel2 import SCL_DILATE, SCL_INVALID
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class SceneFilter(_Model):
+    """Scene-level filter on STAC item metadata (SPEC 1)."""
+
+    max_cloud_cover: float = Field(80.0, ge=0, le=100, description="keep items with eo:cloud_cover <= this (%)")
+    min_sun_elevation: float = Field(20.0, ge=-90, le=90, description="keep items with view:sun_elevation >= this (degrees)")
+
+
+class MaskOptions(_Model):
+    """Per-observation validity (SPEC 2.1)."""
+
+    invalid_scl: tuple[int, ...] = Field(SCL_INVALID, description="SCL classes that make an observation invalid")
+    dilate_scl: tuple[int, ...] = Field(SCL_DILATE, description="SCL classes dilated before masking")
+    dilation_px: int = Field(11, ge=1, description="side of the square dilation window, pixels of the target grid (odd)")
+    max_sun_zenith: float = Field(70.0, ge=0, le=90, description="observations with sun zenith above this (degrees) are invalid")
+
+    @field_validator("dilation_px")
+    @classmethod
+    def _odd(cls, v: int) -> int:
+        if v % 2 != 1:
+            raise ValueError(f"dilation_px must be odd (a centred square window), got {v}")
+        return v
+
+
+class BareOptions(_Model):
+    """Bare-soil detection and the blue outlier filter (SPEC 2.3-2.5)."""
+
+    threshold: float = Field(0.2, ge=-2, le=2, description="PV+IR2 threshold (NDVI + NBR); bare candidate if <=")
+    threshold_raster: Path | None = Field(None, description="raster of per-region PV+IR2 thresholds (any CRS), bilinear onto the grid")
+    blue_k_bare: float = Field(3.0, gt=0, description="blue outlier filter k for the bare composite")
+    blue_k_mref: float = Field(4.0, gt=0, description="blue outlier filter k for the mean reflectance (MREF)")
+    blue_min_excess: float = Field(0.008, ge=0, description="outlier also needs B02 > median + this (reflectance; 80 DN)")
+    min_bare_obs: int = Field(3, ge=2, description="SRC products need at least this many bare observations")
+    ci_method: Literal["t", "z"] = Field("t", description="95 % CI: Student t (default) or 1.96 as in DLR's openEO code")
+
+
+class EngineOptions(_Model):
+    """How the work is executed (tiles, memory, Dask cluster)."""
+
+    tile_size: int = Field(1024, ge=64, le=8192, description="tile side in pixels of the target grid")
+    max_memory: str = Field("2GB", description="memory budget for the whole run (e.g. 2GB, 512MB)")
+    scheduler: str | None = Field(None, description="address of an existing Dask scheduler; None starts a LocalCluster")
+    n_workers: int | None = Field(None, ge=1, description="LocalCluster workers (default: one per core)")
+    progress: bool = True
+
+
+class CompositeConfig(_Model):
+    """Everything a ``composite`` run needs."""
+
+    source: str = Field(..., description="STAC static catalog/collection JSON path, or STAC API URL")
+    collection: str | None = Field(None, description="collection id when source is a STAC API")
+    bbox: tuple[float, float, float, float] | None = Field(None, description="area: lon/lat bbox (west, south, east, north)")
+    area: Path | None = Field(None, description="area: vector file (its union is used)")
+    start: dt.date = Field(..., description="first day of the time window (inclusive)")
+    end: dt.date = Field(..., description="last day of the time window (inclusive)")
+    crs: str | None = Field(None, description="target CRS; default: the UTM zone of the area")
+    resolution: float = Field(20.0, gt=0, description="target pixel size in CRS units (m)")
+    worldcover: Path | None = Field(None, description="ESA WorldCover raster (any CRS), nearest onto the grid")
+    out: Path = Field(..., description="output folder")
+    overwrite: bool = False
+    periods: Literal["none", "year"] = Field("none", description="also write per-period products")
+    scene: SceneFilter = SceneFilter()
+    mask: MaskOptions = MaskOptions()
+    bare: BareOptions = BareOptions()
+    engine: EngineOptions = EngineOptions()
+
+    @model_validator(mode="after")
+    def _check(self) -> "CompositeConfig":
+        if self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        if self.bbox is not None:
+            w, s, e, n = self.bbox
+            if not (-180 <= w < e <= 180 and -90 <= s < n <= 90):
+                raise ValueError(f"bbox must be lon/lat (west, south, east, north) with west<east, south<north; got {self.bbox}")
+        return self
+
+
+def parse_bytes(text: str) -> int:
+    """'2GB' -> 2_000_000_000 (dask's parser: KB/MB/GB decimal, KiB/MiB/GiB binary)."""
+    from dask.utils import parse_bytes as _pb
+
+    return int(_pb(text))

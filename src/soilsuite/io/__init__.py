@@ -1,0 +1,1 @@
+"""Writers and readers: COG, STAC output catalog, quicklooks, FORCE export."""

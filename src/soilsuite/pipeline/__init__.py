@@ -1,0 +1,1 @@
+"""Dask/xarray orchestration: cube -> products per tile, memory budget, progress, resume, cluster."""

@@ -1,0 +1,1 @@
+"""Where observations come from: STAC catalogs/APIs, SAFE folders, the simulator."""
