@@ -78,6 +78,88 @@ def simulate(
     console.print(res.summary())
 
 
+def _bbox(text: str | None) -> tuple[float, float, float, float] | None:
+    if text is None:
+        return None
+    try:
+        parts = tuple(float(v) for v in text.replace(" ", "").split(","))
+    except ValueError:
+        raise typer.BadParameter(f"--bbox expects four numbers west,south,east,north; got {text!r}") from None
+    if len(parts) != 4:
+        raise typer.BadParameter(f"--bbox expects four numbers west,south,east,north; got {len(parts)}")
+    return parts  # type: ignore[return-value]
+
+
+def print_summary(summary) -> None:
+    """The end-of-run table: area, scenes used/rejected and why, MASK shares, mean BSF."""
+    from rich.table import Table
+
+    t = Table(title=f"soilsuite composite -> {summary.out}", show_header=False)
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("area", f"{summary.area_km2:,.1f} km2, {summary.shape[0]} x {summary.shape[1]} px, {summary.crs}")
+    t.add_row("scenes", f"{summary.n_items_found} found, {summary.n_items_used} used, "
+              f"{summary.n_items_found - summary.n_items_used} rejected")
+    for reason, n in summary.rejected.items():
+        t.add_row("  rejected", f"{n} x {reason}")
+    t.add_row("observations", f"{summary.n_observations} solar days")
+    for name, share in summary.mask_share.items():
+        t.add_row("  MASK", f"{100 * share:5.1f} %  {name}")
+    t.add_row("mean BSF", f"{summary.mean_bsf:.3f}")
+    t.add_row("tiles", f"{summary.tiles} of {summary.tile_side} px ({summary.tiles_resumed} resumed)")
+    t.add_row("time", f"{summary.seconds:.1f} s")
+    t.add_row("products", ", ".join(summary.products))
+    t.add_row("quicklooks", "\n".join(summary.quicklooks))
+    Console().print(t)
+
+
+@app.command()
+@_friendly
+def composite(
+    source: Annotated[str, typer.Argument(help="STAC catalog/collection JSON (or folder), or STAC API URL")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
+    start: Annotated[str, typer.Option(help="first day YYYY-MM-DD (inclusive)")],
+    end: Annotated[str, typer.Option(help="last day YYYY-MM-DD (inclusive)")],
+    bbox: Annotated[Optional[str], typer.Option(help="area: west,south,east,north in degrees")] = None,
+    area: Annotated[Optional[Path], typer.Option(help="area: vector file (GeoPackage, GeoJSON, Shapefile...)")] = None,
+    collection: Annotated[Optional[str], typer.Option(help="collection id (required for a STAC API)")] = None,
+    crs: Annotated[Optional[str], typer.Option(help="target CRS (default: UTM zone of the area)")] = None,
+    resolution: Annotated[float, typer.Option(help="target pixel size (m)")] = 20.0,
+    worldcover: Annotated[Optional[Path], typer.Option(help="ESA WorldCover raster: never bare on built-up/water; MASK class 3")] = None,
+    threshold: Annotated[float, typer.Option(help="PV+IR2 (NDVI+NBR) threshold: bare candidate if <=")] = 0.2,
+    threshold_raster: Annotated[Optional[Path], typer.Option(help="raster of regional PV+IR2 thresholds (bilinear)")] = None,
+    max_cloud_cover: Annotated[float, typer.Option(help="scene filter: max eo:cloud_cover (%)")] = 80.0,
+    min_sun_elevation: Annotated[float, typer.Option(help="scene filter: min view:sun_elevation (deg)")] = 20.0,
+    dilation_px: Annotated[int, typer.Option(help="cloud/shadow dilation window (px, odd)")] = 11,
+    max_sun_zenith: Annotated[float, typer.Option(help="observations above this sun zenith are invalid (deg)")] = 70.0,
+    blue_k_bare: Annotated[float, typer.Option(help="blue outlier filter k for the bare composite")] = 3.0,
+    blue_k_mref: Annotated[float, typer.Option(help="blue outlier filter k for MREF")] = 4.0,
+    min_bare_obs: Annotated[int, typer.Option(help="min bare observations for SRC products and MASK=1")] = 3,
+    ci_method: Annotated[str, typer.Option(help="95 % CI: 't' (Student) or 'z' (1.96, as DLR's openEO code)")] = "t",
+    periods: Annotated[str, typer.Option(help="'none' or 'year': also write per-year products")] = "none",
+    tile_size: Annotated[int, typer.Option(help="max tile side (px); smaller if the memory budget needs it")] = 1024,
+    max_memory: Annotated[str, typer.Option(help="memory budget of the run, e.g. 2GB")] = "2GB",
+    scheduler: Annotated[Optional[str], typer.Option(help="Dask scheduler address (default: local cluster; 'sync': in-process)", envvar="SOILSUITE_SCHEDULER")] = None,
+    n_workers: Annotated[Optional[int], typer.Option("--workers", help="local cluster workers (default: cores)")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace existing outputs")] = False,
+    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+):
+    """Bare-soil composites (SRC), statistics (VPC, BSC, BSF, MREF) and MASK from a Sentinel-2 L2A archive."""
+    from .pipeline.composite import build_config, run
+
+    cfg = build_config(
+        source=source, out=out, start=_date(start), end=_date(end), bbox=_bbox(bbox), area=area,
+        collection=collection, crs=crs, resolution=resolution, worldcover=worldcover,
+        threshold=threshold, threshold_raster=threshold_raster, max_cloud_cover=max_cloud_cover,
+        min_sun_elevation=min_sun_elevation, dilation_px=dilation_px, max_sun_zenith=max_sun_zenith,
+        blue_k_bare=blue_k_bare, blue_k_mref=blue_k_mref, min_bare_obs=min_bare_obs,
+        ci_method=ci_method, periods=periods, tile_size=tile_size, max_memory=max_memory,
+        scheduler=scheduler, n_workers=n_workers, overwrite=overwrite,
+    )
+    summary = run(cfg, progress=not quiet)
+    print_summary(summary)
+
+
 @app.command()
 def version():
     """Print the soilsuite version and the versions of its key dependencies."""

@@ -1,0 +1,443 @@
+"""The composite run: STAC source -> tiles on Dask -> product COGs, STAC, quicklooks.
+
+Flow (one read of the archive):
+
+1. search the source, filter scenes (cloud cover, sun elevation), resolve asset keys;
+2. build the target grid (default: UTM zone of the area, 20 m) and split it into tiles whose
+   size follows the memory budget;
+3. each tile is one Dask task (:func:`process_tile`): load with odc-stac (fused by solar day,
+   with a halo for the SCL dilation), offset-correct, run the kernels, and save the encoded
+   products of the window and of each period to ``<out>/.work/tiles/<tile>/``;
+   a finished tile is never recomputed, so an interrupted run resumes with the same command;
+4. mosaic the tiles into COGs, write quicklooks, the STAC catalog and the run record.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from .. import products as P
+from ..config import BareOptions, CompositeConfig, EngineOptions, MaskOptions, SceneFilter
+from ..errors import ConfigError, InputError, OutputExistsError
+from ..sentinel2 import BANDS, REFL_NODATA, WORLDCOVER_NEVER_BARE, WORLDCOVER_OTHER
+from ..sources import stac as S
+from .tiles import Tile, plan_tiles, tile_side_for_budget
+
+WORK_DIR = ".work"
+RUN_RECORD = "run.json"
+
+
+# ----------------------------------------------------------------------------- configuration
+_SECTIONS = {"scene": SceneFilter, "mask": MaskOptions, "bare": BareOptions, "engine": EngineOptions}
+
+
+def build_config(**kwargs: Any) -> CompositeConfig:
+    """A :class:`CompositeConfig` from flat keywords (``threshold=0.25, tile_size=512, ...``).
+
+    Every option has one name: the keyword here, the CLI flag (``--tile-size``) and the docs.
+    Unknown names raise :class:`ConfigError`.
+    """
+    top, nested = {}, {k: {} for k in _SECTIONS}
+    for key, value in kwargs.items():
+        if value is None and key not in ("scheduler",):
+            continue
+        for sec, model in _SECTIONS.items():
+            if key in model.model_fields:
+                nested[sec][key] = value
+                break
+        else:
+            if key in CompositeConfig.model_fields:
+                top[key] = value
+            else:
+                raise ConfigError(f"unknown option {key!r}")
+    return CompositeConfig(**top, **{k: _SECTIONS[k](**v) for k, v in nested.items()})
+
+
+def _params_hash(cfg: CompositeConfig) -> str:
+    """Hash of everything that changes the products (not engine settings or overwrite)."""
+    d = cfg.model_dump(mode="json", exclude={"engine", "overwrite", "out"})
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------- grid
+def target_geobox(cfg: CompositeConfig, items: list):
+    """The target grid: area in the target CRS at ``resolution``, edge-anchored."""
+    from odc.geo.geobox import GeoBox
+    from odc.geo.geom import Geometry, box
+
+    if cfg.area is not None:
+        import geopandas as gpd
+
+        try:
+            gdf = gpd.read_file(cfg.area)
+        except Exception as exc:
+            raise InputError(f"area file {cfg.area}: cannot be read: {exc}") from exc
+        if gdf.crs is None:
+            raise InputError(f"area file {cfg.area}: has no CRS")
+        geom = Geometry(gdf.to_crs(4326).union_all(), "EPSG:4326")
+    elif cfg.bbox is not None:
+        geom = box(*cfg.bbox, "EPSG:4326")
+    else:
+        from shapely.geometry import shape
+        from shapely.ops import unary_union
+
+        geom = Geometry(unary_union([shape(it.geometry) for it in items]), "EPSG:4326")
+    c = geom.centroid.coords[0]
+    crs = cfg.crs or S.utm_crs(c[0], c[1])
+    try:
+        return GeoBox.from_geopolygon(geom.to_crs(crs), resolution=cfg.resolution, crs=crs)
+    except Exception as exc:
+        raise ConfigError(f"cannot build a {cfg.resolution} m grid in {crs} for the area: {exc}") from exc
+
+
+# ----------------------------------------------------------------------------- one tile
+@dataclass
+class TileTask:
+    """Everything a worker needs for one tile (picklable)."""
+
+    tile: Tile
+    items: list  # pystac.Item
+    assets: dict[str, str]
+    periods: list[str]  # period labels; observation -> period by year
+    cfg: dict  # CompositeConfig.model_dump()
+    tile_dir: str
+    halo: int = 5
+
+
+def _period_index(dates: list[dt.date], periods: list[str]) -> np.ndarray:
+    lookup = {p: i for i, p in enumerate(periods)}
+    return np.array([lookup.get(str(d.year), -1) for d in dates], dtype=np.int32)
+
+
+def _encode_all(results: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {name: P.get(name).encode(arr) for name, arr in results.items()}
+
+
+def process_tile(task: TileTask) -> str:
+    """Load, composite and save one tile. Returns the tile folder; skips finished tiles."""
+    import rasterio
+
+    from ..kernels import composite as K
+    from ..kernels import indices, masks
+    from ..sources.rasters import read_on_grid
+
+    out = Path(task.tile_dir)
+    if (out / "done").exists():
+        return str(out)
+    cfg = CompositeConfig(**task.cfg)
+    tile = task.tile
+    gb = tile.geobox.pad(task.halo)
+    h = task.halo
+    ny, nx = tile.shape
+
+    with rasterio.Env(GDAL_CACHEMAX=64 * 2**20, GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"):
+        items = task.items
+        if items:
+            meta = S.observation_meta(items, task.assets)
+            ds = S.load_cube(items, gb, task.assets, chunks=None)
+            if ds.sizes["time"] != len(meta.dates):
+                raise InputError(
+                    f"tile {tile.name}: odc-stac grouped {ds.sizes['time']} solar days, expected {len(meta.dates)}"
+                )
+            T = len(meta.dates)
+            refl = np.empty((T, len(BANDS), gb.shape.y, gb.shape.x), dtype=np.int16)
+            for b, name in enumerate(BANDS):
+                refl[:, b] = S.to_reflectance(ds[name].values, meta.offset_dn)
+            scl = ds["SCL"].values.astype(np.uint8)
+            del ds
+        else:
+            meta = S.ObservationMeta([], np.array([], "datetime64[ns]"), np.zeros(0, np.int32), np.zeros(0, np.float32), [])
+            refl = np.full((0, len(BANDS), gb.shape.y, gb.shape.x), REFL_NODATA, np.int16)
+            scl = np.zeros((0, gb.shape.y, gb.shape.x), np.uint8)
+
+        m = cfg.mask
+        valid = masks.valid_mask(
+            scl, refl, meta.sun_zenith, np.array(m.invalid_scl, np.uint8), np.array(m.dilate_scl, np.uint8),
+            m.dilation_px, m.max_sun_zenith,
+        )
+        sl = (slice(None), slice(h, h + ny), slice(h, h + nx))
+        valid = np.ascontiguousarray(valid[sl])
+        refl = np.ascontiguousarray(refl[:, :, h : h + ny, h : h + nx])
+        del scl
+
+        b = cfg.bare
+        if b.threshold_raster is not None:
+            thr = read_on_grid(b.threshold_raster, tile.geobox, resampling="bilinear", dtype="float32", fill=np.nan)
+            thr = np.where(np.isfinite(thr), thr, b.threshold).astype(np.float32)
+        else:
+            thr = np.full((ny, nx), b.threshold, np.float32)
+        if cfg.worldcover is not None:
+            wc = read_on_grid(cfg.worldcover, tile.geobox, resampling="nearest", dtype="uint8", fill=0)
+            never_bare = np.isin(wc, WORLDCOVER_NEVER_BARE)
+            other = np.isin(wc, WORLDCOVER_OTHER)
+        else:
+            never_bare = np.zeros((ny, nx), bool)
+            other = np.zeros((ny, nx), bool)
+
+    pv = indices.pvir2(refl)
+    flags = K.classify(refl, valid, pv, thr, never_bare, b.blue_k_bare, b.blue_k_mref, b.blue_min_excess * 1e4)
+    del valid, pv
+    period = _period_index(meta.dates, task.periods) if task.periods else np.zeros(len(meta.dates), np.int32)
+    n_p = max(1, len(task.periods))
+    acc = K.accumulate(refl, flags, period, n_p)
+    del refl, flags
+
+    results: dict[str, dict[str, np.ndarray]] = {}
+    if task.periods:
+        for i, label in enumerate(task.periods):
+            acc_i = type(acc)(*(a[i : i + 1] for a in acc))
+            results[label] = _encode_all(K.finalize(acc_i, other, b.min_bare_obs, b.ci_method))
+    whole = K.collapse(acc) if n_p > 1 else acc
+    # observations outside every period (period -1) are not in acc: window = all periods
+    results["window"] = _encode_all(K.finalize(whole, other, b.min_bare_obs, b.ci_method))
+
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for label, prods in results.items():
+        for name, arr in prods.items():
+            np.save(tmp / f"{label}__{name}.npy", arr)
+    (tmp / "done").write_text(json.dumps({"n_obs": len(meta.dates)}))
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    return str(out)
+
+
+def _lonlat_bbox(geobox) -> tuple[float, float, float, float]:
+    bb = geobox.geographic_extent.boundingbox
+    return (bb.left, bb.bottom, bb.right, bb.top)
+
+
+def _items_over(items: list, geobox) -> list:
+    """Items whose footprint intersects the geobox (by geometry when present, else bbox)."""
+    from shapely.geometry import box, shape
+
+    bb = _lonlat_bbox(geobox)
+    area = box(*bb)
+    keep = []
+    for it in items:
+        if it.geometry is not None:
+            if shape(it.geometry).intersects(area):
+                keep.append(it)
+        elif S._bbox_intersects(it.bbox, bb):
+            keep.append(it)
+    return keep
+
+
+# ----------------------------------------------------------------------------- the run
+@dataclass
+class RunSummary:
+    """What a run did: for the CLI's summary table and the run record."""
+
+    out: Path
+    area_km2: float
+    shape: tuple[int, int]
+    crs: str
+    n_items_found: int
+    n_items_used: int
+    n_observations: int
+    rejected: dict[str, int]
+    mask_share: dict[str, float]
+    mean_bsf: float
+    tiles: int
+    tiles_resumed: int
+    tile_side: int
+    seconds: float
+    products: dict[str, str] = field(default_factory=dict)
+    quicklooks: list[str] = field(default_factory=list)
+
+
+def composite(
+    source: str | Path,
+    *,
+    start: str | dt.date,
+    end: str | dt.date,
+    out: str | Path,
+    bbox: tuple[float, float, float, float] | None = None,
+    progress: bool = False,
+    **options: Any,
+):
+    """Bare-soil composites and statistics (SCMaP, SPEC 1-3) from a STAC source.
+
+    Parameters
+    ----------
+    source : str or Path
+        Static STAC catalog/collection (JSON path or folder) or STAC API URL (with
+        ``collection=``).
+    start, end : str or datetime.date
+        Time window, inclusive (YYYY-MM-DD).
+    out : str or Path
+        Output folder: one COG per product, ``<year>/`` folders when ``periods="year"``,
+        ``quicklooks/``, ``collection.json`` (STAC) and ``run.json`` (run record).
+    bbox : (west, south, east, north), optional
+        Area in degrees; or ``area=`` a vector file; default: the union of the items.
+    progress : bool
+        Show a progress bar (tiles, ETA).
+    **options
+        Any option of :class:`soilsuite.config.CompositeConfig` and its sections by name:
+        ``threshold``, ``threshold_raster``, ``worldcover``, ``max_cloud_cover``,
+        ``min_sun_elevation``, ``dilation_px``, ``blue_k_bare``, ``ci_method``, ``periods``,
+        ``crs``, ``resolution``, ``tile_size``, ``max_memory``, ``scheduler``, ``overwrite``...
+
+    Returns
+    -------
+    xarray.Dataset
+        The window products (physical values, NaN = nodata), opened lazily from the COGs; the
+        run summary is in ``ds.attrs["summary"]``.
+    """
+    cfg = build_config(source=str(source), start=start, end=end, out=Path(out), bbox=bbox, **options)
+    summary = run(cfg, progress=progress)
+    from ..io.products import open_products
+
+    ds = open_products(summary.out)
+    ds.attrs["summary"] = json.dumps(_jsonable(summary.__dict__))
+    return ds
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (Path, dt.date)):
+        return str(obj)
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    return obj
+
+
+def _prepare_out(cfg: CompositeConfig) -> Path:
+    """Create/validate the output folder; decide between fresh run, resume and refusal."""
+    out = Path(cfg.out)
+    work = out / WORK_DIR
+    phash = _params_hash(cfg)
+    if out.exists() and any(out.iterdir()):
+        finished = (out / RUN_RECORD).exists()
+        if cfg.overwrite:
+            for p in out.iterdir():
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+        elif finished:
+            raise OutputExistsError(f"output folder {out} holds a finished run ({RUN_RECORD}); use --overwrite to replace it")
+        elif (work / "params.json").exists():
+            old = json.loads((work / "params.json").read_text()).get("hash")
+            if old != phash:
+                raise OutputExistsError(
+                    f"output folder {out} holds an unfinished run with other parameters; "
+                    "run the same command to resume it, or use --overwrite to start again"
+                )
+        else:
+            raise OutputExistsError(f"output folder {out} is not empty and holds no soilsuite run; use --overwrite or another folder")
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "params.json").write_text(json.dumps({"hash": phash, "config": cfg.model_dump(mode="json")}, indent=1))
+    return out
+
+
+def run(cfg: CompositeConfig, *, progress: bool = False) -> RunSummary:
+    """Run a composite configured by ``cfg``; see :func:`composite`."""
+    from .cluster import dask_client, n_local_workers
+
+    t0 = time.perf_counter()
+    out = _prepare_out(cfg)
+
+    found = S.search_items(cfg.source, start=cfg.start, end=cfg.end, bbox=cfg.bbox, collection=cfg.collection)
+    if not found:
+        raise InputError(
+            f"STAC source {cfg.source}: no items between {cfg.start} and {cfg.end}"
+            + (f" intersecting bbox {cfg.bbox}" if cfg.bbox else "")
+        )
+    sel = S.filter_scenes(found, cfg.scene)
+    if not sel.items:
+        raise InputError(
+            f"all {len(found)} items were rejected by the scene filter: "
+            + ", ".join(f"{k}: {v}" for k, v in sel.rejection_counts().items())
+        )
+    assets = S.resolve_assets(sel.items)
+    meta = S.observation_meta(sel.items, assets)
+    geobox = target_geobox(cfg, sel.items)
+    periods = sorted({str(d.year) for d in meta.dates}) if cfg.periods == "year" else []
+
+    n_workers = 1 if (cfg.engine.scheduler == "sync") else n_local_workers(cfg.engine)
+    side = tile_side_for_budget(cfg.engine.max_memory, n_workers, len(meta.dates), len(periods), cfg.engine.tile_size)
+    tiles = plan_tiles(geobox, side)
+    tile_root = out / WORK_DIR / "tiles"
+    halo = cfg.mask.dilation_px // 2
+    tasks = [
+        TileTask(t, _items_over(sel.items, t.geobox.pad(halo)), assets, periods, cfg.model_dump(),
+                 str(tile_root / t.name), halo)
+        for t in tiles
+    ]
+    resumed = sum((Path(t.tile_dir) / "done").exists() for t in tasks)
+    todo = [t for t in tasks if not (Path(t.tile_dir) / "done").exists()]
+    _run_tasks(todo, cfg.engine, progress, len(tasks), resumed)
+
+    from .mosaic import write_outputs
+
+    summary = RunSummary(
+        out=out, area_km2=geobox.shape.x * geobox.shape.y * cfg.resolution**2 / 1e6,
+        shape=(geobox.shape.y, geobox.shape.x), crs=str(geobox.crs), n_items_found=len(found),
+        n_items_used=len(sel.items), n_observations=len(meta.dates), rejected=sel.rejection_counts(),
+        mask_share={}, mean_bsf=float("nan"), tiles=len(tasks), tiles_resumed=resumed, tile_side=side,
+        seconds=0.0,
+    )
+    record = {
+        "software": {"soilsuite": __version__},
+        "config": cfg.model_dump(mode="json"),
+        "params_hash": _params_hash(cfg),
+        "grid": {"crs": str(geobox.crs), "transform": list(geobox.affine)[:6], "shape": [geobox.shape.y, geobox.shape.x]},
+        "periods": periods,
+        "observations": [
+            {"date": str(d), "items": ids, "boa_add_offset_dn": int(o), "sun_zenith_deg": round(float(z), 2)}
+            for d, ids, o, z in zip(meta.dates, meta.item_ids, meta.offset_dn, meta.sun_zenith, strict=True)
+        ],
+        "rejected_items": [{"id": r.item_id, "reason": r.reason} for r in sel.rejected],
+    }
+    write_outputs(out, geobox, tiles, tile_root, periods, summary, record, cfg)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _run_tasks(tasks: list[TileTask], engine: EngineOptions, progress: bool, total: int, done0: int) -> None:
+    """Run tile tasks on the Dask engine with a progress bar (tiles, ETA)."""
+    from contextlib import nullcontext
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from .cluster import dask_client
+
+    bar = (
+        Progress(TextColumn("[bold]tiles"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                 TextColumn("eta"), TimeRemainingColumn(), transient=False)
+        if progress else nullcontext()
+    )
+    if not tasks:
+        return
+    with dask_client(engine) as client, bar as pbar:
+        tid = pbar.add_task("tiles", total=total, completed=done0) if progress else None
+        if client is None:
+            for t in tasks:
+                process_tile(t)
+                if progress:
+                    pbar.advance(tid)
+            return
+        if progress and getattr(client, "dashboard_link", None):
+            pbar.console.print(f"Dask dashboard: {client.dashboard_link}")
+        from distributed import as_completed
+
+        futures = client.map(process_tile, tasks, pure=False, key=[f"tile-{t.tile.name}" for t in tasks])
+        for fut in as_completed(futures):
+            fut.result()  # re-raise the first error
+            if progress:
+                pbar.advance(tid)

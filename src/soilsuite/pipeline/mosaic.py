@@ -1,0 +1,83 @@
+"""Final stage of a run: tile results -> product COGs, quicklooks, STAC catalog, run record.
+
+Tiles are streamed block by block into each COG, so memory stays bounded by one tile whatever
+the area. The run record (``run.json``) is written last: its presence marks a finished run.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+from rasterio.windows import Window
+
+from .. import products as P
+from ..config import CompositeConfig
+from .tiles import Tile
+
+
+def product_path(out: Path, label: str, name: str) -> Path:
+    """``<out>/<name>.tif`` for the window, ``<out>/<period>/<name>.tif`` for a period."""
+    return out / f"{name}.tif" if label == "window" else out / label / f"{name}.tif"
+
+
+def _blocks(tiles: list[Tile], tile_root: Path, label: str, name: str, stats: dict | None = None):
+    for t in tiles:
+        arr = np.load(tile_root / t.name / f"{label}__{name}.npy", mmap_mode="r")
+        if stats is not None:
+            stats.setdefault("arrays", []).append(np.asarray(arr[..., ::4, ::4]))
+        yield Window(t.col_off, t.row_off, t.shape[1], t.shape[0]), np.asarray(arr)
+
+
+def write_outputs(out: Path, geobox, tiles, tile_root: Path, periods: list[str], summary, record: dict,
+                  cfg: CompositeConfig) -> None:
+    """Mosaic every product of the window (and of each period), then pictures, STAC, record."""
+    from ..io.cog import write_cog_from_blocks
+    from ..io.products import write_run_record
+    from ..io.quicklook import quicklooks_for
+    from ..io.stac import write_output_catalog
+
+    crs = geobox.crs.to_wkt()
+    transform = geobox.affine
+    shape = (geobox.shape.y, geobox.shape.x)
+    written: dict[str, dict[str, Path]] = {}
+    mask_stats: dict = {}
+    bsf_stats: dict = {}
+    for label in ["window", *periods]:
+        written[label] = {}
+        for name in P.COMPOSITE_PRODUCTS:
+            spec = P.get(name)
+            path = product_path(out, label, name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            stats = mask_stats if (label == "window" and name == "MASK") else (
+                bsf_stats if (label == "window" and name == "BSF") else None)
+            write_cog_from_blocks(
+                path, spec, crs=crs, transform=transform, shape=shape,
+                blocks=_blocks(tiles, tile_root, label, name, stats),
+                band_names=list(spec.bands) if spec.is_spectral else None, overwrite=True,
+            )
+            written[label][name] = path
+
+    # summary figures from decimated tiles (every 4th pixel)
+    if mask_stats.get("arrays"):
+        m = np.concatenate([a.ravel() for a in mask_stats["arrays"]])
+        summary.mask_share = {P.MASK_CLASSES[k].split(" (")[0]: float(np.mean(m == k)) for k in sorted(P.MASK_CLASSES)}
+    if bsf_stats.get("arrays"):
+        b = np.concatenate([a.ravel() for a in bsf_stats["arrays"]])
+        summary.mean_bsf = float(np.nanmean(b)) if np.isfinite(b).any() else float("nan")
+
+    summary.products = {name: str(p.relative_to(out)) for name, p in written["window"].items()}
+    qls = quicklooks_for(out)
+    summary.quicklooks = [str(Path(q).relative_to(out)) for q in qls]
+    record["summary"] = {
+        k: v for k, v in summary.__dict__.items() if k not in ("out", "products", "quicklooks")
+    }
+    record["products"] = {label: {n: str(p.relative_to(out)) for n, p in d.items()} for label, d in written.items()}
+    record["quicklooks"] = summary.quicklooks
+    write_output_catalog(
+        out, written, geobox=geobox, start=cfg.start, end=cfg.end, run_record=record,
+        quicklooks=qls, overwrite=True,
+    )
+    write_run_record(out, record)
+    shutil.rmtree(out / ".work", ignore_errors=True)

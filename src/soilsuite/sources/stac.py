@@ -1,0 +1,335 @@
+"""Sentinel-2 L2A observations from STAC: search, scene filter, asset aliases, lazy loading.
+
+A *source* is either a static STAC catalog/collection on disk (path to its JSON) or a STAC API
+(URL + collection id). Items are loaded with odc-stac onto the target grid:
+
+- 10 m bands are averaged onto the 20 m grid (``resampling="average"``), SCL by nearest;
+- items of the same solar day (overlapping MGRS tiles) are fused into one observation
+  (``groupby="solar_day"``), so an overlap is never counted twice;
+- DN are offset-corrected per observation: ``refl = DN + BOA_ADD_OFFSET`` (x 10000), with the
+  offset read from ``raster:bands`` offset, else ``s2:processing_baseline``, else the date.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pystac
+
+from ..config import SceneFilter
+from ..errors import InputError
+from ..sentinel2 import (
+    ASSET_ALIASES,
+    BANDS,
+    BOA_ADD_OFFSET_PB04,
+    DN_NODATA,
+    REFL_NODATA,
+    boa_add_offset,
+)
+
+REFLECTANCE_ASSETS = BANDS
+ALL_ASSETS = (*BANDS, "SCL")
+
+
+@dataclass
+class Rejection:
+    """A scene left out, and why."""
+
+    item_id: str
+    reason: str
+
+
+@dataclass
+class SceneSelection:
+    """Items kept by the scene filter, and those rejected with a reason each."""
+
+    items: list[pystac.Item]
+    rejected: list[Rejection] = field(default_factory=list)
+
+    def rejection_counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.rejected:
+            key = r.reason.split(" (")[0]
+            out[key] = out.get(key, 0) + 1
+        return out
+
+
+def _as_utc(d: dt.datetime) -> dt.datetime:
+    return d if d.tzinfo else d.replace(tzinfo=dt.UTC)
+
+
+def _item_interval(item: pystac.Item) -> tuple[dt.datetime, dt.datetime]:
+    if item.datetime is not None:
+        t = _as_utc(item.datetime)
+        return t, t
+    p = item.properties
+    try:
+        return (_as_utc(dt.datetime.fromisoformat(p["start_datetime"].replace("Z", "+00:00"))),
+                _as_utc(dt.datetime.fromisoformat(p["end_datetime"].replace("Z", "+00:00"))))
+    except KeyError:
+        raise InputError(f"STAC item {item.id!r} has no datetime nor start/end_datetime") from None
+
+
+def _bbox_intersects(a: Sequence[float] | None, b: Sequence[float] | None) -> bool:
+    if a is None or b is None:
+        return True
+    return not (a[2] < b[0] or a[0] > b[2] or a[3] < b[1] or a[1] > b[3])
+
+
+def search_items(
+    source: str | Path,
+    *,
+    start: dt.date,
+    end: dt.date,
+    bbox: Sequence[float] | None = None,
+    collection: str | None = None,
+) -> list[pystac.Item]:
+    """Items of a STAC source within a time window (inclusive days) and lon/lat bbox.
+
+    Parameters
+    ----------
+    source : str or Path
+        Path of a static catalog/collection JSON (or its folder), or a STAC API URL.
+    start, end : datetime.date
+        First and last day of the window (UTC days, inclusive).
+    bbox : sequence of 4 floats, optional
+        (west, south, east, north) in degrees.
+    collection : str, optional
+        Collection id: required for a STAC API, optional filter for a static catalog.
+
+    Returns
+    -------
+    list of pystac.Item
+        Sorted by datetime then id.
+    """
+    t0 = dt.datetime.combine(start, dt.time.min, tzinfo=dt.UTC)
+    t1 = dt.datetime.combine(end, dt.time.max, tzinfo=dt.UTC)
+    src = str(source)
+    if src.startswith(("http://", "https://")) and not src.endswith(".json"):
+        if not collection:
+            raise InputError(f"STAC API {src}: give the collection id (e.g. --collection sentinel-2-l2a)")
+        try:
+            from pystac_client import Client
+
+            search = Client.open(src).search(
+                collections=[collection], bbox=list(bbox) if bbox else None,
+                datetime=f"{t0.isoformat()}/{t1.isoformat()}",
+            )
+            items = list(search.items())
+        except Exception as exc:  # network and API errors, named
+            raise InputError(f"STAC API {src} (collection {collection!r}): search failed: {exc}") from exc
+    else:
+        path = Path(src)
+        if path.is_dir():
+            for name in ("catalog.json", "collection.json"):
+                if (path / name).exists():
+                    path = path / name
+                    break
+        if not path.exists():
+            raise InputError(f"STAC source {src!r}: no such file or folder (expected a catalog.json, a collection.json, or a STAC API URL)")
+        try:
+            root = pystac.read_file(str(path))
+        except Exception as exc:
+            raise InputError(f"STAC source {path}: cannot be read as STAC JSON: {exc}") from exc
+        if isinstance(root, pystac.Item):
+            candidates: Iterable[pystac.Item] = [root]
+        else:
+            candidates = root.get_items(recursive=True)
+        items = []
+        for it in candidates:
+            if collection and it.collection_id not in (None, collection):
+                continue
+            a, b = _item_interval(it)
+            if b < t0 or a > t1:
+                continue
+            if not _bbox_intersects(it.bbox, bbox):
+                continue
+            items.append(it)
+    items.sort(key=lambda it: (_item_interval(it)[0], it.id))
+    return items
+
+
+def filter_scenes(items: Sequence[pystac.Item], scene: SceneFilter) -> SceneSelection:
+    """Keep items with ``eo:cloud_cover <= max`` and ``view:sun_elevation >= min`` (SPEC 1).
+
+    Items lacking a property are kept (the per-pixel masks still apply); the reason for each
+    rejection names the item and the value found.
+    """
+    kept, rejected = [], []
+    for it in items:
+        p = it.properties
+        cc = p.get("eo:cloud_cover")
+        elev = p.get("view:sun_elevation")
+        if cc is not None and float(cc) > scene.max_cloud_cover:
+            rejected.append(Rejection(it.id, f"cloud cover > {scene.max_cloud_cover:g} % ({float(cc):.1f} %)"))
+        elif elev is not None and float(elev) < scene.min_sun_elevation:
+            rejected.append(Rejection(it.id, f"sun elevation < {scene.min_sun_elevation:g} deg ({float(elev):.1f})"))
+        else:
+            kept.append(it)
+    return SceneSelection(kept, rejected)
+
+
+def resolve_assets(items: Sequence[pystac.Item]) -> dict[str, str]:
+    """Map our band names (B02..B12, SCL) to the items' asset keys through the alias table.
+
+    Earth Search (``red``, ``swir16``...), Planetary Computer (``B04``) and CDSE (``B04_10m``)
+    layouts are recognised. All items must share the same keys.
+
+    Raises
+    ------
+    InputError
+        Naming the item and the band whose asset is missing.
+    """
+    if not items:
+        raise InputError("no STAC items to load (check the area, the time window and the scene filter)")
+    mapping: dict[str, str] = {}
+    first = items[0]
+    for band in ALL_ASSETS:
+        key = next((k for k in ASSET_ALIASES[band] if k in first.assets), None)
+        if key is None:
+            raise InputError(
+                f"STAC item {first.id!r}: no asset for band {band} (tried {', '.join(ASSET_ALIASES[band])}; "
+                f"item has {', '.join(sorted(first.assets))})"
+            )
+        mapping[band] = key
+    for it in items[1:]:
+        missing = [f"{b} ({k})" for b, k in mapping.items() if k not in it.assets]
+        if missing:
+            raise InputError(f"STAC item {it.id!r}: missing asset(s) {', '.join(missing)}")
+    return mapping
+
+
+def item_offset_dn(item: pystac.Item, asset_key: str | None = None) -> int:
+    """BOA_ADD_OFFSET of an item in DN (0 or -1000).
+
+    Read from the asset's ``raster:bands`` offset (reflectance units, -0.1 -> -1000 DN) if
+    present, else from ``s2:processing_baseline``, else from the acquisition date.
+    """
+    if asset_key and asset_key in item.assets:
+        rb = item.assets[asset_key].extra_fields.get("raster:bands")
+        if rb and "offset" in rb[0] and "scale" in rb[0]:
+            scale = float(rb[0]["scale"])
+            return int(round(float(rb[0]["offset"]) / scale)) if scale else 0
+    pb = item.properties.get("s2:processing_baseline")
+    start, _ = _item_interval(item)
+    try:
+        return boa_add_offset(pb, start.date())
+    except ValueError:
+        raise InputError(f"STAC item {item.id!r}: bad s2:processing_baseline {pb!r}") from None
+
+
+def item_lon(item: pystac.Item) -> float:
+    if item.bbox:
+        return 0.5 * (item.bbox[0] + item.bbox[2])
+    if item.geometry:
+        from shapely.geometry import shape
+
+        return shape(item.geometry).centroid.x
+    return 0.0
+
+
+def solar_day(item: pystac.Item) -> dt.date:
+    """Local solar day of an item (UTC time + longitude/15 h), as odc-stac's ``solar_day``."""
+    t, _ = _item_interval(item)
+    return (t + dt.timedelta(hours=item_lon(item) / 15.0)).date()
+
+
+def utm_crs(lon: float, lat: float) -> str:
+    """EPSG code (as ``"EPSG:326zz"``/``"EPSG:327zz"``) of the UTM zone of a lon/lat point."""
+    zone = int(math.floor((lon + 180.0) / 6.0)) % 60 + 1
+    return f"EPSG:{(32600 if lat >= 0 else 32700) + zone}"
+
+
+@dataclass
+class ObservationMeta:
+    """Per-observation (solar day) metadata, in time order."""
+
+    dates: list[dt.date]
+    times: np.ndarray  # datetime64[ns], first item of the day
+    offset_dn: np.ndarray  # int32 [T]
+    sun_zenith: np.ndarray  # float32 [T], degrees
+    item_ids: list[list[str]]
+
+
+def observation_meta(items: Sequence[pystac.Item], assets: dict[str, str]) -> ObservationMeta:
+    """Group items by solar day as odc-stac does and derive offset and sun zenith per day."""
+    groups: dict[dt.date, list[pystac.Item]] = {}
+    for it in items:
+        groups.setdefault(solar_day(it), []).append(it)
+    dates = sorted(groups)
+    offs, zen, ids, times = [], [], [], []
+    for d in dates:
+        g = sorted(groups[d], key=lambda it: (_item_interval(it)[0], it.id))
+        o = {item_offset_dn(it, assets["B04"]) for it in g}
+        if len(o) > 1:
+            raise InputError(
+                f"items of solar day {d} ({', '.join(it.id for it in g)}) disagree on BOA_ADD_OFFSET {sorted(o)}"
+            )
+        offs.append(o.pop())
+        elev = [float(it.properties["view:sun_elevation"]) for it in g if "view:sun_elevation" in it.properties]
+        zen.append(90.0 - float(np.mean(elev)) if elev else 0.0)
+        ids.append([it.id for it in g])
+        times.append(np.datetime64(_item_interval(g[0])[0].replace(tzinfo=None), "ns"))
+    return ObservationMeta(
+        dates=dates, times=np.array(times, dtype="datetime64[ns]"),
+        offset_dn=np.array(offs, dtype=np.int32), sun_zenith=np.array(zen, dtype=np.float32),
+        item_ids=ids,
+    )
+
+
+def load_cube(items: Sequence[pystac.Item], geobox, assets: dict[str, str], *, chunks=None, pool: int | None = None):
+    """Load items onto ``geobox`` with odc-stac, fused by solar day.
+
+    Returns
+    -------
+    xarray.Dataset
+        Raw DN variables named by our band names (B02..B12 uint16, SCL uint8), dims
+        (time, y, x); lazy (dask) if ``chunks`` is given.
+    """
+    import odc.stac
+
+    keys = [assets[b] for b in ALL_ASSETS]
+    resampling = {assets[b]: "average" for b in BANDS}
+    resampling[assets["SCL"]] = "nearest"
+    try:
+        ds = odc.stac.load(
+            items, bands=keys, geobox=geobox, groupby="solar_day", resampling=resampling,
+            chunks=chunks, pool=pool, fail_on_error=True,
+        )
+    except Exception as exc:
+        raise InputError(f"loading {len(items)} STAC item(s) failed: {exc}") from exc
+    return ds.rename({assets[b]: b for b in ALL_ASSETS})
+
+
+def to_reflectance(dn: np.ndarray, offset_dn: np.ndarray) -> np.ndarray:
+    """Raw DN [T, B, Y, X] (0 = nodata) -> offset-corrected int16 x 10000 with REFL_NODATA.
+
+    ``offset_dn`` is [T] (BOA_ADD_OFFSET per observation, 0 or -1000).
+    """
+    off = np.asarray(offset_dn, dtype=np.int32).reshape((-1,) + (1,) * (dn.ndim - 1))
+    refl = dn.astype(np.int32) + off
+    np.clip(refl, -32767, 32767, out=refl)
+    refl[dn == DN_NODATA] = REFL_NODATA
+    return refl.astype(np.int16)
+
+
+__all__ = [
+    "BOA_ADD_OFFSET_PB04",
+    "ObservationMeta",
+    "Rejection",
+    "SceneSelection",
+    "filter_scenes",
+    "item_offset_dn",
+    "load_cube",
+    "observation_meta",
+    "resolve_assets",
+    "search_items",
+    "solar_day",
+    "to_reflectance",
+    "utm_crs",
+]
