@@ -10,7 +10,7 @@ import datetime as dt
 import functools
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -120,14 +120,14 @@ def composite(
     out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
     start: Annotated[str, typer.Option(help="first day YYYY-MM-DD (inclusive)")],
     end: Annotated[str, typer.Option(help="last day YYYY-MM-DD (inclusive)")],
-    bbox: Annotated[Optional[str], typer.Option(help="area: west,south,east,north in degrees")] = None,
-    area: Annotated[Optional[Path], typer.Option(help="area: vector file (GeoPackage, GeoJSON, Shapefile...)")] = None,
-    collection: Annotated[Optional[str], typer.Option(help="collection id (required for a STAC API)")] = None,
-    crs: Annotated[Optional[str], typer.Option(help="target CRS (default: UTM zone of the area)")] = None,
+    bbox: Annotated[str | None, typer.Option(help="area: west,south,east,north in degrees")] = None,
+    area: Annotated[Path | None, typer.Option(help="area: vector file (GeoPackage, GeoJSON, Shapefile...)")] = None,
+    collection: Annotated[str | None, typer.Option(help="collection id (required for a STAC API)")] = None,
+    crs: Annotated[str | None, typer.Option(help="target CRS (default: UTM zone of the area)")] = None,
     resolution: Annotated[float, typer.Option(help="target pixel size (m)")] = 20.0,
-    worldcover: Annotated[Optional[Path], typer.Option(help="ESA WorldCover raster: never bare on built-up/water; MASK class 3")] = None,
+    worldcover: Annotated[Path | None, typer.Option(help="ESA WorldCover raster: never bare on built-up/water; MASK class 3")] = None,
     threshold: Annotated[float, typer.Option(help="PV+IR2 (NDVI+NBR) threshold: bare candidate if <=")] = 0.2,
-    threshold_raster: Annotated[Optional[Path], typer.Option(help="raster of regional PV+IR2 thresholds (bilinear)")] = None,
+    threshold_raster: Annotated[Path | None, typer.Option(help="raster of regional PV+IR2 thresholds (bilinear)")] = None,
     max_cloud_cover: Annotated[float, typer.Option(help="scene filter: max eo:cloud_cover (%)")] = 80.0,
     min_sun_elevation: Annotated[float, typer.Option(help="scene filter: min view:sun_elevation (deg)")] = 20.0,
     dilation_px: Annotated[int, typer.Option(help="cloud/shadow dilation window (px, odd)")] = 11,
@@ -139,8 +139,8 @@ def composite(
     periods: Annotated[str, typer.Option(help="'none' or 'year': also write per-year products")] = "none",
     tile_size: Annotated[int, typer.Option(help="max tile side (px); smaller if the memory budget needs it")] = 1024,
     max_memory: Annotated[str, typer.Option(help="memory budget of the run, e.g. 2GB")] = "2GB",
-    scheduler: Annotated[Optional[str], typer.Option(help="Dask scheduler address (default: local cluster; 'sync': in-process)", envvar="SOILSUITE_SCHEDULER")] = None,
-    n_workers: Annotated[Optional[int], typer.Option("--workers", help="local cluster workers (default: cores)")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address (default: local cluster; 'sync': in-process)", envvar="SOILSUITE_SCHEDULER")] = None,
+    n_workers: Annotated[int | None, typer.Option("--workers", help="local cluster workers (default: cores)")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace existing outputs")] = False,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ):
@@ -158,6 +158,22 @@ def composite(
     )
     summary = run(cfg, progress=not quiet)
     print_summary(summary)
+
+
+@app.command()
+@_friendly
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="demo output folder")] = Path("demo_out"),
+    size: Annotated[int, typer.Option(help="scene side in 20 m pixels")] = 256,
+    start: Annotated[str, typer.Option(help="first date")] = "2021-01-01",
+    end: Annotated[str, typer.Option(help="last date")] = "2022-12-31",
+    seed: Annotated[int, typer.Option(help="simulator seed")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing demo folder")] = False,
+):
+    """Simulate an archive, composite it, compare with the truth and map soil carbon."""
+    from .demo import run_demo
+
+    run_demo(out, size=size, start=start, end=end, seed=seed, overwrite=overwrite)
 
 
 @app.command()

@@ -85,7 +85,7 @@ class CompositeConfig(_Model):
     engine: EngineOptions = EngineOptions()
 
     @model_validator(mode="after")
-    def _check(self) -> "CompositeConfig":
+    def _check(self) -> CompositeConfig:
         if self.end < self.start:
             raise ValueError(f"end {self.end} is before start {self.start}")
         if self.bbox is not None:

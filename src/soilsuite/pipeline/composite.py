@@ -124,40 +124,44 @@ def _encode_all(results: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {name: P.get(name).encode(arr) for name, arr in results.items()}
 
 
-def process_tile(task: TileTask) -> str:
-    """Load, composite and save one tile. Returns the tile folder; skips finished tiles."""
+@dataclass
+class TileInputs:
+    """Kernel inputs of one tile (halo removed), all on the tile's grid."""
+
+    meta: S.ObservationMeta
+    refl: np.ndarray  # int16 [T, B, Y, X], offset-corrected x 10000
+    valid: np.ndarray  # bool [T, Y, X]
+    threshold: np.ndarray  # float32 [Y, X]
+    never_bare: np.ndarray  # bool [Y, X]
+    other: np.ndarray  # bool [Y, X]
+
+
+def load_tile_inputs(items: list, assets: dict[str, str], geobox, cfg: CompositeConfig, halo: int) -> TileInputs:
+    """Load one tile (with a halo for the SCL dilation) and compute validity (SPEC 2.1)."""
     import rasterio
 
-    from ..kernels import composite as K
-    from ..kernels import indices, masks
+    from ..kernels import masks
     from ..sources.rasters import read_on_grid
 
-    out = Path(task.tile_dir)
-    if (out / "done").exists():
-        return str(out)
-    cfg = CompositeConfig(**task.cfg)
-    tile = task.tile
-    gb = tile.geobox.pad(task.halo)
-    h = task.halo
-    ny, nx = tile.shape
-
+    gb = geobox.pad(halo)
+    ny, nx = geobox.shape.y, geobox.shape.x
     with rasterio.Env(GDAL_CACHEMAX=64 * 2**20, GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"):
-        items = task.items
         if items:
-            meta = S.observation_meta(items, task.assets)
-            ds = S.load_cube(items, gb, task.assets, chunks=None)
+            meta = S.observation_meta(items, assets)
+            ds = S.load_cube(items, gb, assets, chunks=None)
             if ds.sizes["time"] != len(meta.dates):
                 raise InputError(
-                    f"tile {tile.name}: odc-stac grouped {ds.sizes['time']} solar days, expected {len(meta.dates)}"
+                    f"odc-stac grouped {ds.sizes['time']} solar days, expected {len(meta.dates)} "
+                    f"(items {', '.join(it.id for it in items[:5])}...)"
                 )
-            T = len(meta.dates)
-            refl = np.empty((T, len(BANDS), gb.shape.y, gb.shape.x), dtype=np.int16)
+            refl = np.empty((len(meta.dates), len(BANDS), gb.shape.y, gb.shape.x), dtype=np.int16)
             for b, name in enumerate(BANDS):
                 refl[:, b] = S.to_reflectance(ds[name].values, meta.offset_dn)
             scl = ds["SCL"].values.astype(np.uint8)
             del ds
         else:
-            meta = S.ObservationMeta([], np.array([], "datetime64[ns]"), np.zeros(0, np.int32), np.zeros(0, np.float32), [])
+            meta = S.ObservationMeta([], np.array([], "datetime64[ns]"), np.zeros(0, np.int32),
+                                     np.zeros(0, np.float32), [])
             refl = np.full((0, len(BANDS), gb.shape.y, gb.shape.x), REFL_NODATA, np.int16)
             scl = np.zeros((0, gb.shape.y, gb.shape.x), np.uint8)
 
@@ -166,41 +170,64 @@ def process_tile(task: TileTask) -> str:
             scl, refl, meta.sun_zenith, np.array(m.invalid_scl, np.uint8), np.array(m.dilate_scl, np.uint8),
             m.dilation_px, m.max_sun_zenith,
         )
-        sl = (slice(None), slice(h, h + ny), slice(h, h + nx))
-        valid = np.ascontiguousarray(valid[sl])
-        refl = np.ascontiguousarray(refl[:, :, h : h + ny, h : h + nx])
+        valid = np.ascontiguousarray(valid[:, halo : halo + ny, halo : halo + nx])
+        refl = np.ascontiguousarray(refl[:, :, halo : halo + ny, halo : halo + nx])
         del scl
 
         b = cfg.bare
         if b.threshold_raster is not None:
-            thr = read_on_grid(b.threshold_raster, tile.geobox, resampling="bilinear", dtype="float32", fill=np.nan)
+            thr = read_on_grid(b.threshold_raster, geobox, resampling="bilinear", dtype="float32", fill=np.nan)
             thr = np.where(np.isfinite(thr), thr, b.threshold).astype(np.float32)
         else:
             thr = np.full((ny, nx), b.threshold, np.float32)
         if cfg.worldcover is not None:
-            wc = read_on_grid(cfg.worldcover, tile.geobox, resampling="nearest", dtype="uint8", fill=0)
+            wc = read_on_grid(cfg.worldcover, geobox, resampling="nearest", dtype="uint8", fill=0)
             never_bare = np.isin(wc, WORLDCOVER_NEVER_BARE)
             other = np.isin(wc, WORLDCOVER_OTHER)
         else:
             never_bare = np.zeros((ny, nx), bool)
             other = np.zeros((ny, nx), bool)
+    return TileInputs(meta, refl, valid, thr, never_bare, other)
 
-    pv = indices.pvir2(refl)
-    flags = K.classify(refl, valid, pv, thr, never_bare, b.blue_k_bare, b.blue_k_mref, b.blue_min_excess * 1e4)
-    del valid, pv
-    period = _period_index(meta.dates, task.periods) if task.periods else np.zeros(len(meta.dates), np.int32)
+
+def classify_inputs(inp: TileInputs, cfg: CompositeConfig) -> tuple[np.ndarray, np.ndarray]:
+    """PV+IR2 and the per-observation flags (SPEC 2.2-2.5) of a tile."""
+    from ..kernels import composite as K
+    from ..kernels import indices
+
+    b = cfg.bare
+    pv = indices.pvir2(inp.refl)
+    flags = K.classify(inp.refl, inp.valid, pv, inp.threshold, inp.never_bare, b.blue_k_bare, b.blue_k_mref,
+                       b.blue_min_excess * 1e4)
+    return pv, flags
+
+
+def process_tile(task: TileTask) -> str:
+    """Load, composite and save one tile. Returns the tile folder; skips finished tiles."""
+    from ..kernels import composite as K
+
+    out = Path(task.tile_dir)
+    if (out / "done").exists():
+        return str(out)
+    cfg = CompositeConfig(**task.cfg)
+    inp = load_tile_inputs(task.items, task.assets, task.tile.geobox, cfg, task.halo)
+    pv, flags = classify_inputs(inp, cfg)
+    del pv
+    dates = inp.meta.dates
+    period = _period_index(dates, task.periods) if task.periods else np.zeros(len(dates), np.int32)
     n_p = max(1, len(task.periods))
-    acc = K.accumulate(refl, flags, period, n_p)
-    del refl, flags
+    acc = K.accumulate(inp.refl, flags, period, n_p)
+    inp.refl = None  # free the cube before the products are built
+    del flags
 
+    b = cfg.bare
     results: dict[str, dict[str, np.ndarray]] = {}
     if task.periods:
         for i, label in enumerate(task.periods):
             acc_i = type(acc)(*(a[i : i + 1] for a in acc))
-            results[label] = _encode_all(K.finalize(acc_i, other, b.min_bare_obs, b.ci_method))
+            results[label] = _encode_all(K.finalize(acc_i, inp.other, b.min_bare_obs, b.ci_method))
     whole = K.collapse(acc) if n_p > 1 else acc
-    # observations outside every period (period -1) are not in acc: window = all periods
-    results["window"] = _encode_all(K.finalize(whole, other, b.min_bare_obs, b.ci_method))
+    results["window"] = _encode_all(K.finalize(whole, inp.other, b.min_bare_obs, b.ci_method))
 
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -208,10 +235,35 @@ def process_tile(task: TileTask) -> str:
     for label, prods in results.items():
         for name, arr in prods.items():
             np.save(tmp / f"{label}__{name}.npy", arr)
-    (tmp / "done").write_text(json.dumps({"n_obs": len(meta.dates)}))
+    (tmp / "done").write_text(json.dumps({"n_obs": len(dates)}))
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
     return str(out)
+
+
+def observation_flags(source: str | Path, *, start, end, geobox=None, bbox=None, **options: Any):
+    """Per-observation PV+IR2 and flags of a (small) area, in memory, as an xarray Dataset.
+
+    The same code path as :func:`composite` up to the per-observation classification; useful
+    to inspect which observations were taken as bare (bit FLAG_BARE) and to validate against
+    truth. Variables: ``flags`` uint8 (time, y, x) with the bits of
+    :mod:`soilsuite.kernels.composite`, ``pvir2`` float32 (time, y, x).
+    """
+    import xarray as xr
+
+    cfg = build_config(source=str(source), start=start, end=end, out=Path("."), bbox=bbox, **options)
+    found = S.search_items(cfg.source, start=cfg.start, end=cfg.end, bbox=cfg.bbox, collection=cfg.collection)
+    sel = S.filter_scenes(found, cfg.scene)
+    assets = S.resolve_assets(sel.items)
+    gb = geobox if geobox is not None else target_geobox(cfg, sel.items)
+    halo = cfg.mask.dilation_px // 2
+    inp = load_tile_inputs(_items_over(sel.items, gb.pad(halo)), assets, gb, cfg, halo)
+    pv, flags = classify_inputs(inp, cfg)
+    coords = {"time": inp.meta.times, **{k: v.values for k, v in gb.coords.items()}}
+    return xr.Dataset(
+        {"flags": (("time", "y", "x"), flags), "pvir2": (("time", "y", "x"), pv)},
+        coords=coords, attrs={"crs": str(gb.crs)},
+    )
 
 
 def _lonlat_bbox(geobox) -> tuple[float, float, float, float]:
@@ -347,7 +399,7 @@ def _prepare_out(cfg: CompositeConfig) -> Path:
 
 def run(cfg: CompositeConfig, *, progress: bool = False) -> RunSummary:
     """Run a composite configured by ``cfg``; see :func:`composite`."""
-    from .cluster import dask_client, n_local_workers
+    from .cluster import n_local_workers
 
     t0 = time.perf_counter()
     out = _prepare_out(cfg)
@@ -413,7 +465,14 @@ def _run_tasks(tasks: list[TileTask], engine: EngineOptions, progress: bool, tot
     """Run tile tasks on the Dask engine with a progress bar (tiles, ETA)."""
     from contextlib import nullcontext
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from .cluster import dask_client
 
