@@ -1,0 +1,487 @@
+"""Bare-soil classification, accumulation and the per-pixel products (SPEC 2.3-3), numba kernels.
+
+Flow for one tile::
+
+    flags = classify(refl, valid, pv, threshold, never_bare, k_bare, k_mref, min_excess_dn)
+    acc   = accumulate(refl, flags, period, n_periods)      # leading period axis P
+    prods = finalize(collapse(acc), other)                  # or finalize(acc[p]) per period
+
+Blue outlier filter and periods
+-------------------------------
+:func:`classify` takes the median/MAD of B02 over the **whole T axis** it is given (the
+time window). :func:`accumulate` then splits the observations by period. The per-period
+accumulators therefore merge (:func:`merge`, :func:`collapse`) into exactly the whole-window
+product, but a per-period product (e.g. one calendar year) uses the window's blue-filter
+thresholds: an approximation of a standalone run over that period alone.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit, prange
+
+from ..sentinel2 import BAND_INDEX, BANDS
+from ._jit import twins
+
+__all__ = [
+    "FLAG_VALID", "FLAG_BELOW", "FLAG_CANDIDATE", "FLAG_BARE", "FLAG_MREF",
+    "Accumulator", "classify", "accumulate", "merge", "collapse", "finalize", "t975",
+    "MAD_SCALE", "Z975_DLR",
+]
+
+#: Observation is valid (SPEC 2.1).
+FLAG_VALID = 1
+#: Valid and PV+IR2 <= threshold.
+FLAG_BELOW = 2
+#: Below and not never-bare (WorldCover 50/80): a bare candidate (SPEC 2.3-2.4).
+FLAG_CANDIDATE = 4
+#: Candidate and not a blue outlier with k_bare: bare (SPEC 2.5).
+FLAG_BARE = 8
+#: Valid and not a blue outlier with k_mref over all valid observations (MREF products).
+FLAG_MREF = 16
+
+#: MAD -> standard deviation of a normal distribution.
+MAD_SCALE = 1.4826
+#: The z value DLR's openEO code uses for the 95 % confidence interval (ci_method="z").
+Z975_DLR = 1.96
+I_B02 = BAND_INDEX["B02"]
+
+
+class Accumulator(NamedTuple):
+    """Per-period sums of one tile; every array has a leading period axis ``P``.
+
+    Counts are uint32 ``[P, Y, X]``; sums are float64 ``[P, B, Y, X]`` of int16 DN
+    (offset-corrected reflectance x 10000) and their squares, exact for integer DN while
+    below 2**53.
+    """
+
+    vpc: np.ndarray  #: number of valid observations
+    n_below: np.ndarray  #: number of valid observations with PV+IR2 <= threshold
+    bsc: np.ndarray  #: number of bare observations
+    mref_n: np.ndarray  #: number of observations in the MREF set
+    bare_sum: np.ndarray  #: sum of DN of bare observations per band
+    bare_sumsq: np.ndarray  #: sum of DN**2 of bare observations per band
+    mref_sum: np.ndarray  #: sum of DN of MREF observations per band
+    mref_sumsq: np.ndarray  #: sum of DN**2 of MREF observations per band
+
+
+# ----------------------------------------------------------------------------- classify
+@njit(cache=True, nogil=True)
+def _median_sorted(v, n):
+    h = n // 2
+    if n % 2 == 1:
+        return v[h]
+    return (v[h - 1] + v[h]) / 2.0
+
+
+@njit(cache=True, nogil=True)
+def _outlier_cut(buf, n, dev, k, min_excess):
+    """B02 above which an observation is an outlier; sorts ``buf[:n]`` in place.
+
+    outlier <=> b > med + k * 1.4826 * MAD and b > med + min_excess
+            <=> b > max(med + k * 1.4826 * MAD, med + min_excess).
+    """
+    if n == 0:
+        return np.inf
+    v = buf[:n]
+    v.sort()
+    med = _median_sorted(v, n)
+    d = dev[:n]
+    for i in range(n):
+        d[i] = abs(v[i] - med)
+    d.sort()
+    mad = _median_sorted(d, n)
+    c1 = med + k * MAD_SCALE * mad
+    c2 = med + min_excess
+    return c1 if c1 > c2 else c2
+
+
+def _classify_impl(refl, valid, pv, threshold, never_bare, k_bare, k_mref, min_excess, out):
+    n_t, _, n_y, n_x = refl.shape
+    for y in prange(n_y):
+        blue = np.empty((n_x, n_t), np.float64)
+        cand = np.empty(n_t, np.float64)
+        vals = np.empty(n_t, np.float64)
+        dev = np.empty(n_t, np.float64)
+        for t in range(n_t):
+            for x in range(n_x):
+                f = 0
+                if valid[t, y, x]:
+                    f = FLAG_VALID
+                    if pv[t, y, x] <= threshold[y, x]:
+                        f |= FLAG_BELOW
+                        if not never_bare[y, x]:
+                            f |= FLAG_CANDIDATE
+                out[t, y, x] = f
+                blue[x, t] = refl[t, I_B02, y, x]
+        for x in range(n_x):
+            nc = 0
+            nv = 0
+            for t in range(n_t):
+                f = out[t, y, x]
+                if f & FLAG_CANDIDATE:
+                    cand[nc] = blue[x, t]
+                    nc += 1
+                if f & FLAG_VALID:
+                    vals[nv] = blue[x, t]
+                    nv += 1
+            if nv == 0:
+                continue
+            cut_bare = _outlier_cut(cand, nc, dev, k_bare, min_excess)
+            cut_mref = _outlier_cut(vals, nv, dev, k_mref, min_excess)
+            for t in range(n_t):
+                f = out[t, y, x]
+                if f & FLAG_CANDIDATE and not blue[x, t] > cut_bare:
+                    f |= FLAG_BARE
+                if f & FLAG_VALID and not blue[x, t] > cut_mref:
+                    f |= FLAG_MREF
+                out[t, y, x] = f
+    return out
+
+
+_classify_serial, _classify_parallel = twins(_classify_impl)
+
+
+def _check_refl(refl: np.ndarray) -> np.ndarray:
+    refl = np.ascontiguousarray(refl)
+    if refl.ndim != 4 or refl.shape[1] != len(BANDS):
+        raise ValueError(f"refl must be [T, {len(BANDS)}, Y, X], got shape {refl.shape}")
+    if refl.dtype != np.int16:
+        raise TypeError(f"refl must be int16 (offset-corrected reflectance x 10000), got {refl.dtype}")
+    return refl
+
+
+def _as(arr, shape, dtype, name):
+    arr = np.asarray(arr)
+    if arr.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def classify(
+    refl: np.ndarray,
+    valid: np.ndarray,
+    pv: np.ndarray,
+    threshold: np.ndarray,
+    never_bare: np.ndarray,
+    k_bare: float = 3.0,
+    k_mref: float = 4.0,
+    min_excess_dn: float = 80.0,
+    *,
+    parallel: bool = False,
+) -> np.ndarray:
+    """Per-observation flags (SPEC 2.3-2.5).
+
+    Parameters
+    ----------
+    refl : numpy.ndarray
+        int16 ``[T, 10, Y, X]`` offset-corrected reflectance x 10000 (B02 is band 0).
+    valid : numpy.ndarray
+        bool ``[T, Y, X]`` from :func:`soilsuite.kernels.masks.valid_mask`.
+    pv : numpy.ndarray
+        float32 ``[T, Y, X]`` PV+IR2 (unitless); NaN is never below the threshold.
+    threshold : numpy.ndarray
+        float32 ``[Y, X]`` PV+IR2 threshold per pixel (or a scalar, broadcast).
+    never_bare : numpy.ndarray
+        bool ``[Y, X]``: pixels that are never bare candidates (WorldCover 50/80), or a scalar.
+    k_bare, k_mref : float
+        Blue outlier filter multipliers of ``1.4826 * MAD`` for the bare set (3) and the
+        MREF set (4).
+    min_excess_dn : float
+        An outlier must also exceed the median B02 by more than this (DN, 80 = 0.008).
+    parallel : bool
+        Use the ``prange`` twin (threads over rows). Default serial.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 ``[T, Y, X]`` with bits FLAG_VALID=1, FLAG_BELOW=2 (valid and
+        ``pv <= threshold``), FLAG_CANDIDATE=4 (below and not never_bare), FLAG_BARE=8
+        (candidate and not a k_bare blue outlier), FLAG_MREF=16 (valid and not a k_mref blue
+        outlier). An observation is a blue outlier if ``B02 > median + k * 1.4826 * MAD`` and
+        ``B02 > median + min_excess_dn``, with median and MAD (median of absolute deviations;
+        even counts: mean of the two middle values) of B02 taken per pixel over the
+        candidates (bare) or valid observations (MREF) of the **whole T axis**. See the module
+        docstring on per-period products.
+    """
+    refl = _check_refl(refl)
+    n_t, _, n_y, n_x = refl.shape
+    valid = _as(valid, (n_t, n_y, n_x), np.bool_, "valid")
+    pv = _as(pv, (n_t, n_y, n_x), np.float32, "pv")
+    threshold = _as(np.broadcast_to(np.asarray(threshold, np.float32), (n_y, n_x)), (n_y, n_x),
+                    np.float32, "threshold")
+    never_bare = _as(np.broadcast_to(np.asarray(never_bare, np.bool_), (n_y, n_x)), (n_y, n_x),
+                     np.bool_, "never_bare")
+    out = np.empty((n_t, n_y, n_x), np.uint8)
+    fn = _classify_parallel if parallel else _classify_serial
+    return fn(refl, valid, pv, threshold, never_bare, float(k_bare), float(k_mref), float(min_excess_dn), out)
+
+
+# ----------------------------------------------------------------------------- accumulate
+def _accumulate_impl(refl, flags, period, vpc, n_below, bsc, mref_n, bsum, bsq, msum, msq):
+    n_t, n_b, n_y, n_x = refl.shape
+    for y in prange(n_y):
+        for t in range(n_t):
+            p = period[t]
+            if p < 0:
+                continue
+            for x in range(n_x):
+                f = flags[t, y, x]
+                if f & FLAG_VALID:
+                    vpc[p, y, x] += 1
+                if f & FLAG_BELOW:
+                    n_below[p, y, x] += 1
+                if f & FLAG_BARE:
+                    bsc[p, y, x] += 1
+                if f & FLAG_MREF:
+                    mref_n[p, y, x] += 1
+            for b in range(n_b):
+                for x in range(n_x):
+                    f = flags[t, y, x]
+                    if f & (FLAG_BARE | FLAG_MREF):
+                        v = np.float64(refl[t, b, y, x])
+                        vv = v * v
+                        if f & FLAG_BARE:
+                            bsum[p, b, y, x] += v
+                            bsq[p, b, y, x] += vv
+                        if f & FLAG_MREF:
+                            msum[p, b, y, x] += v
+                            msq[p, b, y, x] += vv
+
+
+_accumulate_serial, _accumulate_parallel = twins(_accumulate_impl)
+
+
+def accumulate(
+    refl: np.ndarray, flags: np.ndarray, period: np.ndarray, n_periods: int = 1, *, parallel: bool = False
+) -> Accumulator:
+    """Counts and sums per period (SPEC 3-4).
+
+    Parameters
+    ----------
+    refl : numpy.ndarray
+        int16 ``[T, 10, Y, X]`` offset-corrected reflectance x 10000.
+    flags : numpy.ndarray
+        uint8 ``[T, Y, X]`` from :func:`classify`.
+    period : numpy.ndarray
+        int ``[T]`` period index of each date in ``0 .. n_periods - 1``; -1 = in no period
+        (skipped).
+    n_periods : int
+        Number of periods ``P`` (>= 1).
+    parallel : bool
+        Use the ``prange`` twin (threads over rows). Default serial.
+
+    Returns
+    -------
+    Accumulator
+        Arrays with a leading period axis ``P``: counts uint32 ``[P, Y, X]``, sums of DN and
+        DN**2 float64 ``[P, B, Y, X]``.
+    """
+    refl = _check_refl(refl)
+    n_t, n_b, n_y, n_x = refl.shape
+    flags = _as(flags, (n_t, n_y, n_x), np.uint8, "flags")
+    period = np.asarray(period)
+    if period.shape != (n_t,) or (period.size and period.dtype.kind not in "iu"):
+        raise ValueError(f"period must be integer [T] = [{n_t}], got {period.dtype} {period.shape}")
+    n_periods = int(n_periods)
+    if n_periods < 1:
+        raise ValueError(f"n_periods must be >= 1, got {n_periods}")
+    if period.size and (period.min() < -1 or period.max() >= n_periods):
+        raise ValueError(f"period values must be in -1 .. {n_periods - 1}, got {period.min()} .. {period.max()}")
+    period = np.ascontiguousarray(period, dtype=np.int64)
+    counts = [np.zeros((n_periods, n_y, n_x), np.uint32) for _ in range(4)]
+    sums = [np.zeros((n_periods, n_b, n_y, n_x), np.float64) for _ in range(4)]
+    fn = _accumulate_parallel if parallel else _accumulate_serial
+    fn(refl, flags, period, *counts, *sums)
+    return Accumulator(*counts, *sums)
+
+
+def merge(a: Accumulator, b: Accumulator) -> Accumulator:
+    """Element-wise sum of two accumulators of the same shape (e.g. two tiles' time splits).
+
+    Exact: counts are integers, sums are float64 sums of integers.
+    """
+    for name, x, y in zip(Accumulator._fields, a, b, strict=True):
+        if x.shape != y.shape:
+            raise ValueError(f"cannot merge accumulators: {name} shapes {x.shape} and {y.shape} differ")
+    return Accumulator(*(x + y for x, y in zip(a, b, strict=True)))
+
+
+def collapse(acc: Accumulator) -> Accumulator:
+    """Sum over the period axis: an accumulator with ``P = 1`` (the whole window)."""
+    return Accumulator(*(x.sum(axis=0, keepdims=True, dtype=x.dtype) for x in acc))
+
+
+# ----------------------------------------------------------------------------- finalize
+# Student t quantile t(0.975, dof) for dof = 1..100 (scipy.stats.t.ppf), index dof - 1.
+_T975_TABLE = np.array([
+    12.706204736174694, 4.302652729749462, 3.1824463052837078, 2.7764451051977934,
+    2.5705818356363146, 2.4469118511449786, 2.364624251592784, 2.306004135204166,
+    2.262157162798205, 2.228138851986274, 2.200985160091639, 2.1788128296672284,
+    2.1603686564627913, 2.144786687917804, 2.131449545559776, 2.1199052992212546,
+    2.1098155778333156, 2.1009220402410382, 2.0930240544083087, 2.085963447265864,
+    2.0796138447276795, 2.0738730679040254, 2.0686576104190486, 2.0638985616280245,
+    2.0595385527532972, 2.0555294386428735, 2.0518305164802846, 2.0484071417952454,
+    2.045229642132703, 2.0422724563012378, 2.039513446396408, 2.0369333434601016,
+    2.0345152974493383, 2.0322445093177186, 2.030107928250343, 2.0280940009804502,
+    2.0261924630291093, 2.0243941639119694, 2.022690920036761, 2.021075390306273,
+    2.019540970441376, 2.0180817028184443, 2.016692199227824, 2.0153675744437636,
+    2.014103388880846, 2.012895598919429, 2.0117405137297655, 2.010634757624232,
+    2.0095752371292392, 2.008559112100761, 2.007583770315836, 2.006646805061688,
+    2.0057459953178687, 2.0048792881880564, 2.0040447832891455, 2.003240718847872,
+    2.002465459291007, 2.0017174841452356, 2.000995378088267, 2.0002978220142604,
+    1.999623584994939, 1.9989715170333788, 1.998340542520741, 1.997729654317693,
+    1.9971379083920038, 1.9965644189523117, 1.996008354025296, 1.9954689314298435,
+    1.9949454151072374, 1.994437111771186, 1.9939433678456255, 1.9934635666618719,
+    1.992997125889855, 1.992543495180932, 1.9921021540022417, 1.9916726096446642,
+    1.9912543953883846, 1.9908470688116906, 1.9904502102301285, 1.990063421254446,
+    1.9896863234569029, 1.989318557136572, 1.9889597801751624, 1.9886096669757083,
+    1.9882679074772216, 1.98793420623902, 1.9876082815890708, 1.9872898648311692,
+    1.986978699506281, 1.9866745407037683, 1.9863771544186177, 1.98608631695113,
+    1.9858018143458227, 1.985523441866604, 1.9852510035054978, 1.984984311522457,
+    1.9847231860139845, 1.9844674545084815, 1.9842169515864174, 1.9839715185235518,
+])
+_Z975 = 1.959963984540054
+
+
+def t975(dof) -> np.ndarray:
+    """Student t quantile ``t(0.975, dof)`` for integer ``dof >= 1``.
+
+    A table (scipy.stats.t.ppf) for dof <= 100 and the Cornish-Fisher expansion to 1/dof**4
+    (Abramowitz & Stegun 26.7.5) above; relative error < 1e-10. NaN for dof < 1.
+    """
+    dof = np.asarray(dof, dtype=np.int64)
+    x = _Z975
+    g1 = (x**3 + x) / 4
+    g2 = (5 * x**5 + 16 * x**3 + 3 * x) / 96
+    g3 = (3 * x**7 + 19 * x**5 + 17 * x**3 - 15 * x) / 384
+    g4 = (79 * x**9 + 776 * x**7 + 1482 * x**5 - 1920 * x**3 - 945 * x) / 92160
+    v = np.maximum(dof, 1).astype(np.float64)
+    cf = x + g1 / v + g2 / v**2 + g3 / v**3 + g4 / v**4
+    small = _T975_TABLE[np.clip(dof, 1, 100) - 1]
+    return np.where(dof < 1, np.nan, np.where(dof <= 100, small, cf))
+
+
+def _finalize_impl(vpc, n_below, bsc, mref_n, bsum, bsq, msum, msq, other, min_bare_obs, ci_mult,
+                   o_vpc, o_bsc, o_bsf, o_mask, o_mean, o_std, o_ci, o_mmean, o_mstd):
+    n_b, n_y, n_x = bsum.shape
+    nan = np.float32(np.nan)
+    for y in prange(n_y):
+        for x in range(n_x):
+            nv = vpc[y, x]
+            nb = bsc[y, x]
+            nm = mref_n[y, x]
+            o_vpc[y, x] = nv
+            o_bsc[y, x] = nb
+            o_bsf[y, x] = np.float32(nb / nv) if nv > 0 else nan
+            if other[y, x] or nv == 0:
+                o_mask[y, x] = 3
+            elif nb >= min_bare_obs:
+                o_mask[y, x] = 1
+            elif n_below[y, x] == 0:
+                o_mask[y, x] = 2
+            else:
+                o_mask[y, x] = 0
+            fb = np.float64(nb)
+            fm = np.float64(nm)
+            for b in range(n_b):
+                if nb >= min_bare_obs and nb >= 1:
+                    s = bsum[b, y, x]
+                    o_mean[b, y, x] = np.float32(s / fb / 10000.0)
+                    if nb >= 2:
+                        # n * sum(x^2) - sum(x)^2 is exact for integer DN (< 2**53)
+                        var = (fb * bsq[b, y, x] - s * s) / (fb * (fb - 1.0))
+                        sd = np.sqrt(max(var, 0.0)) / 10000.0
+                        o_std[b, y, x] = np.float32(sd)
+                        o_ci[b, y, x] = np.float32(ci_mult[nb] * sd / np.sqrt(fb))
+                    else:
+                        o_std[b, y, x] = nan
+                        o_ci[b, y, x] = nan
+                else:
+                    o_mean[b, y, x] = nan
+                    o_std[b, y, x] = nan
+                    o_ci[b, y, x] = nan
+                if nm >= 1:
+                    s = msum[b, y, x]
+                    o_mmean[b, y, x] = np.float32(s / fm / 10000.0)
+                    if nm >= 2:
+                        var = (fm * msq[b, y, x] - s * s) / (fm * (fm - 1.0))
+                        o_mstd[b, y, x] = np.float32(np.sqrt(max(var, 0.0)) / 10000.0)
+                    else:
+                        o_mstd[b, y, x] = nan
+                else:
+                    o_mmean[b, y, x] = nan
+                    o_mstd[b, y, x] = nan
+
+
+_finalize_serial, _finalize_parallel = twins(_finalize_impl)
+
+
+def finalize(
+    acc: Accumulator,
+    other: np.ndarray | None = None,
+    min_bare_obs: int = 3,
+    ci_method: str = "t",
+    *,
+    parallel: bool = False,
+) -> dict[str, np.ndarray]:
+    """The per-pixel products of one period (SPEC 3) in physical units, NaN = nodata.
+
+    Parameters
+    ----------
+    acc : Accumulator
+        With ``P = 1`` (``collapse`` first for a multi-period accumulator), or without the
+        period axis (counts ``[Y, X]``, sums ``[B, Y, X]``).
+    other : numpy.ndarray or None
+        bool ``[Y, X]``: "other surfaces" (WorldCover 0/50/70/80/90/95) -> MASK 3. None = none.
+    min_bare_obs : int
+        SRC products need at least this many bare observations (>= 1; SPEC: 3).
+    ci_method : {"t", "z"}
+        95 % CI half-width multiplier: Student ``t(0.975, n - 1)`` or 1.96 (DLR's openEO code).
+    parallel : bool
+        Use the ``prange`` twin (threads over rows). Default serial.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        float32 arrays: ``VPC``, ``BSC`` (counts), ``BSF`` (BSC / VPC, 0-1, NaN where VPC = 0),
+        ``MASK`` (0 undetermined, 1 bare: BSC >= min_bare_obs, 2 permanent vegetation: valid
+        observations but none below the threshold, 3 other surface or VPC = 0; precedence 3,
+        1, 2) all ``[Y, X]``; ``SRC_MEAN``, ``SRC_STD`` (sample, ddof=1), ``SRC_CI95`` (half
+        width ``mult * std / sqrt(n)``), NaN where BSC < min_bare_obs, and ``MREF_MEAN``
+        (NaN where mref_n < 1), ``MREF_STD`` (NaN where mref_n < 2), all ``[B, Y, X]``
+        reflectance (DN / 10000). Standard deviations come from the sums as
+        ``sqrt((n * S2 - S1**2) / (n * (n - 1)))``, exact in the numerator for integer DN.
+    """
+    if acc.vpc.ndim == 3:
+        if acc.vpc.shape[0] != 1:
+            raise ValueError(f"finalize needs one period (P = 1); got P = {acc.vpc.shape[0]}: collapse() first "
+                             "or select one period")
+        acc = Accumulator(*(a[0] for a in acc))
+    if acc.vpc.ndim != 2 or acc.bare_sum.ndim != 3:
+        raise ValueError(f"accumulator arrays must be [Y, X] / [B, Y, X]; got {acc.vpc.shape}, {acc.bare_sum.shape}")
+    n_b, n_y, n_x = acc.bare_sum.shape
+    counts = [_as(a, (n_y, n_x), np.uint32, n) for n, a in zip(Accumulator._fields[:4], acc[:4], strict=True)]
+    sums = [_as(a, (n_b, n_y, n_x), np.float64, n) for n, a in zip(Accumulator._fields[4:], acc[4:], strict=True)]
+    other = np.zeros((n_y, n_x), np.bool_) if other is None else _as(other, (n_y, n_x), np.bool_, "other")
+    min_bare_obs = int(min_bare_obs)
+    if min_bare_obs < 1:
+        raise ValueError(f"min_bare_obs must be >= 1, got {min_bare_obs}")
+    n_max = int(counts[2].max()) if counts[2].size else 0
+    n = np.arange(n_max + 1)
+    if ci_method == "t":
+        ci_mult = t975(n - 1)
+    elif ci_method == "z":
+        ci_mult = np.full(n_max + 1, Z975_DLR)
+    else:
+        raise ValueError(f"ci_method must be 't' or 'z', got {ci_method!r}")
+    ci_mult = np.ascontiguousarray(ci_mult, dtype=np.float64)
+    o2 = [np.empty((n_y, n_x), np.float32) for _ in range(4)]
+    o3 = [np.empty((n_b, n_y, n_x), np.float32) for _ in range(5)]
+    fn = _finalize_parallel if parallel else _finalize_serial
+    fn(*counts, *sums, other, min_bare_obs, ci_mult, *o2, *o3)
+    names2 = ("VPC", "BSC", "BSF", "MASK")
+    names3 = ("SRC_MEAN", "SRC_STD", "SRC_CI95", "MREF_MEAN", "MREF_STD")
+    return dict(zip(names2 + names3, o2 + o3, strict=True))
