@@ -69,7 +69,23 @@ class Accumulator(NamedTuple):
 
 # ----------------------------------------------------------------------------- classify
 @njit(cache=True, nogil=True)
+def _sort(a, n):
+    """Sort ``a[:n]`` in place: insertion sort for short runs (the usual case), else numba's."""
+    if n > 48:
+        a[:n].sort()
+        return
+    for i in range(1, n):
+        v = a[i]
+        j = i - 1
+        while j >= 0 and a[j] > v:
+            a[j + 1] = a[j]
+            j -= 1
+        a[j + 1] = v
+
+
+@njit(cache=True, nogil=True)
 def _median_sorted(v, n):
+    """Median of sorted ``v[:n]``; even n: mean of the two middle values (numpy convention)."""
     h = n // 2
     if n % 2 == 1:
         return v[h]
@@ -77,7 +93,38 @@ def _median_sorted(v, n):
 
 
 @njit(cache=True, nogil=True)
-def _outlier_cut(buf, n, dev, k, min_excess):
+def _mad_sorted(v, n, med):
+    """Median of ``|v[:n] - med|`` for sorted ``v`` in O(n).
+
+    The deviations left of the median (``med - v[i]`` for ``i = p-1 .. 0``) and right of it
+    (``v[j] - med`` for ``j = p .. n-1``) are two ascending runs; merging them up to the middle
+    gives the same order statistics as sorting all deviations.
+    """
+    p = 0
+    while p < n and v[p] < med:
+        p += 1
+    i = p - 1
+    j = p
+    lo_k = (n - 1) // 2
+    hi_k = n // 2
+    lo = 0.0
+    d = 0.0
+    for k in range(hi_k + 1):
+        if j >= n or (i >= 0 and med - v[i] <= v[j] - med):
+            d = med - v[i]
+            i -= 1
+        else:
+            d = v[j] - med
+            j += 1
+        if k == lo_k:
+            lo = d
+    if lo_k == hi_k:
+        return d
+    return (lo + d) / 2.0
+
+
+@njit(cache=True, nogil=True)
+def _outlier_cut(buf, n, k, min_excess):
     """B02 above which an observation is an outlier; sorts ``buf[:n]`` in place.
 
     outlier <=> b > med + k * 1.4826 * MAD and b > med + min_excess
@@ -85,14 +132,9 @@ def _outlier_cut(buf, n, dev, k, min_excess):
     """
     if n == 0:
         return np.inf
-    v = buf[:n]
-    v.sort()
-    med = _median_sorted(v, n)
-    d = dev[:n]
-    for i in range(n):
-        d[i] = abs(v[i] - med)
-    d.sort()
-    mad = _median_sorted(d, n)
+    _sort(buf, n)
+    med = _median_sorted(buf, n)
+    mad = _mad_sorted(buf, n, med)
     c1 = med + k * MAD_SCALE * mad
     c2 = med + min_excess
     return c1 if c1 > c2 else c2
@@ -101,43 +143,40 @@ def _outlier_cut(buf, n, dev, k, min_excess):
 def _classify_impl(refl, valid, pv, threshold, never_bare, k_bare, k_mref, min_excess, out):
     n_t, _, n_y, n_x = refl.shape
     for y in prange(n_y):
+        # row buffers with time last, so that each pixel's series is contiguous
         blue = np.empty((n_x, n_t), np.float64)
+        fl = np.empty((n_x, n_t), np.uint8)
         cand = np.empty(n_t, np.float64)
         vals = np.empty(n_t, np.float64)
-        dev = np.empty(n_t, np.float64)
         for t in range(n_t):
             for x in range(n_x):
-                f = 0
-                if valid[t, y, x]:
-                    f = FLAG_VALID
-                    if pv[t, y, x] <= threshold[y, x]:
-                        f |= FLAG_BELOW
-                        if not never_bare[y, x]:
-                            f |= FLAG_CANDIDATE
-                out[t, y, x] = f
+                v = np.uint8(valid[t, y, x])
+                below = v & np.uint8(pv[t, y, x] <= threshold[y, x])
+                c = below & np.uint8(not never_bare[y, x])
+                fl[x, t] = v * FLAG_VALID | below * FLAG_BELOW | c * FLAG_CANDIDATE
                 blue[x, t] = refl[t, I_B02, y, x]
         for x in range(n_x):
             nc = 0
             nv = 0
-            for t in range(n_t):
-                f = out[t, y, x]
-                if f & FLAG_CANDIDATE:
-                    cand[nc] = blue[x, t]
-                    nc += 1
-                if f & FLAG_VALID:
-                    vals[nv] = blue[x, t]
-                    nv += 1
+            for t in range(n_t):  # branch-free gather of the candidate and valid B02 values
+                f = fl[x, t]
+                cand[nc] = blue[x, t]
+                nc += (f >> 2) & 1
+                vals[nv] = blue[x, t]
+                nv += f & 1
             if nv == 0:
                 continue
-            cut_bare = _outlier_cut(cand, nc, dev, k_bare, min_excess)
-            cut_mref = _outlier_cut(vals, nv, dev, k_mref, min_excess)
+            cut_bare = _outlier_cut(cand, nc, k_bare, min_excess)
+            cut_mref = _outlier_cut(vals, nv, k_mref, min_excess)
             for t in range(n_t):
-                f = out[t, y, x]
-                if f & FLAG_CANDIDATE and not blue[x, t] > cut_bare:
-                    f |= FLAG_BARE
-                if f & FLAG_VALID and not blue[x, t] > cut_mref:
-                    f |= FLAG_MREF
-                out[t, y, x] = f
+                f = fl[x, t]
+                b = blue[x, t]
+                bare = ((f >> 2) & 1) & np.uint8(b <= cut_bare)
+                mref = (f & 1) & np.uint8(b <= cut_mref)
+                fl[x, t] = f | bare * FLAG_BARE | mref * FLAG_MREF
+        for t in range(n_t):
+            for x in range(n_x):
+                out[t, y, x] = fl[x, t]
     return out
 
 
@@ -223,32 +262,35 @@ def classify(
 def _accumulate_impl(refl, flags, period, vpc, n_below, bsc, mref_n, bsum, bsq, msum, msq):
     n_t, n_b, n_y, n_x = refl.shape
     for y in prange(n_y):
+        ib = np.empty(n_x, np.int64)  # columns of this row with a bare observation at t
+        im = np.empty(n_x, np.int64)  # ... with an MREF observation at t
         for t in range(n_t):
             p = period[t]
             if p < 0:
                 continue
-            for x in range(n_x):
+            nb = 0
+            nm = 0
+            for x in range(n_x):  # branch-free counting
                 f = flags[t, y, x]
-                if f & FLAG_VALID:
-                    vpc[p, y, x] += 1
-                if f & FLAG_BELOW:
-                    n_below[p, y, x] += 1
-                if f & FLAG_BARE:
-                    bsc[p, y, x] += 1
-                if f & FLAG_MREF:
-                    mref_n[p, y, x] += 1
+                vpc[p, y, x] += f & 1
+                n_below[p, y, x] += (f >> 1) & 1
+                bsc[p, y, x] += (f >> 3) & 1
+                mref_n[p, y, x] += (f >> 4) & 1
+                ib[nb] = x
+                nb += (f >> 3) & 1
+                im[nm] = x
+                nm += (f >> 4) & 1
             for b in range(n_b):
-                for x in range(n_x):
-                    f = flags[t, y, x]
-                    if f & (FLAG_BARE | FLAG_MREF):
-                        v = np.float64(refl[t, b, y, x])
-                        vv = v * v
-                        if f & FLAG_BARE:
-                            bsum[p, b, y, x] += v
-                            bsq[p, b, y, x] += vv
-                        if f & FLAG_MREF:
-                            msum[p, b, y, x] += v
-                            msq[p, b, y, x] += vv
+                for i in range(nb):
+                    x = ib[i]
+                    v = np.float64(refl[t, b, y, x])
+                    bsum[p, b, y, x] += v
+                    bsq[p, b, y, x] += v * v
+                for i in range(nm):
+                    x = im[i]
+                    v = np.float64(refl[t, b, y, x])
+                    msum[p, b, y, x] += v
+                    msq[p, b, y, x] += v * v
 
 
 _accumulate_serial, _accumulate_parallel = twins(_accumulate_impl)
@@ -367,15 +409,21 @@ def t975(dof) -> np.ndarray:
 def _finalize_impl(vpc, n_below, bsc, mref_n, bsum, bsq, msum, msq, other, min_bare_obs, ci_mult,
                    o_vpc, o_bsc, o_bsf, o_mask, o_mean, o_std, o_ci, o_mmean, o_mstd):
     n_b, n_y, n_x = bsum.shape
-    nan = np.float32(np.nan)
+    nan = np.nan
     for y in prange(n_y):
+        # per-pixel factors of this row: 1/n and 1/(n (n-1)) (NaN where the product is nodata)
+        b_inv = np.empty(n_x, np.float64)
+        b_inv2 = np.empty(n_x, np.float64)
+        b_ci = np.empty(n_x, np.float64)
+        m_inv = np.empty(n_x, np.float64)
+        m_inv2 = np.empty(n_x, np.float64)
         for x in range(n_x):
             nv = vpc[y, x]
             nb = bsc[y, x]
             nm = mref_n[y, x]
             o_vpc[y, x] = nv
             o_bsc[y, x] = nb
-            o_bsf[y, x] = np.float32(nb / nv) if nv > 0 else nan
+            o_bsf[y, x] = np.float32(nb / nv) if nv > 0 else np.float32(nan)
             if other[y, x] or nv == 0:
                 o_mask[y, x] = 3
             elif nb >= min_bare_obs:
@@ -386,34 +434,27 @@ def _finalize_impl(vpc, n_below, bsc, mref_n, bsum, bsq, msum, msq, other, min_b
                 o_mask[y, x] = 0
             fb = np.float64(nb)
             fm = np.float64(nm)
-            for b in range(n_b):
-                if nb >= min_bare_obs and nb >= 1:
-                    s = bsum[b, y, x]
-                    o_mean[b, y, x] = np.float32(s / fb / 10000.0)
-                    if nb >= 2:
-                        # n * sum(x^2) - sum(x)^2 is exact for integer DN (< 2**53)
-                        var = (fb * bsq[b, y, x] - s * s) / (fb * (fb - 1.0))
-                        sd = np.sqrt(max(var, 0.0)) / 10000.0
-                        o_std[b, y, x] = np.float32(sd)
-                        o_ci[b, y, x] = np.float32(ci_mult[nb] * sd / np.sqrt(fb))
-                    else:
-                        o_std[b, y, x] = nan
-                        o_ci[b, y, x] = nan
-                else:
-                    o_mean[b, y, x] = nan
-                    o_std[b, y, x] = nan
-                    o_ci[b, y, x] = nan
-                if nm >= 1:
-                    s = msum[b, y, x]
-                    o_mmean[b, y, x] = np.float32(s / fm / 10000.0)
-                    if nm >= 2:
-                        var = (fm * msq[b, y, x] - s * s) / (fm * (fm - 1.0))
-                        o_mstd[b, y, x] = np.float32(np.sqrt(max(var, 0.0)) / 10000.0)
-                    else:
-                        o_mstd[b, y, x] = nan
-                else:
-                    o_mmean[b, y, x] = nan
-                    o_mstd[b, y, x] = nan
+            ok = nb >= min_bare_obs and nb >= 1
+            b_inv[x] = 1.0 / fb if ok else nan
+            b_inv2[x] = 1.0 / (fb * (fb - 1.0)) if ok and nb >= 2 else nan
+            b_ci[x] = ci_mult[nb] / np.sqrt(fb) if ok and nb >= 2 else nan
+            m_inv[x] = 1.0 / fm if nm >= 1 else nan
+            m_inv2[x] = 1.0 / (fm * (fm - 1.0)) if nm >= 2 else nan
+        for b in range(n_b):
+            for x in range(n_x):
+                fb = np.float64(bsc[y, x])
+                s = bsum[b, y, x]
+                # n * sum(x^2) - sum(x)^2 is exact for integer DN (< 2**53); clip rounding at 0
+                var = max((fb * bsq[b, y, x] - s * s), 0.0) * b_inv2[x]
+                sd = np.sqrt(var) * 1e-4
+                o_mean[b, y, x] = np.float32(s * b_inv[x] * 1e-4)
+                o_std[b, y, x] = np.float32(sd)
+                o_ci[b, y, x] = np.float32(sd * b_ci[x])
+                fm = np.float64(mref_n[y, x])
+                s = msum[b, y, x]
+                var = max((fm * msq[b, y, x] - s * s), 0.0) * m_inv2[x]
+                o_mmean[b, y, x] = np.float32(s * m_inv[x] * 1e-4)
+                o_mstd[b, y, x] = np.float32(np.sqrt(var) * 1e-4)
 
 
 _finalize_serial, _finalize_parallel = twins(_finalize_impl)

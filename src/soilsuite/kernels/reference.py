@@ -162,8 +162,9 @@ def finalize(acc, other=None, min_bare_obs=3, ci_method="t"):
 
     mean, std = _mean_std(bsc, acc.bare_sum, acc.bare_sumsq)
     n = bsc.astype(np.float64)
-    if ci_method == "t":
-        mult = student_t.ppf(0.975, np.maximum(n - 1, 1))
+    if ci_method == "t":  # one quantile per distinct n, looked up per pixel
+        dof = np.arange(int(bsc.max(initial=0)) + 1) - 1
+        mult = student_t.ppf(0.975, np.maximum(dof, 1))[bsc]
     else:
         mult = np.full(n.shape, 1.96)
     ci = mult * std / np.sqrt(n)

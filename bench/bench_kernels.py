@@ -1,0 +1,176 @@
+"""Benchmark: SCMaP numba kernels vs the numpy reference, single-threaded.
+
+Builds a fixed random cube (seeded; int16 offset-corrected reflectance x 10000 mixing soil and
+vegetation spectra, cloud blobs covering ~40 % of the observations, 1 % nodata) and runs every
+stage with :mod:`soilsuite.kernels.reference` and with the kernels (serial twins,
+``numba.set_num_threads(1)``) on the same arrays, after a warm-up that excludes compile time.
+Prints one line per figure: pixel-observations (T * Y * X) per second of each stage and overall,
+and the ratio kernel / reference. Also checks that both give the same flags and products.
+
+Usage::
+
+    .venv/bin/python bench/bench_kernels.py [--size 512] [--dates 40] [--repeat 3] [--periods 1]
+
+or ``from bench_kernels import run; run(size, dates) -> dict``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numba
+import numpy as np
+
+from soilsuite.kernels import composite as K
+from soilsuite.kernels import indices, masks
+from soilsuite.kernels import reference as R
+
+STAGES = ("valid_mask", "pvir2", "classify", "accumulate", "collapse", "finalize")
+#: Dry soil and green vegetation spectra (DN = reflectance x 10000), BANDS order.
+SOIL = np.array([900, 1200, 1450, 1600, 1700, 1800, 1900, 2000, 2900, 2500], np.float64)
+VEG = np.array([300, 600, 350, 1100, 2600, 3200, 3500, 3600, 1900, 950], np.float64)
+CLOUD = np.array([4500, 4600, 4700, 4800, 4900, 5000, 5000, 5000, 4000, 3500], np.float64)
+
+
+def make_cube(size: int = 512, dates: int = 40, seed: int = 0, cloud_fraction: float = 0.4, n_periods: int = 1):
+    """A reproducible synthetic tile.
+
+    Returns
+    -------
+    dict
+        ``refl`` int16 [T, 10, Y, X], ``scl`` uint8 [T, Y, X], ``sun_zenith`` float32 [T] (deg),
+        ``threshold`` float32 [Y, X], ``never_bare`` bool [Y, X], ``other`` bool [Y, X],
+        ``period`` int32 [T]: ``n_periods`` equal runs of dates.
+    """
+    rng = np.random.default_rng(seed)
+    t, n = dates, size
+    cell = 16
+    nc = -(-n // cell)
+    # cloud blobs: coarse noise upsampled, thresholded at the wanted quantile
+    coarse = rng.random((t, nc + 1, nc + 1))
+    field = np.repeat(np.repeat(coarse, cell, axis=1), cell, axis=2)[:, :n, :n]
+    field += 0.15 * rng.random((t, n, n))
+    cloudy = field > np.quantile(field, 1 - cloud_fraction, axis=(1, 2), keepdims=True)
+    scl = np.where(rng.random((t, n, n)) < 0.5, 4, 5).astype(np.uint8)
+    scl[cloudy] = rng.choice(np.array([3, 8, 9, 10], np.uint8), size=int(cloudy.sum()))
+    scl[rng.random((t, n, n)) < 0.002] = 0
+    # vegetation fraction per pixel-date, brightness per pixel
+    veg = rng.beta(0.8, 0.8, (t, 1, n, n)).astype(np.float32)
+    veg[rng.random((t, 1, n, n)) < 0.25] *= 0.15  # tilled / sown fields: mostly bare soil
+    bright = rng.uniform(0.6, 1.4, (1, 1, n, n)).astype(np.float32)
+    refl = np.empty((t, 10, n, n), np.int16)
+    for b in range(10):
+        v = (1 - veg[:, 0]) * SOIL[b] * bright[:, 0] + veg[:, 0] * VEG[b]
+        v += rng.normal(0, 60, (t, n, n)).astype(np.float32) - 200
+        v = np.where(cloudy, CLOUD[b] + rng.normal(0, 300, (t, n, n)), v)
+        refl[:, b] = np.clip(np.rint(v), -1000, 20000).astype(np.int16)
+    refl[rng.random(refl.shape) < 0.001] = -32768
+    sun_zenith = rng.uniform(25, 75, t).astype(np.float32)
+    threshold = (0.2 + rng.normal(0, 0.02, (n, n))).astype(np.float32)
+    never_bare = rng.random((n, n)) < 0.02
+    other = never_bare | (rng.random((n, n)) < 0.01)
+    period = (np.arange(t) * n_periods // t).astype(np.int32)
+    return dict(refl=refl, scl=scl, sun_zenith=sun_zenith, threshold=threshold, never_bare=never_bare,
+                other=other, period=period)
+
+
+def _stages(impl, cube, n_periods=1):
+    """Run all stages with ``impl`` (module triple); return (times dict, results)."""
+    vm, ix, cp = impl
+    times = {}
+    c = cube
+    t0 = time.perf_counter()
+    valid = vm.valid_mask(c["scl"], c["refl"], c["sun_zenith"], dilation_px=11, max_sun_zenith=70.0)
+    t1 = time.perf_counter()
+    pv = ix.pvir2(c["refl"])
+    t2 = time.perf_counter()
+    flags = cp.classify(c["refl"], valid, pv, c["threshold"], c["never_bare"], 3.0, 4.0, 80.0)
+    t3 = time.perf_counter()
+    acc = cp.accumulate(c["refl"], flags, c["period"], n_periods)
+    t4 = time.perf_counter()
+    whole = cp.collapse(acc) if n_periods > 1 else acc
+    t5 = time.perf_counter()
+    prods = cp.finalize(whole, c["other"], 3, "t")
+    t6 = time.perf_counter()
+    times = dict(zip(STAGES, np.diff([t0, t1, t2, t3, t4, t5, t6]), strict=True))
+    return times, (valid, pv, flags, acc, prods)
+
+
+def _check_same(ref, ker):
+    valid_r, pv_r, flags_r, acc_r, prods_r = ref
+    valid_k, pv_k, flags_k, acc_k, prods_k = ker
+    assert np.array_equal(valid_r, valid_k), "valid_mask differs"
+    assert np.array_equal(pv_r, pv_k, equal_nan=True), "pvir2 differs"
+    assert np.array_equal(flags_r, flags_k), "classify differs"
+    for name, a, b in zip(acc_r._fields, acc_r, acc_k, strict=True):
+        assert np.array_equal(a, b), f"accumulate {name} differs"
+    for name in prods_r:
+        np.testing.assert_allclose(prods_k[name], prods_r[name], rtol=1e-6, atol=0, err_msg=name)
+
+
+def run(size: int = 512, dates: int = 40, repeat: int = 3, seed: int = 0, periods: int = 1,
+        verbose: bool = True) -> dict:
+    """Benchmark all stages; return figures per stage and overall.
+
+    Returns
+    -------
+    dict
+        ``{"size", "dates", "pixel_observations", "threads": 1, "stages": {stage: {"reference_s",
+        "kernel_s", "reference_pxobs_per_s", "kernel_pxobs_per_s", "ratio"}}}`` with stage names
+        ``valid_mask, pvir2, classify, accumulate, [collapse,] finalize, overall``; collapse
+        (numpy in both, memory-bound) only with ``periods > 1``. Reference times are one run,
+        kernel times the best of ``repeat``.
+    """
+    numba.set_num_threads(1)
+    kernels = (masks, indices, K)
+    # warm-up: compile (or load from cache) outside the timed region
+    small = make_cube(32, 6, seed=1, n_periods=2)
+    _stages(kernels, small, 2)
+    _stages((R, R, R), small, 2)  # imports (scipy.stats) outside the timed region
+    cube = make_cube(size, dates, seed=seed, n_periods=periods)
+    n_obs = size * size * dates
+    t_ref, res_ref = _stages((R, R, R), cube, periods)
+    t_ker = None
+    for _ in range(max(1, repeat)):
+        t, res_ker = _stages(kernels, cube, periods)
+        t_ker = t if t_ker is None else {k: min(t_ker[k], t[k]) for k in t}
+    _check_same(res_ref, res_ker)
+    if periods == 1:
+        del t_ref["collapse"], t_ker["collapse"]
+    t_ref["overall"] = sum(t_ref.values())
+    t_ker["overall"] = sum(t_ker.values())
+    stages = {}
+    for name in t_ref:
+        stages[name] = dict(
+            reference_s=t_ref[name], kernel_s=t_ker[name],
+            reference_pxobs_per_s=n_obs / t_ref[name], kernel_pxobs_per_s=n_obs / t_ker[name],
+            ratio=t_ref[name] / t_ker[name],
+        )
+    flags = res_ker[2]
+    out = dict(size=size, dates=dates, periods=periods, pixel_observations=n_obs, threads=1, stages=stages,
+               valid_fraction=float((flags & K.FLAG_VALID).astype(bool).mean()),
+               bare_fraction=float((flags & K.FLAG_BARE).astype(bool).mean()))
+    if verbose:
+        print(f"cube T={dates} B=10 Y=X={size} P={periods}: {n_obs / 1e6:.1f} M pixel-observations, "
+              f"valid {out['valid_fraction']:.0%}, bare {out['bare_fraction']:.0%}, 1 thread; "
+              "kernel == reference checked")
+        for name, s in stages.items():
+            print(f"{name:<11} reference {s['reference_pxobs_per_s'] / 1e6:8.2f} Mpxobs/s   "
+                  f"kernel {s['kernel_pxobs_per_s'] / 1e6:8.2f} Mpxobs/s   ratio {s['ratio']:6.1f}x")
+    return out
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=512, help="tile side, pixels")
+    ap.add_argument("--dates", type=int, default=40, help="number of observations T")
+    ap.add_argument("--repeat", type=int, default=3, help="kernel runs (best is reported)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--periods", type=int, default=1, help="accumulate into P periods, then collapse")
+    a = ap.parse_args(argv)
+    run(a.size, a.dates, a.repeat, a.seed, a.periods)
+
+
+if __name__ == "__main__":
+    main()
