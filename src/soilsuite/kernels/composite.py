@@ -199,6 +199,14 @@ def _as(arr, shape, dtype, name):
     return np.ascontiguousarray(arr, dtype=dtype)
 
 
+def _per_pixel(arr, shape, dtype, name):
+    """A [Y, X] parameter given as a raster or a scalar."""
+    arr = np.asarray(arr, dtype=dtype)
+    if arr.ndim == 0:
+        return np.full(shape, arr, dtype)
+    return _as(arr, shape, dtype, name)
+
+
 def classify(
     refl: np.ndarray,
     valid: np.ndarray,
@@ -249,10 +257,8 @@ def classify(
     n_t, _, n_y, n_x = refl.shape
     valid = _as(valid, (n_t, n_y, n_x), np.bool_, "valid")
     pv = _as(pv, (n_t, n_y, n_x), np.float32, "pv")
-    threshold = _as(np.broadcast_to(np.asarray(threshold, np.float32), (n_y, n_x)), (n_y, n_x),
-                    np.float32, "threshold")
-    never_bare = _as(np.broadcast_to(np.asarray(never_bare, np.bool_), (n_y, n_x)), (n_y, n_x),
-                     np.bool_, "never_bare")
+    threshold = _per_pixel(threshold, (n_y, n_x), np.float32, "threshold")
+    never_bare = _per_pixel(never_bare, (n_y, n_x), np.bool_, "never_bare")
     out = np.empty((n_t, n_y, n_x), np.uint8)
     fn = _classify_parallel if parallel else _classify_serial
     return fn(refl, valid, pv, threshold, never_bare, float(k_bare), float(k_mref), float(min_excess_dn), out)
