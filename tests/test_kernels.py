@@ -254,6 +254,11 @@ def test_blue_filter_mref_uses_k4_over_valid_observations():
     assert is_set(flags, K.FLAG_MREF).all()
     flags, _ = one_pixel([1000, 1050, 1100, 1150, 1397])
     np.testing.assert_array_equal(is_set(flags, K.FLAG_MREF), [1, 1, 1, 1, 0])
+    # at the k=3 cut: 1322 kept, 1323 dropped (a MAD scale of 1.5 would keep 1323)
+    flags, _ = one_pixel([1000, 1050, 1100, 1150, 1322])
+    assert is_set(flags, K.FLAG_BARE).all()
+    flags, _ = one_pixel([1000, 1050, 1100, 1150, 1323])
+    np.testing.assert_array_equal(is_set(flags, K.FLAG_BARE), [1, 1, 1, 1, 0])
 
 
 def test_threshold_raster_and_never_bare():

@@ -276,8 +276,10 @@ def _accumulate_impl(refl, flags, period, vpc, n_below, bsc, mref_n, bsum, bsq, 
                 continue
             nb = 0
             nm = 0
-            for x in range(n_x):  # branch-free counting
+            for x in range(n_x):
                 f = flags[t, y, x]
+                if f == 0:  # invalid: the common case under clouds, spatially coherent
+                    continue
                 vpc[p, y, x] += f & 1
                 n_below[p, y, x] += (f >> 1) & 1
                 bsc[p, y, x] += (f >> 3) & 1
