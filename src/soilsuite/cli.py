@@ -191,6 +191,45 @@ def version():
             print(f"  {pkg} (not installed)")
 
 
+@app.command("export-force")
+@_friendly
+def export_force(
+    source: Annotated[str, typer.Argument(help="STAC catalog/collection JSON (or folder), or STAC API URL")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="FORCE datacube folder (datacube-definition.prj + X####_Y#### tiles)")],
+    start: Annotated[str, typer.Option(help="first day YYYY-MM-DD (inclusive)")],
+    end: Annotated[str, typer.Option(help="last day YYYY-MM-DD (inclusive)")],
+    bbox: Annotated[str | None, typer.Option(help="area: west,south,east,north in degrees (default: all items)")] = None,
+    collection: Annotated[str | None, typer.Option(help="collection id (required for a STAC API)")] = None,
+    crs: Annotated[str | None, typer.Option(help="projected CRS of the cube, e.g. EPSG:3035 (default: UTM zone of the area)")] = None,
+    resolution: Annotated[float, typer.Option(help="pixel size (m)")] = 20.0,
+    tile_size: Annotated[float, typer.Option(help="FORCE TILE_SIZE (m)")] = 30000.0,
+    block_size: Annotated[float, typer.Option(help="FORCE BLOCK_SIZE (m)")] = 3000.0,
+    origin: Annotated[str | None, typer.Option(help="grid origin x,y in the cube CRS (m); default: area corner snapped to the tile size")] = None,
+    max_cloud_cover: Annotated[float, typer.Option(help="scene filter: max eo:cloud_cover (%)")] = 80.0,
+    min_sun_elevation: Annotated[float, typer.Option(help="scene filter: min view:sun_elevation (deg)")] = 20.0,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing export in --out")] = False,
+    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+):
+    """Export the archive as a FORCE Level-2 datacube (BOA + QAI per date, FORCE tiles and .prj)."""
+    from .io.force import export_force as _export_force
+
+    xy = None
+    if origin is not None:
+        try:
+            xy = tuple(float(v) for v in origin.replace(" ", "").split(","))
+        except ValueError:
+            raise typer.BadParameter(f"--origin expects two numbers x,y; got {origin!r}") from None
+        if len(xy) != 2:
+            raise typer.BadParameter(f"--origin expects two numbers x,y; got {len(xy)}")
+    res = _export_force(
+        source, out=out, start=_date(start), end=_date(end), bbox=_bbox(bbox), crs=crs,
+        resolution=resolution, tile_size_m=tile_size, block_size_m=block_size, origin=xy,
+        max_cloud_cover=max_cloud_cover, min_sun_elevation=min_sun_elevation, collection=collection,
+        overwrite=overwrite, progress=not quiet,
+    )
+    Console().print(res.summary())
+
+
 def main() -> None:  # console-script entry point
     try:
         app()
