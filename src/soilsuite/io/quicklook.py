@@ -1,0 +1,314 @@
+"""Quicklook pictures (PNG) of the products: true colour, SWIR false colour, BSF, MASK.
+
+Pictures are drawn with matplotlib's object API on the Agg canvas (no pyplot state, no
+display needed), north up, axes in km of the product's CRS (degrees for geographic CRSs), with
+a title, and at most ``max_size`` pixels of data per side: files are read decimated from their
+overviews (:func:`soilsuite.io.products.read_product`). The PNG is :data:`WIDTH_PX` pixels wide
+and at most :data:`MAX_HEIGHT_PX` high. Nodata is drawn grey (MASK: its class-0 colour).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.colors import BoundaryNorm, ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from .. import products as P
+from ..errors import InputError, OutputExistsError
+from ..sentinel2 import BANDS
+from .products import product_files, read_product
+
+__all__ = [
+    "MAX_HEIGHT_PX",
+    "WIDTH_PX",
+    "quicklook_bsf",
+    "quicklook_mask",
+    "quicklook_rgb",
+    "quicklook_swir",
+    "quicklooks_for",
+]
+
+#: Width of every quicklook PNG in pixels; the height follows the image's aspect ratio.
+WIDTH_PX = 800
+#: Upper bound of the PNG height in pixels.
+MAX_HEIGHT_PX = 1000
+_DPI = 100
+NODATA_GREY = (0.6, 0.6, 0.6)
+
+Source = str | os.PathLike | np.ndarray
+
+
+# ----------------------------------------------------------------------------- input
+def _load(src: Source, *, bands: Sequence[str] | None, band_names: Sequence[str] | None,
+          transform, crs, max_size: int, decode: bool = True) -> tuple[np.ndarray, Any, Any]:
+    """-> (array [n, Y, X] of the wanted bands, transform or None, crs or None)."""
+    if isinstance(src, np.ndarray):
+        arr = np.asarray(src, dtype="float64" if decode else src.dtype)
+        if arr.ndim == 2:
+            arr = arr[np.newaxis]
+        names = list(band_names) if band_names is not None else (
+            list(BANDS) if arr.shape[0] == len(BANDS) else [f"band{i + 1}" for i in range(arr.shape[0])])
+        step = max(1, int(np.ceil(max(arr.shape[1:]) / max_size)))
+        arr = arr[:, ::step, ::step]
+        if transform is not None and step > 1:
+            transform = transform * transform.scale(step, step)
+    else:
+        arr, info = read_product(src, max_size=max_size, decode=decode)
+        names, transform, crs = info["band_names"], info["transform"], info["crs"]
+    if bands is None:
+        return arr, transform, crs
+    missing = [b for b in bands if b not in names]
+    if missing:
+        raise InputError(f"quicklook of {src if not isinstance(src, np.ndarray) else 'array'}: "
+                         f"bands {missing} not among {names}")
+    return arr[[names.index(b) for b in bands]], transform, crs
+
+
+def _stretch(rgb: np.ndarray, percentiles: tuple[float, float]) -> np.ndarray:
+    """[3, Y, X] physical -> [Y, X, 3] in 0-1, per-band percentile stretch, nodata grey."""
+    ok = np.isfinite(rgb).all(axis=0)
+    out = np.empty(rgb.shape[1:] + (3,), "float64")
+    for i in range(3):
+        band = rgb[i]
+        if ok.any():
+            lo, hi = np.percentile(band[ok], percentiles)
+        else:
+            lo, hi = 0.0, 1.0
+        out[..., i] = np.clip((band - lo) / (hi - lo if hi > lo else 1.0), 0, 1)
+    out[~ok] = NODATA_GREY
+    return out
+
+
+# ----------------------------------------------------------------------------- figure
+def _figure(shape: tuple[int, int], extra_in: float) -> tuple[Figure, Any]:
+    ny, nx = shape
+    width_in = WIDTH_PX / _DPI
+    height_in = min(MAX_HEIGHT_PX / _DPI, max(3.0, 0.82 * width_in * ny / max(nx, 1) + extra_in))
+    fig = Figure(figsize=(width_in, height_in), dpi=_DPI, layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def _show(ax, img, transform, crs, **kw) -> Any:
+    """imshow north up with axes in km (projected CRS) or degrees; a north arrow."""
+    ny, nx = img.shape[:2]
+    if transform is not None and transform.b == 0 and transform.d == 0:
+        x0, y0 = transform.c, transform.f
+        x1, y1 = x0 + transform.a * nx, y0 + transform.e * ny
+        geographic = crs is not None and getattr(crs, "is_geographic", False)
+        f = 1.0 if geographic else 1e-3
+        extent = (x0 * f, x1 * f, min(y0, y1) * f, max(y0, y1) * f)
+        im = ax.imshow(img, extent=extent, origin="upper" if transform.e < 0 else "lower",
+                       interpolation="nearest", **kw)
+        unit = "degrees" if geographic else "km"
+        code = f", EPSG:{crs.to_epsg()}" if crs is not None and crs.to_epsg() else ""
+        ax.set_xlabel(f"{'longitude' if geographic else 'easting'} ({unit}{code})")
+        ax.set_ylabel(f"{'latitude' if geographic else 'northing'} ({unit})")
+        ax.ticklabel_format(useOffset=False, style="plain")
+    else:
+        im = ax.imshow(img, interpolation="nearest", **kw)
+        ax.set_xlabel("column (pixels)")
+        ax.set_ylabel("row (pixels)")
+    ax.annotate("N", xy=(0.05, 0.97), xytext=(0.05, 0.85), xycoords="axes fraction",
+                ha="center", va="center", fontsize=11, fontweight="bold",
+                arrowprops=dict(arrowstyle="-|>", color="black", lw=1.5),
+                bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.7))
+    return im
+
+
+def _save(fig: Figure, out_png: str | os.PathLike, overwrite: bool) -> Path:
+    path = Path(out_png)
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"quicklook {path} exists already; use overwrite=True to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        fig.savefig(tmp, format="png", dpi=_DPI)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def _title(src: Source, default: str, title: str | None) -> str:
+    if title is not None:
+        return title
+    if isinstance(src, np.ndarray):
+        return default
+    p = Path(src)
+    return f"{default} - {p.parent.name}/{p.name}" if p.parent.name else default
+
+
+# ----------------------------------------------------------------------------- pictures
+def _composite(src: Source, out_png, bands, percentiles, what: str, *, band_names, transform, crs,
+               title, max_size, overwrite) -> Path:
+    arr, transform, crs = _load(src, bands=bands, band_names=band_names, transform=transform,
+                                crs=crs, max_size=max_size)
+    img = _stretch(arr, percentiles)
+    fig, ax = _figure(img.shape[:2], extra_in=1.0)
+    _show(ax, img, transform, crs)
+    ax.set_title(_title(src, f"{what} ({'/'.join(bands)}), {percentiles[0]:g}-{percentiles[1]:g} % stretch", title),
+                 fontsize=10)
+    return _save(fig, out_png, overwrite)
+
+
+def quicklook_rgb(src: Source, out_png: str | os.PathLike, *, bands: Sequence[str] = ("B04", "B03", "B02"),
+                  percentiles: tuple[float, float] = (2, 98), band_names: Sequence[str] | None = None,
+                  transform=None, crs=None, title: str | None = None, max_size: int = 1000,
+                  overwrite: bool = True) -> Path:
+    """True-colour picture of a spectral product (default red/green/blue = B04/B03/B02).
+
+    Parameters
+    ----------
+    src : path or numpy.ndarray
+        A spectral product COG (SRC_MEAN, MREF_MEAN, ...), or physical reflectance ``[B, Y, X]``
+        (0-1, NaN = nodata) whose bands are ``band_names`` (default
+        :data:`soilsuite.sentinel2.BANDS` when B = 10).
+    out_png : path
+        The PNG to write (atomic; its folder is created).
+    bands : 3 band names
+        Bands shown as red, green, blue.
+    percentiles : (float, float)
+        Per-band linear stretch between these percentiles (%) of the valid pixels.
+    band_names : sequence of str, optional
+        Band names of an array ``src``.
+    transform, crs : optional
+        Grid of an array ``src`` (for axes in km); read from the file otherwise.
+    title : str, optional
+        Title; default names the bands, stretch and file.
+    max_size : int
+        Largest number of data pixels per side (decimated read above).
+    overwrite : bool
+        Replace an existing PNG (default); False raises OutputExistsError.
+
+    Returns
+    -------
+    Path
+        The PNG file, :data:`WIDTH_PX` wide and at most :data:`MAX_HEIGHT_PX` high.
+    """
+    return _composite(src, out_png, tuple(bands), percentiles, "true colour", band_names=band_names,
+                      transform=transform, crs=crs, title=title, max_size=max_size, overwrite=overwrite)
+
+
+def quicklook_swir(src: Source, out_png: str | os.PathLike, *, bands: Sequence[str] = ("B12", "B11", "B04"),
+                   percentiles: tuple[float, float] = (2, 98), band_names: Sequence[str] | None = None,
+                   transform=None, crs=None, title: str | None = None, max_size: int = 1000,
+                   overwrite: bool = True) -> Path:
+    """SWIR false-colour picture (B12/B11/B04 as red/green/blue): soils' colour and mineralogy.
+
+    Parameters are those of :func:`quicklook_rgb`.
+    """
+    return _composite(src, out_png, tuple(bands), percentiles, "SWIR false colour", band_names=band_names,
+                      transform=transform, crs=crs, title=title, max_size=max_size, overwrite=overwrite)
+
+
+def quicklook_bsf(src: Source, out_png: str | os.PathLike, *, cmap: str = "YlOrBr", transform=None, crs=None,
+                  title: str | None = None, max_size: int = 1000, overwrite: bool = True) -> Path:
+    """Bare soil frequency (0-1) in a sequential colour map with a colour bar; nodata grey.
+
+    Parameters
+    ----------
+    src : path or numpy.ndarray
+        The BSF COG, or BSF values ``[Y, X]`` (fraction 0-1, NaN = nodata).
+    out_png : path
+        The PNG to write.
+    cmap : str
+        Matplotlib sequential colour map (0 light, 1 dark brown by default).
+    transform, crs, title, max_size, overwrite
+        As for :func:`quicklook_rgb`.
+
+    Returns
+    -------
+    Path
+        The PNG file.
+    """
+    import matplotlib
+
+    arr, transform, crs = _load(src, bands=None, band_names=None, transform=transform, crs=crs,
+                                max_size=max_size)
+    img = np.ma.masked_invalid(arr[0])
+    cm = matplotlib.colormaps[cmap].copy()
+    cm.set_bad(NODATA_GREY)
+    fig, ax = _figure(img.shape, extra_in=1.0)
+    im = _show(ax, img, transform, crs, cmap=cm, vmin=0.0, vmax=1.0)
+    fig.colorbar(im, ax=ax, label="bare soil frequency BSC / VPC (0-1); grey = nodata", shrink=0.8)
+    ax.set_title(_title(src, "bare soil frequency (BSF)", title), fontsize=10)
+    return _save(fig, out_png, overwrite)
+
+
+def quicklook_mask(src: Source, out_png: str | os.PathLike, *, transform=None, crs=None,
+                   title: str | None = None, max_size: int = 1000, overwrite: bool = True) -> Path:
+    """MASK classes in their catalogue colours with a legend of the class names.
+
+    Parameters
+    ----------
+    src : path or numpy.ndarray
+        The MASK COG, or class values ``[Y, X]`` (0-3; NaN is drawn as class 0).
+    out_png : path
+        The PNG to write.
+    transform, crs, title, max_size, overwrite
+        As for :func:`quicklook_rgb`.
+
+    Returns
+    -------
+    Path
+        The PNG file.
+    """
+    arr, transform, crs = _load(src, bands=None, band_names=None, transform=transform, crs=crs,
+                                max_size=max_size, decode=False)
+    classes = sorted(P.MASK_CLASSES)
+    img = np.nan_to_num(np.asarray(arr[0], "float64"), nan=P.MASK_NODATA)
+    cm = ListedColormap([P.MASK_COLORS[c] for c in classes])
+    norm = BoundaryNorm([c - 0.5 for c in classes] + [classes[-1] + 0.5], cm.N)
+    fig, ax = _figure(img.shape, extra_in=1.6)
+    _show(ax, img, transform, crs, cmap=cm, norm=norm)
+    total = img.size
+    handles = [
+        Patch(facecolor=P.MASK_COLORS[c], edgecolor="0.3",
+              label=f"{c} {P.MASK_CLASSES[c].split(' (')[0]} ({100 * np.count_nonzero(img == c) / total:.0f} %)")
+        for c in classes
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=9, frameon=False)
+    ax.set_title(_title(src, "MASK (SCMaP surface classes)", title), fontsize=10)
+    return _save(fig, out_png, overwrite)
+
+
+def quicklooks_for(out_dir: str | os.PathLike, *, max_size: int = 1000, overwrite: bool = True) -> list[Path]:
+    """Draw every quicklook that applies to the products present in a folder.
+
+    SRC_MEAN -> ``SRC_MEAN_rgb.png`` and ``SRC_MEAN_swir.png``; BSF -> ``BSF.png``;
+    MASK -> ``MASK.png``; all in ``<out_dir>/quicklooks/``. Period sub-folders are not visited.
+
+    Parameters
+    ----------
+    out_dir : str or os.PathLike
+        Product folder.
+    max_size : int
+        Largest number of data pixels per side.
+    overwrite : bool
+        Replace existing pictures (default).
+
+    Returns
+    -------
+    list of Path
+        The pictures written (empty if no product applies).
+    """
+    out = Path(out_dir)
+    files = product_files(out)
+    ql = out / "quicklooks"
+    written: list[Path] = []
+    kw = dict(max_size=max_size, overwrite=overwrite)
+    if "SRC_MEAN" in files:
+        written.append(quicklook_rgb(files["SRC_MEAN"], ql / "SRC_MEAN_rgb.png", **kw))
+        written.append(quicklook_swir(files["SRC_MEAN"], ql / "SRC_MEAN_swir.png", **kw))
+    if "BSF" in files:
+        written.append(quicklook_bsf(files["BSF"], ql / "BSF.png", **kw))
+    if "MASK" in files:
+        written.append(quicklook_mask(files["MASK"], ql / "MASK.png", **kw))
+    return written
