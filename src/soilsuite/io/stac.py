@@ -1,0 +1,458 @@
+"""STAC description of a product folder: a Collection and one Item per window / period.
+
+Layout written into the product folder (all links and hrefs relative, a self-contained
+catalog that can be moved or published as it is)::
+
+    collection.json              Collection "soilsuite-composite" (spatial + temporal extent)
+    items/<item id>.json         one Item per window or period, its assets:
+        <PRODUCT>                 the product COGs (role "data"), with eo:bands (spectral
+                                  products), raster:bands (data_type, nodata, scale, offset,
+                                  unit, statistics) ...
+        quicklook_<name>          PNG pictures (roles "overview"; the first also "thumbnail")
+        run_record                run.json (role "metadata")
+
+Item properties carry ``start_datetime`` / ``end_datetime`` (``datetime`` null) and the
+projection extension (``proj:code``, ``proj:shape``, ``proj:transform``, ``proj:bbox``,
+``proj:centroid``). Raster statistics are those of the **stored** pixel values (as rio-stac
+computes them; physical = stored * scale + offset), from a read decimated to at most
+``stats_max_size`` pixels per side (exact for smaller files).
+
+:func:`validate_output_catalog` checks the result offline (no schema download): strict JSON,
+``stac_pydantic`` models, pystac round trip, assets on disk, extension fields present.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pystac
+from affine import Affine
+from pystac.extensions.eo import Band, EOExtension
+from pystac.extensions.projection import ProjectionExtension
+from pystac.extensions.raster import DataType, RasterBand, RasterExtension, Statistics
+
+from .. import __version__
+from .. import products as P
+from ..errors import InputError, OutputExistsError
+from ..sentinel2 import COMMON_NAME, FWHM_UM, WAVELENGTH_UM
+from .products import RUN_RECORD, read_product
+
+__all__ = ["band_statistics", "validate_output_catalog", "write_output_catalog"]
+
+COLLECTION_FILE = "collection.json"
+ITEMS_DIR = "items"
+WINDOW_LABEL = "window"
+
+
+# ----------------------------------------------------------------------------- helpers
+def _as_datetime(value: str | dt.date | dt.datetime, end: bool) -> dt.datetime:
+    """Date (or ISO string) -> UTC datetime at the start of the day, or its last second."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value) if "T" in value else dt.date.fromisoformat(value)
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    t = dt.time(23, 59, 59) if end else dt.time(0, 0, 0)
+    return dt.datetime.combine(value, t, tzinfo=dt.UTC)
+
+
+def _grid(geobox, crs, transform, shape, first_file: Path):
+    """-> (rasterio CRS, Affine, (rows, cols)) from a GeoBox, loose values, or a product file."""
+    from rasterio.crs import CRS
+
+    if geobox is not None:
+        return (CRS.from_user_input(geobox.crs.to_wkt()), Affine(*tuple(geobox.affine)[:6]),
+                (int(geobox.shape.y), int(geobox.shape.x)))
+    if crs is not None and transform is not None and shape is not None:
+        return CRS.from_user_input(crs), Affine(*tuple(transform)[:6]), (int(shape[0]), int(shape[1]))
+    import rasterio
+
+    with rasterio.open(first_file) as src:
+        return src.crs, src.transform, (src.height, src.width)
+
+
+def _footprint(crs, transform: Affine, shape: tuple[int, int], n: int = 10):
+    """Lon/lat polygon (densified edges) and bbox of the grid; native bbox."""
+    from rasterio.warp import transform as warp_xy
+
+    h, w = shape
+    t = np.linspace(0, 1, n, endpoint=False)
+    cols = np.concatenate([t * w, np.full(n, w), (1 - t) * w, np.zeros(n)])
+    rows = np.concatenate([np.zeros(n), t * h, np.full(n, h), (1 - t) * h])
+    xs, ys = transform * (cols, rows)
+    native = [float(np.min(xs)), float(np.min(ys)), float(np.max(xs)), float(np.max(ys))]
+    lon, lat = warp_xy(crs, "EPSG:4326", list(xs), list(ys))
+    ring = [[round(float(a), 7), round(float(b), 7)] for a, b in zip(lon, lat, strict=True)]
+    ring.append(ring[0])
+    bbox = [min(lon), min(lat), max(lon), max(lat)]
+    cx, cy = transform * (w / 2, h / 2)
+    clon, clat = warp_xy(crs, "EPSG:4326", [cx], [cy])
+    geometry = {"type": "Polygon", "coordinates": [ring]}
+    return geometry, [round(float(v), 7) for v in bbox], native, {"lat": float(clat[0]), "lon": float(clon[0])}
+
+
+def band_statistics(path: str | os.PathLike, *, max_size: int | None = 1024) -> list[dict[str, float]]:
+    """Per-band statistics of a product file's stored values, nodata excluded.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Product COG.
+    max_size : int, optional
+        Largest side of the (decimated, overview-served) read; None reads every pixel.
+
+    Returns
+    -------
+    list of dict
+        Per band ``minimum``, ``maximum``, ``mean``, ``stddev`` (population, ddof=0) and
+        ``valid_percent`` (% of pixels not nodata); only ``valid_percent`` (0) when no pixel
+        is valid.
+    """
+    data, info = read_product(path, max_size=max_size, decode=False)
+    nodata = info["nodata"]
+    out = []
+    for band in data:
+        a = band.astype("float64")
+        valid = np.isfinite(a) if nodata is None or np.isnan(nodata) else (a != nodata) & np.isfinite(a)
+        v = a[valid]
+        stats: dict[str, float] = {"valid_percent": float(100.0 * v.size / a.size) if a.size else 0.0}
+        if v.size:
+            stats.update(minimum=float(v.min()), maximum=float(v.max()), mean=float(v.mean()),
+                         stddev=float(v.std()))
+        out.append(stats)
+    return out
+
+
+def _nodata_value(nodata: float) -> float | str:
+    if isinstance(nodata, float) and math.isnan(nodata):
+        return "nan"
+    if isinstance(nodata, float) and math.isinf(nodata):
+        return "inf" if nodata > 0 else "-inf"
+    return int(nodata) if float(nodata).is_integer() else float(nodata)
+
+
+def _product_asset(item: pystac.Item, name: str, path: Path, items_dir: Path, resolution: float,
+                   stats_max_size: int | None) -> pystac.Asset:
+    spec = P.get(name)
+    import rasterio
+
+    with rasterio.open(path) as src:
+        band_names = [d or f"band{i + 1}" for i, d in enumerate(src.descriptions)]
+    asset = pystac.Asset(
+        href=os.path.relpath(path.resolve(), items_dir.resolve()),
+        title=f"{spec.name}: {spec.description}",
+        description=f"{spec.description} ({spec.unit}); physical = stored * {spec.scale:g} + {spec.offset:g}",
+        media_type=pystac.MediaType.COG,
+        roles=["data"],
+    )
+    item.add_asset(spec.name, asset)
+    rbands = []
+    for stats in band_statistics(path, max_size=stats_max_size):
+        rbands.append(RasterBand.create(
+            nodata=_nodata_value(spec.nodata), data_type=DataType(spec.dtype), scale=spec.scale,
+            offset=spec.offset, unit=spec.unit, spatial_resolution=resolution,
+            statistics=Statistics.create(**stats),
+        ))
+    RasterExtension.ext(asset, add_if_missing=True).bands = rbands
+    if all(b in WAVELENGTH_UM for b in band_names):
+        EOExtension.ext(asset, add_if_missing=True).bands = [
+            Band.create(name=b, common_name=COMMON_NAME[b], center_wavelength=WAVELENGTH_UM[b],
+                        full_width_half_max=FWHM_UM[b], description=f"Sentinel-2 MSI {b}")
+            for b in band_names
+        ]
+    if spec.classes:
+        asset.extra_fields["soilsuite:classes"] = {str(k): v for k, v in spec.classes.items()}
+    return asset
+
+
+def _period_range(label: str, start: dt.datetime, end: dt.datetime,
+                  periods: Mapping[str, tuple[Any, Any]] | None) -> tuple[dt.datetime, dt.datetime]:
+    if periods and label in periods:
+        a, b = periods[label]
+        return _as_datetime(a, end=False), _as_datetime(b, end=True)
+    if label.isdigit() and len(label) == 4:  # a calendar year, clipped to the window
+        y = int(label)
+        return (max(start, dt.datetime(y, 1, 1, tzinfo=dt.UTC)),
+                min(end, dt.datetime(y, 12, 31, 23, 59, 59, tzinfo=dt.UTC)))
+    return start, end
+
+
+def _write_json_atomic(path: Path, doc: dict) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(doc, indent=2, allow_nan=False, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+# ----------------------------------------------------------------------------- writer
+def write_output_catalog(
+    out_dir: str | os.PathLike,
+    products: Mapping[str, os.PathLike | str] | Mapping[str, Mapping[str, os.PathLike | str]],
+    *,
+    start: str | dt.date | dt.datetime,
+    end: str | dt.date | dt.datetime,
+    geobox=None,
+    crs=None,
+    transform=None,
+    shape: tuple[int, int] | None = None,
+    run_record: Mapping[str, Any] | None = None,
+    quicklooks: Sequence[os.PathLike | str] | None = None,
+    periods: Mapping[str, tuple[Any, Any]] | None = None,
+    collection_id: str = "soilsuite-composite",
+    license: str = "other",
+    stats_max_size: int | None = 1024,
+    overwrite: bool = False,
+) -> Path:
+    """Write the STAC Collection and Items that describe a product folder.
+
+    Parameters
+    ----------
+    out_dir : str or os.PathLike
+        Product folder; receives ``collection.json`` and ``items/<id>.json``.
+    products : mapping
+        Either ``{product name: COG path}`` (one Item for the window) or
+        ``{label: {product name: COG path}}`` (one Item per label: ``"window"`` for the whole
+        window, a year ``"2019"`` or any label of ``periods``).
+    start, end : str, datetime.date or datetime.datetime
+        The time window (inclusive days; ISO strings accepted): the Collection's temporal
+        extent and the window Item's ``start_datetime`` / ``end_datetime``.
+    geobox : odc.geo.geobox.GeoBox, optional
+        The products' grid; or give ``crs``, ``transform`` and ``shape`` (rows, cols); if
+        neither, the grid is read from the first product file.
+    run_record : mapping, optional
+        The run record; its ``soilsuite_version`` (if any) goes into the Items. The Items link
+        ``<out_dir>/run.json`` as asset ``run_record`` (written by
+        :func:`soilsuite.io.products.write_run_record`).
+    quicklooks : sequence of paths, optional
+        PNG pictures, attached to the window Item; default ``<out_dir>/quicklooks/*.png``.
+    periods : mapping of label to (start, end), optional
+        Time ranges of period labels; a 4-digit label is a calendar year clipped to the window.
+    collection_id : str
+        Collection id and prefix of the Item ids (``<collection_id>_<label or dates>``).
+    license : str
+        SPDX id or ``"other"``.
+    stats_max_size : int, optional
+        Largest side of the decimated read for raster statistics (None: every pixel).
+    overwrite : bool
+        Replace an existing ``collection.json`` (and remove stale Items); otherwise raise
+        :class:`~soilsuite.errors.OutputExistsError`.
+
+    Returns
+    -------
+    Path
+        ``<out_dir>/collection.json``.
+    """
+    out = Path(out_dir)
+    coll_path = out / COLLECTION_FILE
+    if coll_path.exists() and not overwrite:
+        raise OutputExistsError(f"STAC collection {coll_path} exists already; use overwrite=True to replace it")
+    if not products:
+        raise InputError(f"no products to describe in {out}")
+    first = next(iter(products.values()))
+    groups: dict[str, dict[str, Path]]
+    if isinstance(first, Mapping):
+        groups = {str(k): {n: Path(p) for n, p in v.items()} for k, v in products.items()}  # type: ignore[union-attr]
+    else:
+        groups = {WINDOW_LABEL: {n: Path(p) for n, p in products.items()}}  # type: ignore[arg-type]
+    for label, files in groups.items():
+        for name, p in files.items():
+            P.get(name)  # unknown names raise KeyError with the list of known products
+            if not p.is_file():
+                raise InputError(f"product {name} ({label}): file {p} does not exist")
+    first_file = next(p for g in groups.values() for p in g.values())
+    crs_, affine, shp = _grid(geobox, crs, transform, shape, first_file)
+    geometry, bbox, native_bbox, centroid = _footprint(crs_, affine, shp)
+    resolution = float(abs(affine.a))
+    t0, t1 = _as_datetime(start, end=False), _as_datetime(end, end=True)
+    if t1 < t0:
+        raise InputError(f"window end {end} is before its start {start}")
+    version = (run_record or {}).get("soilsuite_version", __version__)
+    if quicklooks is None:
+        quicklooks = sorted((out / "quicklooks").glob("*.png"))
+    items_dir = out / ITEMS_DIR
+    items_dir.mkdir(parents=True, exist_ok=True)
+    epsg = crs_.to_epsg()
+
+    collection = pystac.Collection(
+        id=collection_id,
+        title="SoilSuite bare-soil composite (SCMaP) from Sentinel-2 L2A",
+        description=(
+            "Products of the Soil Composite Mapping Processor (SCMaP, DLR) computed by soilsuite: "
+            "valid pixel count, bare soil count and frequency, mean/std/CI95 reflectance of the bare "
+            "observations (SRC), mean reflectance of all valid observations (MREF), and the MASK of "
+            "surface classes."
+        ),
+        extent=pystac.Extent(pystac.SpatialExtent([bbox]), pystac.TemporalExtent([[t0, t1]])),
+        license=license,
+        keywords=["soil", "bare soil", "SCMaP", "SoilSuite", "Sentinel-2", "composite"],
+        providers=[
+            pystac.Provider(name="soilsuite", roles=[pystac.ProviderRole.PROCESSOR]),
+            pystac.Provider(name="ESA / Copernicus (Sentinel-2 L2A)", roles=[pystac.ProviderRole.PRODUCER],
+                            url="https://sentinels.copernicus.eu"),
+        ],
+        catalog_type=pystac.CatalogType.SELF_CONTAINED,
+    )
+    collection.set_self_href(str(coll_path.resolve()))
+
+    written: list[Path] = []
+    for label, files in groups.items():
+        i0, i1 = _period_range(label, t0, t1, periods)
+        suffix = f"{t0.date().isoformat()}_{t1.date().isoformat()}" if label == WINDOW_LABEL else label
+        item_id = f"{collection_id}_{suffix}"
+        item = pystac.Item(
+            id=item_id, geometry=geometry, bbox=bbox, datetime=None, start_datetime=i0, end_datetime=i1,
+            properties={
+                "title": f"SCMaP products {i0.date().isoformat()} to {i1.date().isoformat()}"
+                         + ("" if label == WINDOW_LABEL else f" (period {label})"),
+                "gsd": resolution,
+                "constellation": "sentinel-2",
+                "instruments": ["msi"],
+                "soilsuite:version": str(version),
+                "soilsuite:period": label,
+            },
+        )
+        proj = ProjectionExtension.ext(item, add_if_missing=True)
+        proj.apply(
+            code=f"EPSG:{epsg}" if epsg else None,
+            wkt2=None if epsg else crs_.to_wkt(),
+            shape=[int(shp[0]), int(shp[1])],
+            transform=[float(v) for v in tuple(affine)[:6]],
+            bbox=native_bbox,
+            centroid=centroid,
+        )
+        for name, path in files.items():
+            _product_asset(item, P.get(name).name, path, items_dir, resolution, stats_max_size)
+        if label == WINDOW_LABEL or len(groups) == 1:
+            qls = [Path(q) for q in quicklooks]
+            thumb = next((q for q in qls if "rgb" in q.stem), qls[0] if qls else None)
+            for q in qls:
+                item.add_asset(f"quicklook_{q.stem}", pystac.Asset(
+                    href=os.path.relpath(q.resolve(), items_dir.resolve()), title=f"quicklook {q.stem}",
+                    media_type=pystac.MediaType.PNG, roles=["thumbnail", "overview"] if q == thumb else ["overview"],
+                ))
+        item.add_asset("run_record", pystac.Asset(
+            href=os.path.relpath((out / RUN_RECORD).resolve(), items_dir.resolve()),
+            title="run record (parameters, inputs, soilsuite version)",
+            media_type=pystac.MediaType.JSON, roles=["metadata"],
+        ))
+        item_path = items_dir / f"{item_id}.json"
+        item.set_self_href(str(item_path.resolve()))
+        collection.add_item(item)
+        item.set_self_href(str(item_path.resolve()))  # add_item may re-lay the item out
+        written.append(item_path)
+
+    for item in collection.get_items():
+        _write_json_atomic(Path(item.get_self_href()), item.to_dict(include_self_link=False, transform_hrefs=True))
+    if overwrite:  # items of an earlier run that this one does not describe
+        keep = {p.name for p in written}
+        for old in items_dir.glob("*.json"):
+            if old.name not in keep:
+                old.unlink()
+    _write_json_atomic(coll_path, collection.to_dict(include_self_link=False, transform_hrefs=True))
+    return coll_path
+
+
+# ----------------------------------------------------------------------------- validation
+def _strict_json(path: Path) -> dict:
+    def reject(const: str):
+        raise ValueError(f"{const} is not valid JSON")
+
+    return json.loads(path.read_text(encoding="utf-8"), parse_constant=reject)
+
+
+_EXT_PREFIX = {"eo:": EOExtension.get_schema_uri(), "raster:": RasterExtension.get_schema_uri(),
+               "proj:": ProjectionExtension.get_schema_uri()}
+
+
+def _uses(doc: dict, prefix: str) -> bool:
+    if any(k.startswith(prefix) for k in doc.get("properties", {})):
+        return True
+    return any(k.startswith(prefix) for a in doc.get("assets", {}).values() for k in a)
+
+
+def validate_output_catalog(path: str | os.PathLike) -> tuple[bool, list[str]]:
+    """Validate a product folder's STAC output offline.
+
+    Checks, for the Collection and every Item it links: strict JSON (no NaN), the
+    ``stac_pydantic`` models (``Collection`` / ``Item.model_validate``), a pystac read and
+    ``to_dict``/``from_dict`` round trip that changes nothing, declared extensions for the
+    ``eo:``, ``raster:`` and ``proj:`` fields used, projection fields, ``raster:bands`` on every
+    data asset (and ``eo:bands`` on spectral ones) and that every local asset file exists.
+    No JSON schema is downloaded (pystac's ``validate()`` is not called).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        ``collection.json`` or the folder holding it.
+
+    Returns
+    -------
+    (bool, list of str)
+        Whether everything passed, and what failed (file: problem).
+    """
+    from stac_pydantic import Collection as PydCollection
+    from stac_pydantic import Item as PydItem
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / COLLECTION_FILE
+    errors: list[str] = []
+    try:
+        cdoc = _strict_json(path)
+        PydCollection.model_validate(cdoc)
+        coll = pystac.Collection.from_file(str(path))
+        again = pystac.Collection.from_dict(coll.to_dict(include_self_link=False))
+        if again.to_dict(include_self_link=False) != coll.to_dict(include_self_link=False):
+            errors.append(f"{path}: pystac round trip changed the collection")
+    except Exception as exc:  # report, do not raise: the caller gets the full list
+        return False, [f"{path}: {type(exc).__name__}: {exc}"]
+
+    item_links = [lk for lk in coll.links if lk.rel == pystac.RelType.ITEM]
+    if not item_links:
+        errors.append(f"{path}: the collection links no item")
+    for link in item_links:
+        ipath = Path(link.get_absolute_href())
+        try:
+            idoc = _strict_json(ipath)
+            PydItem.model_validate(idoc)
+            item = pystac.Item.from_file(str(ipath))
+            d1 = item.to_dict(include_self_link=False, transform_hrefs=False)
+            d2 = pystac.Item.from_dict(d1).to_dict(include_self_link=False, transform_hrefs=False)
+            if d1 != d2:
+                errors.append(f"{ipath}: pystac round trip changed the item")
+        except Exception as exc:
+            errors.append(f"{ipath}: {type(exc).__name__}: {exc}")
+            continue
+        if idoc.get("collection") != coll.id:
+            errors.append(f"{ipath}: collection {idoc.get('collection')!r} is not {coll.id!r}")
+        for prefix, uri in _EXT_PREFIX.items():
+            if _uses(idoc, prefix) and uri not in idoc.get("stac_extensions", []):
+                errors.append(f"{ipath}: uses {prefix}* fields but does not declare {uri}")
+        props = idoc.get("properties", {})
+        if not ({"proj:code", "proj:epsg", "proj:wkt2"} & set(props)):
+            errors.append(f"{ipath}: no proj:code / proj:epsg / proj:wkt2")
+        for key in ("proj:shape", "proj:transform", "proj:bbox", "start_datetime", "end_datetime"):
+            if key not in props:
+                errors.append(f"{ipath}: property {key} missing")
+        for key, asset in item.assets.items():
+            href = asset.get_absolute_href() or ""
+            if "://" not in href and not Path(href).exists():
+                errors.append(f"{ipath}: asset {key}: file {href} does not exist")
+            if "data" in (asset.roles or []):
+                raw = idoc["assets"][key]
+                if not raw.get("raster:bands"):
+                    errors.append(f"{ipath}: data asset {key} has no raster:bands")
+                with contextlib.suppress(KeyError):
+                    if P.get(key).is_spectral and len(raw.get("eo:bands", [])) != len(P.get(key).bands):
+                        errors.append(f"{ipath}: spectral asset {key} lacks eo:bands")
+    return not errors, errors
