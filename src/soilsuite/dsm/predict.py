@@ -1,0 +1,265 @@
+"""Block-wise prediction of a soil model over its covariate grid, written as COGs.
+
+For each block of the target grid the covariate stack is read (:meth:`CovariateStack.read`),
+the forest predicts the mean and quantiles of the pixels with all covariates, and these layers
+are written (float32, NaN = nodata) as Cloud Optimized GeoTIFFs:
+
+=============================  ==================================================================
+``<target>_mean.tif``          forest mean
+``<target>_q05/q50/q95.tif``   quantiles (one file per model quantile)
+``<target>_uncertainty.tif``   ``(Q0.95 - Q0.05) / Q0.50`` (SoilGrids ratio; NaN where Q0.50 <= 0)
+``<target>_di.tif``            dissimilarity index (Meyer & Pebesma 2021), see
+                               :meth:`SoilModel.dissimilarity`
+``<target>_aoa.tif``           uint8: 1 inside the area of applicability (DI <= threshold), 0
+                               outside, 255 nodata
+``<target>_outside_range.tif`` uint8: number of covariates outside their training range
+                               (255 nodata)
+=============================  ==================================================================
+
+Blocks go to tiled GeoTIFFs in a temporary folder next to the output, are converted to COG
+with GDAL's COG driver and then renamed into place; existing files are replaced only with
+``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError, InputError, OutputExistsError
+from .covariates import CovariateStack
+from .model import SoilModel, qname, uncertainty_ratio
+
+
+def output_names(model: SoilModel, aoa: bool = True) -> list[str]:
+    """Layer names written by :func:`predict_map` (without the target prefix)."""
+    names = ["mean", *[qname(q) for q in model.quantiles]]
+    if 0.05 in model.quantiles and 0.95 in model.quantiles and 0.5 in model.quantiles:
+        names.append("uncertainty")
+    if aoa:
+        names += ["di", "aoa", "outside_range"]
+    return names
+
+
+def _cog_profile(dtype: str, nodata: float, block: int = 512) -> dict:
+    return {"driver": "COG", "compress": "DEFLATE", "predictor": 3 if dtype == "float32" else 2,
+            "blocksize": block, "overview_resampling": "nearest" if dtype == "uint8" else "average",
+            "BIGTIFF": "IF_SAFER"}
+
+
+def _to_cog(src_path: Path, dst_path: Path, dtype: str, nodata: float) -> None:
+    """Convert a tiled GeoTIFF to a COG (GDAL COG driver; builds overviews)."""
+    from rasterio.shutil import copy as rio_copy
+
+    rio_copy(str(src_path), str(dst_path), **_cog_profile(dtype, nodata))
+
+
+def predict_map(
+    model: SoilModel | str | Path,
+    out: str | Path,
+    *,
+    stack: CovariateStack | None = None,
+    products: str | Path | None = None,
+    block_size: int = 256,
+    aoa: bool = True,
+    overwrite: bool = False,
+    progress: bool | Callable[[int, int], None] = False,
+    prefix: str | None = None,
+) -> dict[str, Path]:
+    """Predict a soil map block by block and write COGs.
+
+    Parameters
+    ----------
+    model : SoilModel or path
+        Fitted model (or its file). Its covariates must match the stack's names.
+    out : path
+        Output folder (created).
+    stack : CovariateStack, optional
+        Covariates; default: the stack the model was trained on (``model.stack_``).
+    products : path, optional
+        Replacement folder for the model's product layers (data moved since training).
+    block_size : int
+        Block side (pixels); memory is about ``block_size**2 * (n_covariates + n_outputs) * 4``
+        bytes plus the forest's working arrays.
+    aoa : bool
+        Also write the DI, AOA and outside-range layers.
+    overwrite : bool
+        Replace existing output files.
+    progress : bool or callable
+        True shows a rich progress bar; a callable gets ``(done_blocks, total_blocks)``.
+    prefix : str, optional
+        File name prefix (default: the target).
+
+    Returns
+    -------
+    dict of str to Path
+        Layer name -> COG path.
+    """
+    import rasterio
+
+    if not isinstance(model, SoilModel):
+        model = SoilModel.load(model)
+    if not hasattr(model, "forest_"):
+        raise ConfigError("the model is not fitted")
+    if stack is None:
+        if getattr(model, "stack_", None) is None:
+            raise InputError(f"the {model.target} model was not trained on a raster covariate stack "
+                             "(point covariates only?); give stack=")
+        stack = CovariateStack.from_dict(model.stack_, products=products)
+    if stack.names != list(model.feature_names_):
+        raise InputError(f"covariates of the stack {stack.names} differ from the model's {model.feature_names_}")
+    if block_size < 16:
+        raise ConfigError(f"block_size must be >= 16 pixels, got {block_size}")
+    prefix = prefix or model.target
+    out = Path(out)
+    names = output_names(model, aoa)
+    final = {n: out / f"{prefix}_{n}.tif" for n in names}
+    exists = [str(p) for p in final.values() if p.exists()]
+    if exists and not overwrite:
+        raise OutputExistsError(f"outputs exist: {exists[:3]}{' ...' if len(exists) > 3 else ''}; "
+                                "pass overwrite=True (CLI: --overwrite) to replace them")
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{prefix}-predict-", dir=out))
+    h, w = stack.shape
+    dtypes = {n: ("uint8" if n in ("aoa", "outside_range") else "float32") for n in names}
+    nodatas = {n: (255 if dtypes[n] == "uint8" else float("nan")) for n in names}
+    unit = model.unit_
+    desc = {"mean": f"{model.target} forest mean [{unit}]", "uncertainty": "(Q0.95-Q0.05)/Q0.50 [1]",
+            "di": "dissimilarity index (Meyer & Pebesma 2021) [1]",
+            "aoa": "area of applicability: 1 inside, 0 outside",
+            "outside_range": "number of covariates outside the training range"}
+    for q in model.quantiles:
+        desc[qname(q)] = f"{model.target} quantile {q:g} [{unit}]"
+    windows = list(stack.windows(block_size))
+    bar = None
+    if progress is True:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        bar = Progress(TextColumn(f"predict {model.target}"), BarColumn(), MofNCompleteColumn(),
+                       TimeRemainingColumn(), transient=False)
+        task = bar.add_task("blocks", total=len(windows))
+        bar.start()
+    try:
+        dsts = {}
+        for n in names:
+            dsts[n] = rasterio.open(
+                tmp / f"{n}.tif", "w", driver="GTiff", width=w, height=h, count=1, dtype=dtypes[n],
+                crs=stack.crs, transform=stack.transform, nodata=nodatas[n], tiled=True,
+                blockxsize=256, blockysize=256, compress="DEFLATE", BIGTIFF="IF_SAFER")
+        try:
+            lo, med, hi = qname(0.05), qname(0.5), qname(0.95)
+            cols = ["mean", *[qname(q) for q in model.quantiles]]
+            for i, win in enumerate(windows):
+                cov = stack.read(win)
+                nb, bh, bw = cov.shape
+                X = cov.reshape(nb, -1).T
+                pred = model.predict_array(X)
+                layers = {c: pred[:, j] for j, c in enumerate(cols)}
+                if "uncertainty" in names:
+                    layers["uncertainty"] = uncertainty_ratio(layers[lo], layers[hi], layers[med]).astype(np.float32)
+                if aoa:
+                    di = model.dissimilarity(X).astype(np.float32)
+                    layers["di"] = di
+                    a = np.full(di.shape, 255, np.uint8)
+                    a[np.isfinite(di)] = (di[np.isfinite(di)] <= model.aoa_["threshold"]).astype(np.uint8)
+                    layers["aoa"] = a
+                    layers["outside_range"] = model.outside_range(X)
+                for n in names:
+                    dsts[n].write(layers[n].reshape(bh, bw).astype(dtypes[n]), 1, window=win)
+                if bar is not None:
+                    bar.update(task, advance=1)
+                elif callable(progress):
+                    progress(i + 1, len(windows))
+            for n in names:
+                dsts[n].set_band_description(1, desc.get(n, n))
+                dsts[n].update_tags(target=model.target, unit=unit if n not in ("aoa", "outside_range", "di", "uncertainty") else "1",
+                                    layer=n, aoa_threshold=f"{model.aoa_['threshold']:.6g}",
+                                    covariates=",".join(model.feature_names_), software="soilsuite.dsm")
+        finally:
+            for d in dsts.values():
+                d.close()
+        for n in names:
+            _to_cog(tmp / f"{n}.tif", tmp / f"{n}.cog.tif", dtypes[n], nodatas[n])
+        for n in names:
+            os.replace(tmp / f"{n}.cog.tif", final[n])
+    finally:
+        if bar is not None:
+            bar.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def stock_map(
+    content: str | Path,
+    bdod: str | Path | float,
+    out: str | Path,
+    *,
+    depth_m: float,
+    cfvo: str | Path | float = 0.0,
+    overwrite: bool = False,
+    block_size: int = 512,
+) -> Path:
+    """Stock map (kg/m2) from maps (or constants) of content, bulk density and coarse fragments.
+
+    ``stock = C * bdod * depth_m * (1 - cfvo/100)`` per pixel (SPEC 6). All rasters must share
+    the grid of ``content`` (e.g. the ``*_mean.tif`` of models predicted on one stack). The
+    stock of mean contents is not the mean stock when C and bdod co-vary, and quantiles do not
+    combine this way: for stock intervals model the stock directly
+    (:func:`~soilsuite.dsm.samples.stock_column`).
+    """
+    import rasterio
+
+    from .model import stock
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise OutputExistsError(f"{out} exists; pass overwrite=True to replace it")
+    with rasterio.open(content) as src:
+        profile, shape, transform, crs = src.profile, src.shape, src.transform, src.crs
+    others = {}
+    for name, v in (("bdod", bdod), ("cfvo", cfvo)):
+        if isinstance(v, str | Path):
+            with rasterio.open(v) as s:
+                if s.shape != shape or not s.transform.almost_equals(transform) or s.crs != crs:
+                    raise InputError(f"{name} raster {v} is not on the grid of {content}")
+            others[name] = v
+    tmpdir = Path(tempfile.mkdtemp(prefix=f".{out.stem}-", dir=out.parent if out.parent.exists() else None))
+    try:
+        gt = tmpdir / "stock.tif"
+        profile.update(driver="GTiff", dtype="float32", count=1, nodata=float("nan"), tiled=True,
+                       blockxsize=256, blockysize=256, compress="DEFLATE")
+        from rasterio.windows import Window
+
+        with rasterio.open(content) as c, rasterio.open(gt, "w", **profile) as dst:
+            srcs = {k: rasterio.open(v) for k, v in others.items()}
+            try:
+                for r in range(0, shape[0], block_size):
+                    for col in range(0, shape[1], block_size):
+                        win = Window(col, r, min(block_size, shape[1] - col), min(block_size, shape[0] - r))
+                        cv = c.read(1, window=win, masked=True).filled(np.nan).astype("float64")
+                        vals = {k: s.read(1, window=win, masked=True).filled(np.nan).astype("float64")
+                                for k, s in srcs.items()}
+                        res = stock(cv, vals.get("bdod", bdod), depth_m, vals.get("cfvo", cfvo))
+                        dst.write(np.asarray(res, dtype="float32"), 1, window=win)
+            finally:
+                for s in srcs.values():
+                    s.close()
+            dst.set_band_description(1, f"stock over {depth_m:g} m [kg/m2]")
+            dst.update_tags(unit="kg/m2", depth_m=str(depth_m))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _to_cog(gt, tmpdir / "stock.cog.tif", "float32", float("nan"))
+        os.replace(tmpdir / "stock.cog.tif", out)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    return out

@@ -1,0 +1,433 @@
+"""Validation of soil models: out-of-bag, k-fold and spatially blocked k-fold cross-validation.
+
+Metrics are pooled over all held-out predictions (not averaged over folds):
+
+- RMSE = sqrt(mean((pred - obs)^2))
+- R2 = 1 - SSE/SST with SSE = sum((obs - pred)^2), SST = sum((obs - mean(obs))^2)
+- bias = mean(pred - obs) (positive: the model over-predicts)
+- PICP = share of observations inside the 90 % prediction interval [Q0.05, Q0.95]
+- MPIW = mean width of that interval
+
+The mean prediction is used for RMSE, R2 and bias. A report (markdown + HTML + PNG plots +
+predictions CSV + metrics JSON) is written by :meth:`ValidationResult.write`.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ConfigError, InputError, OutputExistsError
+from .model import SoilModel, qname
+
+#: Quantiles predicted in cross-validation for the coverage-by-quantile plot.
+CALIBRATION_QUANTILES: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 20))
+
+
+def metrics(obs: Any, pred: Any, lo: Any = None, hi: Any = None) -> dict[str, float]:
+    """Pooled validation metrics.
+
+    Parameters
+    ----------
+    obs, pred : array-like
+        Observations and (mean) predictions, same unit.
+    lo, hi : array-like, optional
+        Lower and upper bounds of the 90 % prediction interval (Q0.05, Q0.95).
+
+    Returns
+    -------
+    dict
+        ``n``, ``rmse``, ``r2``, ``bias``, ``mae`` and, with bounds, ``picp``, ``mpiw``.
+    """
+    o = np.asarray(obs, dtype="float64")
+    p = np.asarray(pred, dtype="float64")
+    ok = np.isfinite(o) & np.isfinite(p)
+    o, p = o[ok], p[ok]
+    if o.size < 2:
+        raise InputError(f"need at least 2 predictions to compute metrics, got {o.size}")
+    sse = float(np.sum((o - p) ** 2))
+    sst = float(np.sum((o - o.mean()) ** 2))
+    out = {"n": int(o.size), "rmse": float(np.sqrt(sse / o.size)),
+           "r2": 1.0 - sse / sst if sst > 0 else float("nan"),
+           "bias": float(np.mean(p - o)), "mae": float(np.mean(np.abs(p - o)))}
+    if lo is not None and hi is not None:
+        lo_ = np.asarray(lo, dtype="float64")[ok]
+        hi_ = np.asarray(hi, dtype="float64")[ok]
+        out["picp"] = float(np.mean((o >= lo_) & (o <= hi_)))
+        out["mpiw"] = float(np.mean(hi_ - lo_))
+    return out
+
+
+def random_folds(n: int, k: int = 10, seed: int = 0) -> np.ndarray:
+    """Random fold labels 0..k-1 with sizes differing by at most one."""
+    if not 2 <= k <= n:
+        raise ConfigError(f"k must be within 2..{n} (number of samples), got {k}")
+    rng = np.random.default_rng(seed)
+    return rng.permutation(np.arange(n) % k)
+
+
+def spatial_blocks(coords: Any, block_size: float) -> np.ndarray:
+    """Square block id of each point: blocks of ``block_size`` (CRS units) on a grid anchored
+    at the minimum x/y of the points. Returns int64 ids."""
+    c = np.asarray(coords, dtype="float64")
+    if not block_size > 0:
+        raise ConfigError(f"block_size must be > 0 (CRS units, m), got {block_size}")
+    bx = np.floor((c[:, 0] - c[:, 0].min()) / block_size).astype(np.int64)
+    by = np.floor((c[:, 1] - c[:, 1].min()) / block_size).astype(np.int64)
+    _, ids = np.unique(np.column_stack([bx, by]), axis=0, return_inverse=True)
+    return ids.ravel().astype(np.int64)
+
+
+def spatial_folds(coords: Any, block_size: float, k: int = 10, seed: int = 0) -> np.ndarray:
+    """Spatially blocked fold labels 0..k-1: every point of a square block gets the same fold.
+
+    Blocks are shuffled, then assigned largest first to the fold with the fewest points so far
+    (balanced folds).
+
+    Parameters
+    ----------
+    coords : ndarray [n, 2]
+        x, y in a projected CRS.
+    block_size : float
+        Side of the square blocks (CRS units, m). Choose it at least as large as the range of
+        spatial autocorrelation of the residuals.
+    k : int
+        Folds; must not exceed the number of non-empty blocks.
+    """
+    blocks = spatial_blocks(coords, block_size)
+    nb = int(blocks.max()) + 1
+    if nb < k:
+        raise ConfigError(f"only {nb} non-empty blocks of {block_size:g} for {k} folds; "
+                          "use a smaller block_size or fewer folds")
+    counts = np.bincount(blocks, minlength=nb)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(nb)
+    order = order[np.argsort(-counts[order], kind="stable")]
+    load = np.zeros(k, dtype=np.int64)
+    fold_of_block = np.empty(nb, dtype=np.int64)
+    for b in order:
+        f = int(np.argmin(load))
+        fold_of_block[b] = f
+        load[f] += counts[b]
+    return fold_of_block[blocks]
+
+
+@dataclass
+class ValidationResult:
+    """Held-out predictions and pooled metrics of one validation.
+
+    Attributes
+    ----------
+    method : str
+        ``oob``, ``kfold``, ``spatial`` or ``folds`` (user folds).
+    target, unit : str
+    predictions : DataFrame
+        Per sample: ``obs``, ``mean``, quantile columns, ``fold``, ``x``, ``y``.
+    metrics : dict
+        See :func:`metrics`.
+    importances : Series
+        Variable importance of the model fitted on all samples.
+    info : dict
+        Parameters of the validation (k, block size, seeds, model parameters).
+    """
+
+    method: str
+    target: str
+    unit: str
+    predictions: pd.DataFrame
+    metrics: dict[str, float]
+    importances: pd.Series
+    info: dict = field(default_factory=dict)
+
+    def coverage(self) -> pd.DataFrame:
+        """Observed share below each predicted quantile vs the nominal level."""
+        rows = []
+        for q in CALIBRATION_QUANTILES:
+            c = qname(q)
+            if c in self.predictions:
+                rows.append({"nominal": q, "observed": float(np.mean(self.predictions["obs"] <= self.predictions[c]))})
+        return pd.DataFrame(rows)
+
+    def summary_line(self) -> str:
+        m = self.metrics
+        return (f"{self.target} [{self.unit}] {self.method}: n={m['n']} RMSE={m['rmse']:.4g} "
+                f"R2={m['r2']:.3f} bias={m['bias']:.3g} PICP90={m.get('picp', float('nan')):.3f}")
+
+    def to_markdown(self, images: dict[str, str] | None = None) -> str:
+        m = self.metrics
+        lines = [f"# Validation of the {self.target} model ({self.method})", "",
+                 "| metric | value |", "|---|---|",
+                 f"| samples | {m['n']} |",
+                 f"| RMSE | {m['rmse']:.4g} {self.unit} |",
+                 f"| R2 (1 - SSE/SST, pooled) | {m['r2']:.3f} |",
+                 f"| bias (mean pred - obs) | {m['bias']:.4g} {self.unit} |",
+                 f"| MAE | {m['mae']:.4g} {self.unit} |"]
+        if "picp" in m:
+            lines += [f"| PICP of the 90 % interval | {m['picp']:.3f} (nominal 0.90) |",
+                      f"| mean 90 % interval width | {m['mpiw']:.4g} {self.unit} |"]
+        lines += ["", "## Settings", ""]
+        lines += [f"- {k}: {v}" for k, v in self.info.items()]
+        if images:
+            lines += ["", "## Plots", ""]
+            lines += [f"![{k}]({v})" for k, v in images.items()]
+        imp = self.importances.sort_values(ascending=False)
+        lines += ["", "## Variable importance (impurity decrease, model on all samples)", "",
+                  "| covariate | importance |", "|---|---|"]
+        lines += [f"| {k} | {v:.4f} |" for k, v in imp.items()]
+        return "\n".join(lines) + "\n"
+
+    def _plots(self, folder: Path) -> dict[str, str]:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        p = self.predictions
+        lo, hi = qname(0.05), qname(0.95)
+        images = {}
+        # observed vs predicted
+        fig, ax = plt.subplots(figsize=(5, 5))
+        if lo in p and hi in p:
+            ax.errorbar(p["mean"], p["obs"], xerr=[p["mean"] - p[lo], p[hi] - p["mean"]], fmt="none",
+                        ecolor="0.8", lw=0.8, zorder=1, label="90 % interval")
+        ax.scatter(p["mean"], p["obs"], s=12, c="tab:blue", zorder=2)
+        lim = [np.nanmin([p["obs"].min(), p["mean"].min()]), np.nanmax([p["obs"].max(), p["mean"].max()])]
+        ax.plot(lim, lim, "k--", lw=1)
+        ax.set_xlabel(f"predicted {self.target} [{self.unit}]")
+        ax.set_ylabel(f"observed {self.target} [{self.unit}]")
+        ax.set_title(f"{self.method}: R2={self.metrics['r2']:.2f}, RMSE={self.metrics['rmse']:.3g}")
+        fig.tight_layout()
+        fig.savefig(folder / "observed_vs_predicted.png", dpi=110)
+        plt.close(fig)
+        images["observed vs predicted"] = "observed_vs_predicted.png"
+        # residual map
+        if p["x"].notna().all():
+            fig, ax = plt.subplots(figsize=(6, 5))
+            r = p["mean"] - p["obs"]
+            v = float(np.nanmax(np.abs(r))) or 1.0
+            sc = ax.scatter(p["x"], p["y"], c=r, cmap="RdBu_r", vmin=-v, vmax=v, s=18, edgecolors="0.3", linewidths=0.3)
+            fig.colorbar(sc, ax=ax, label=f"residual pred - obs [{self.unit}]")
+            ax.set_aspect("equal")
+            ax.set_title("residuals at the sample locations")
+            fig.tight_layout()
+            fig.savefig(folder / "residual_map.png", dpi=110)
+            plt.close(fig)
+            images["residual map"] = "residual_map.png"
+        # importance
+        imp = self.importances.sort_values()
+        fig, ax = plt.subplots(figsize=(5, max(2.5, 0.25 * len(imp) + 1)))
+        ax.barh(imp.index, imp.to_numpy(), color="tab:green")
+        ax.set_xlabel("importance (impurity decrease)")
+        fig.tight_layout()
+        fig.savefig(folder / "importance.png", dpi=110)
+        plt.close(fig)
+        images["variable importance"] = "importance.png"
+        # coverage by quantile
+        cov = self.coverage()
+        if len(cov):
+            fig, ax = plt.subplots(figsize=(5, 5))
+            ax.plot([0, 1], [0, 1], "k--", lw=1)
+            ax.plot(cov["nominal"], cov["observed"], "o-", color="tab:orange")
+            ax.set_xlabel("nominal quantile level")
+            ax.set_ylabel("share of observations below the predicted quantile")
+            ax.set_title(f"coverage by quantile (PICP90 = {self.metrics.get('picp', float('nan')):.2f})")
+            fig.tight_layout()
+            fig.savefig(folder / "coverage.png", dpi=110)
+            plt.close(fig)
+            images["coverage by quantile"] = "coverage.png"
+        return images
+
+    def write(self, folder: str | Path, *, overwrite: bool = False) -> Path:
+        """Write ``report.md``, ``report.html``, PNG plots, ``predictions.csv``, ``metrics.json``.
+
+        The folder is written under a temporary name and renamed; an existing folder is
+        replaced only with ``overwrite=True``.
+        """
+        folder = Path(folder)
+        if folder.exists() and not overwrite:
+            raise OutputExistsError(f"{folder} exists; pass overwrite=True (CLI: --overwrite) to replace it")
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        try:
+            images = self._plots(tmp)
+            md = self.to_markdown(images)
+            (tmp / "report.md").write_text(md)
+            (tmp / "report.html").write_text(_html(md, self))
+            self.predictions.to_csv(tmp / "predictions.csv", index_label="sample")
+            (tmp / "metrics.json").write_text(json.dumps(
+                {"method": self.method, "target": self.target, "unit": self.unit, **self.metrics,
+                 "info": {k: str(v) for k, v in self.info.items()}}, indent=2))
+            if folder.exists():
+                shutil.rmtree(folder)
+            os.replace(tmp, folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return folder
+
+
+def _html(md: str, res: ValidationResult) -> str:
+    """A small self-contained HTML rendering of the report (tables, lists, images)."""
+    out = ["<!doctype html><html><head><meta charset='utf-8'>",
+           f"<title>{html.escape(res.target)} validation</title>",
+           "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
+           "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px}"
+           "img{max-width:48%;margin:4px}</style></head><body>"]
+    in_table = in_list = False
+    for line in md.splitlines():
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if all(set(c) <= {"-"} for c in cells):
+                continue
+            if not in_table:
+                out.append("<table>")
+                in_table = True
+                out.append("<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cells) + "</tr>")
+            else:
+                out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+            continue
+        if in_table:
+            out.append("</table>")
+            in_table = False
+        if line.startswith("- "):
+            if not in_list:
+                out.append("<ul>")
+                in_list = True
+            out.append(f"<li>{html.escape(line[2:])}</li>")
+            continue
+        if in_list:
+            out.append("</ul>")
+            in_list = False
+        if line.startswith("!["):
+            alt, src = line[2:].split("](")
+            out.append(f"<img alt='{html.escape(alt)}' src='{html.escape(src.rstrip(')'))}'>")
+        elif line.startswith("#"):
+            lvl = len(line) - len(line.lstrip("#"))
+            out.append(f"<h{lvl}>{html.escape(line.lstrip('#').strip())}</h{lvl}>")
+        elif line.strip():
+            out.append(f"<p>{html.escape(line)}</p>")
+    if in_table:
+        out.append("</table>")
+    if in_list:
+        out.append("</ul>")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def _training(model: SoilModel, X: Any, y: Any, coords: Any):
+    if X is None:
+        if not hasattr(model, "X_train_"):
+            raise ConfigError("give X and y, or a fitted model (its training data is used)")
+        return (model.X_train_, model.y_train_, model.coords_train_, model.index_train_,
+                list(model.feature_names_))
+    names = [str(c) for c in X.columns] if isinstance(X, pd.DataFrame) else None
+    idx = X.index.to_numpy() if isinstance(X, pd.DataFrame) else np.arange(len(X))
+    Xa = np.asarray(X, dtype="float32")
+    ya = np.asarray(y, dtype="float64")
+    ok = np.isfinite(ya) & np.isfinite(Xa).all(axis=1)
+    c = None if coords is None else np.asarray(coords, dtype="float64")[ok]
+    return Xa[ok], ya[ok], c, idx[ok], names or [f"x{i}" for i in range(Xa.shape[1])]
+
+
+def cross_validate(
+    model: SoilModel,
+    X: Any = None,
+    y: Any = None,
+    *,
+    method: str = "kfold",
+    k: int = 10,
+    folds: Any = None,
+    coords: Any = None,
+    block_size: float | None = None,
+    seed: int = 0,
+    progress: Any = None,
+) -> ValidationResult:
+    """Validate a soil model by out-of-bag predictions or (spatially blocked) k-fold CV.
+
+    Parameters
+    ----------
+    model : SoilModel
+        Fitted (its training data is used) or a template with ``X``/``y``. Each fold fits a
+        clone with the same parameters (including tuning, which then runs inside the fold).
+    X, y : optional
+        Covariates and target (default: the model's training data).
+    method : {"kfold", "spatial", "oob", "folds"}
+        Random k-fold, spatially blocked k-fold (needs coordinates and ``block_size``),
+        out-of-bag predictions of the fitted model, or the given ``folds``.
+    k : int
+        Number of folds.
+    folds : array-like, optional
+        Fold labels per sample (any values); implies ``method="folds"``.
+    coords : ndarray [n, 2], optional
+        Sample coordinates (default: the model's).
+    block_size : float, optional
+        Block side for ``spatial`` (CRS units, m).
+    seed : int
+        Seed of the fold assignment.
+    progress : callable, optional
+        Called with ``(done, total)`` after each fold.
+
+    Returns
+    -------
+    ValidationResult
+    """
+    from sklearn.base import clone
+
+    if folds is not None:
+        method = "folds"
+    if method not in {"kfold", "spatial", "oob", "folds"}:
+        raise ConfigError(f"method must be kfold, spatial, oob or folds, got {method!r}")
+    Xa, ya, c, idx, names = _training(model, X, y, coords)
+    if coords is not None and X is None:
+        c = np.asarray(coords, dtype="float64")
+    qs = sorted(set(model.quantiles) | set(CALIBRATION_QUANTILES))
+    info: dict[str, Any] = {"method": method, "model parameters": model.get_params()}
+    if method == "oob":
+        fitted = model if X is None else clone(model).fit(pd.DataFrame(Xa, columns=names), ya)
+        pred = fitted.oob_predict(qs)
+        fl = np.full(len(ya), -1)
+        final = fitted
+    else:
+        if method == "kfold":
+            fl = random_folds(len(ya), k, seed)
+            info.update(k=k, seed=seed)
+        elif method == "spatial":
+            if c is None:
+                raise ConfigError("spatial cross-validation needs sample coordinates")
+            if block_size is None:
+                raise ConfigError("spatial cross-validation needs block_size (CRS units, m)")
+            fl = spatial_folds(c, block_size, k, seed)
+            info.update(k=k, block_size=block_size, seed=seed, blocks=int(spatial_blocks(c, block_size).max() + 1))
+        else:
+            fl = np.asarray(folds)
+            if len(fl) != len(ya):
+                raise InputError(f"{len(fl)} fold labels for {len(ya)} samples")
+            info.update(k=len(np.unique(fl)))
+        out = np.full((len(ya), 1 + len(qs)), np.nan)
+        labels = np.unique(fl)
+        for i, f in enumerate(labels):
+            te = fl == f
+            m = clone(model)
+            m.fit(pd.DataFrame(Xa[~te], columns=names), ya[~te])
+            out[te] = m.predict_array(Xa[te], qs)
+            if progress is not None:
+                progress(i + 1, len(labels))
+        pred = pd.DataFrame(out, index=idx, columns=["mean", *[qname(q) for q in qs]])
+        final = model if hasattr(model, "forest_") and X is None else clone(model).fit(
+            pd.DataFrame(Xa, columns=names), ya)
+    pred.index = idx
+    pred.insert(0, "obs", ya)
+    pred["fold"] = fl
+    pred["x"] = c[:, 0] if c is not None else np.nan
+    pred["y"] = c[:, 1] if c is not None else np.nan
+    met = metrics(pred["obs"], pred["mean"], pred[qname(0.05)], pred[qname(0.95)])
+    return ValidationResult(method, model.target, model.unit_, pred, met, final.importances_, info)
