@@ -74,8 +74,12 @@ class ProductSpec:
         bad = ~np.isfinite(physical)
         stored = np.rint((np.where(bad, 0, physical) - self.offset) / self.scale)
         info = np.iinfo(dt)
-        lo = info.min + (1 if self.nodata == info.min else 0)
-        stored = np.clip(stored, lo, info.max)
+        stored = np.clip(stored, info.min, info.max)
+        if self.nodata != 0:
+            # a real value that rounds onto the nodata sentinel (e.g. -0.9999 reflectance) is
+            # nudged one step towards zero; 0 stays 0 (for counts and MASK, 0 *is* the SPEC's
+            # nodata: "no valid observation" / "undetermined")
+            stored[(stored == self.nodata) & ~bad] = self.nodata + (1 if self.nodata < 0 else -1)
         stored[bad] = self.nodata
         return stored.astype(dt)
 

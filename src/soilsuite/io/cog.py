@@ -107,16 +107,7 @@ def _as_stored(block: np.ndarray, spec: ProductSpec) -> np.ndarray:
         return block
     if block.dtype.kind not in "biuf":
         raise InputError(f"product {spec.name}: cannot write an array of dtype {block.dtype}")
-    stored = spec.encode(block)
-    if np.dtype(spec.dtype).kind in "ui" and not np.isnan(spec.nodata):
-        # ProductSpec.encode clips integer values away from a nodata value at the bottom of the
-        # dtype's range, so physical 0 of VPC/BSC/MASK (nodata 0) would become 1 (for MASK:
-        # "undetermined" -> "bare"). A physical value whose stored form *is* the nodata value
-        # means nodata (SPEC 3: 0 is the nodata of counts and MASK): keep it so.
-        with np.errstate(invalid="ignore"):
-            hits = np.isfinite(block) & (np.rint((block - spec.offset) / spec.scale) == spec.nodata)
-        stored[hits] = spec.nodata
-    return stored
+    return spec.encode(block)
 
 
 def _as_3d(block: np.ndarray, count: int, spec: ProductSpec, what: str) -> np.ndarray:
