@@ -202,32 +202,46 @@ def classify_inputs(inp: TileInputs, cfg: CompositeConfig) -> tuple[np.ndarray, 
     return pv, flags
 
 
-def process_tile(task: TileTask) -> str:
-    """Load, composite and save one tile. Returns the tile folder; skips finished tiles."""
+def composite_inputs(inp: TileInputs, cfg: CompositeConfig, periods: list[str] | None = None
+                     ) -> dict[str, dict[str, np.ndarray]]:
+    """Products of one tile from its kernel inputs (SPEC 2-4), as physical float32 arrays.
+
+    Returns ``{label: {product: array}}`` with label ``"window"`` for the whole time window and
+    one label per period (calendar years) if ``periods`` is given. Arrays are float32 with NaN
+    for nodata ([Y, X] or [B, Y, X]); encode them with :meth:`soilsuite.products.ProductSpec.encode`.
+    ``inp.refl`` is released once the accumulators are built.
+    """
     from ..kernels import composite as K
 
-    out = Path(task.tile_dir)
-    if (out / "done").exists():
-        return str(out)
-    cfg = CompositeConfig(**task.cfg)
-    inp = load_tile_inputs(task.items, task.assets, task.tile.geobox, cfg, task.halo)
+    periods = list(periods or [])
     pv, flags = classify_inputs(inp, cfg)
     del pv
     dates = inp.meta.dates
-    period = _period_index(dates, task.periods) if task.periods else np.zeros(len(dates), np.int32)
-    n_p = max(1, len(task.periods))
+    period = _period_index(dates, periods) if periods else np.zeros(len(dates), np.int32)
+    n_p = max(1, len(periods))
     acc = K.accumulate(inp.refl, flags, period, n_p)
     inp.refl = None  # free the cube before the products are built
     del flags
 
     b = cfg.bare
     results: dict[str, dict[str, np.ndarray]] = {}
-    if task.periods:
-        for i, label in enumerate(task.periods):
-            acc_i = type(acc)(*(a[i : i + 1] for a in acc))
-            results[label] = _encode_all(K.finalize(acc_i, inp.other, b.min_bare_obs, b.ci_method))
+    for i, label in enumerate(periods):
+        acc_i = type(acc)(*(a[i : i + 1] for a in acc))
+        results[label] = K.finalize(acc_i, inp.other, b.min_bare_obs, b.ci_method)
     whole = K.collapse(acc) if n_p > 1 else acc
-    results["window"] = _encode_all(K.finalize(whole, inp.other, b.min_bare_obs, b.ci_method))
+    results["window"] = K.finalize(whole, inp.other, b.min_bare_obs, b.ci_method)
+    return results
+
+
+def process_tile(task: TileTask) -> str:
+    """Load, composite and save one tile. Returns the tile folder; skips finished tiles."""
+    out = Path(task.tile_dir)
+    if (out / "done").exists():
+        return str(out)
+    cfg = CompositeConfig(**task.cfg)
+    inp = load_tile_inputs(task.items, task.assets, task.tile.geobox, cfg, task.halo)
+    dates = inp.meta.dates
+    results = {label: _encode_all(r) for label, r in composite_inputs(inp, cfg, task.periods).items()}
 
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

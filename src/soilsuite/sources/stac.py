@@ -296,10 +296,16 @@ def load_cube(items: Sequence[pystac.Item], geobox, assets: dict[str, str], *, c
     keys = [assets[b] for b in ALL_ASSETS]
     resampling = {assets[b]: "average" for b in BANDS}
     resampling[assets["SCL"]] = "nearest"
+    # Force the L2A data types and nodata: items without ``raster:bands`` (or with partial
+    # metadata) would otherwise load as float32 with NaN fill.
+    band_cfg = {assets[b]: {"data_type": "uint16", "nodata": DN_NODATA} for b in BANDS}
+    band_cfg[assets["SCL"]] = {"data_type": "uint8", "nodata": 0}
+    stac_cfg = {"*": {"assets": band_cfg}}
+    dtype = {k: v["data_type"] for k, v in band_cfg.items()}
     try:
         ds = odc.stac.load(
             items, bands=keys, geobox=geobox, groupby="solar_day", resampling=resampling,
-            chunks=chunks, pool=pool, fail_on_error=True,
+            chunks=chunks, pool=pool, fail_on_error=True, stac_cfg=stac_cfg, dtype=dtype,
         )
     except Exception as exc:
         raise InputError(f"loading {len(items)} STAC item(s) failed: {exc}") from exc
