@@ -392,6 +392,12 @@ def _prepare_out(cfg: CompositeConfig) -> Path:
     phash = _params_hash(cfg)
     if out.exists() and any(out.iterdir()):
         finished = (out / RUN_RECORD).exists()
+        ours = finished or (work / "params.json").exists()
+        if not ours:
+            raise OutputExistsError(
+                f"output folder {out} is not empty and holds no soilsuite run; choose an empty or new folder "
+                "(--overwrite only replaces an earlier soilsuite run)"
+            )
         if cfg.overwrite:
             for p in out.iterdir():
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
@@ -404,8 +410,6 @@ def _prepare_out(cfg: CompositeConfig) -> Path:
                     f"output folder {out} holds an unfinished run with other parameters; "
                     "run the same command to resume it, or use --overwrite to start again"
                 )
-        else:
-            raise OutputExistsError(f"output folder {out} is not empty and holds no soilsuite run; use --overwrite or another folder")
     work.mkdir(parents=True, exist_ok=True)
     (work / "params.json").write_text(json.dumps({"hash": phash, "config": cfg.model_dump(mode="json")}, indent=1))
     return out
