@@ -119,6 +119,13 @@ class SoilModel(BaseEstimator):
         Trees per forest while tuning.
     unit : str, optional
         Unit of the target (for reports and file metadata).
+    calibrate : bool
+        Recalibrate the quantile levels on the out-of-bag predictions of the training data
+        (Kuleshov et al. 2018): the level ``q'`` used for a requested quantile ``q`` is the one
+        whose out-of-bag share of observations below the predicted quantile equals ``q``.
+        QRF intervals of small samples are often too narrow (PICP of the nominal 90 % interval
+        ~0.83); this brings the coverage near nominal without looking at test data. Monotone,
+        so Q0.05 <= Q0.50 <= Q0.95 still holds.
     random_state : int
         Seed.
     n_jobs : int
@@ -159,6 +166,7 @@ class SoilModel(BaseEstimator):
         tune_cv: int = 5,
         tune_n_estimators: int = 200,
         unit: str | None = None,
+        calibrate: bool = True,
         random_state: int = 0,
         n_jobs: int = 1,
     ):
@@ -172,6 +180,7 @@ class SoilModel(BaseEstimator):
         self.tune_cv = tune_cv
         self.tune_n_estimators = tune_n_estimators
         self.unit = unit
+        self.calibrate = calibrate
         self.random_state = random_state
         self.n_jobs = n_jobs
 
@@ -319,6 +328,7 @@ class SoilModel(BaseEstimator):
             self.cv_results_ = None
         self.forest_ = self._forest(self.n_estimators, **self.best_params_).fit(Xa, ya)
         self.importances_ = pd.Series(self.forest_.feature_importances_, index=self.feature_names_)
+        self.level_map_ = self._calibrate_levels() if self.calibrate else None
         fl = None if folds is None else np.asarray(folds)[ok]
         self.aoa_ = self._aoa_reference(fl)
         self.created_ = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
@@ -336,9 +346,38 @@ class SoilModel(BaseEstimator):
         if ok.any():
             Xo = X[ok]
             out[ok, 0] = _rf_mean(self.forest_, Xo)
-            q = self.forest_.predict(Xo, quantiles=qs)
+            q = self.forest_.predict(Xo, quantiles=self.levels(qs))
             out[ok, 1:] = np.asarray(q).reshape(len(Xo), len(qs))
         return out
+
+    def _calibrate_levels(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(nominal, used) quantile levels from the out-of-bag coverage of the training data."""
+        n = len(self.y_train_)
+        if n < 20:
+            return None
+        grid = np.round(np.linspace(0.0025, 0.9975, 200), 6)
+        q = np.asarray(self.forest_.predict(self.X_train_, quantiles=list(grid), oob_score=True))
+        q = q.reshape(n, len(grid))
+        ok = np.isfinite(q).all(axis=1)
+        if ok.sum() < 20:
+            return None
+        cover = np.mean(self.y_train_[ok, None] <= q[ok], axis=0)
+        cover = np.maximum.accumulate(cover)
+        # nominal level -> used level: invert the (monotone) coverage curve; keep strict order
+        nominal, first = np.unique(cover, return_index=True)
+        used = grid[first]
+        return nominal, used
+
+    def levels(self, quantiles: Sequence[float]) -> list[float]:
+        """Forest quantile levels used for the requested ``quantiles`` (see ``calibrate``)."""
+        qs = [float(q) for q in quantiles]
+        lm = getattr(self, "level_map_", None)
+        if lm is None:
+            return qs
+        nominal, used = lm
+        out = np.interp(qs, nominal, used, left=0.001, right=0.999)
+        out = np.clip(out, 0.001, 0.999)
+        return [round(float(v), 6) for v in np.maximum.accumulate(out)]
 
     def predict(self, X: Any, quantiles: Sequence[float] | None = None) -> pd.DataFrame:
         """Predict the mean and quantiles.
@@ -365,7 +404,7 @@ class SoilModel(BaseEstimator):
         qs = list(self.quantiles if quantiles is None else quantiles)
         X = self.X_train_
         m = self.forest_.predict(X, quantiles="mean", weighted_leaves=True, oob_score=True)
-        q = np.asarray(self.forest_.predict(X, quantiles=qs, oob_score=True)).reshape(len(X), len(qs))
+        q = np.asarray(self.forest_.predict(X, quantiles=self.levels(qs), oob_score=True)).reshape(len(X), len(qs))
         return pd.DataFrame(np.column_stack([m, q]), index=self.index_train_,
                             columns=["mean", *[qname(v) for v in qs]])
 

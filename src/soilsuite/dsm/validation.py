@@ -135,7 +135,8 @@ class ValidationResult:
     metrics : dict
         See :func:`metrics`.
     importances : Series
-        Variable importance of the model fitted on all samples.
+        Variable importance of the fitted model (OOB, or a fitted model validated on its own
+        training data), else the mean over the fold models.
     info : dict
         Parameters of the validation (k, block size, seeds, model parameters).
     """
@@ -180,7 +181,7 @@ class ValidationResult:
             lines += ["", "## Plots", ""]
             lines += [f"![{k}]({v})" for k, v in images.items()]
         imp = self.importances.sort_values(ascending=False)
-        lines += ["", "## Variable importance (impurity decrease, model on all samples)", "",
+        lines += ["", "## Variable importance (impurity decrease)", "",
                   "| covariate | importance |", "|---|---|"]
         lines += [f"| {k} | {v:.4f} |" for k, v in imp.items()]
         return "\n".join(lines) + "\n"
@@ -395,7 +396,7 @@ def cross_validate(
         fitted = model if X is None else clone(model).fit(pd.DataFrame(Xa, columns=names), ya)
         pred = fitted.oob_predict(qs)
         fl = np.full(len(ya), -1)
-        final = fitted
+        importances = fitted.importances_
     else:
         if method == "kfold":
             fl = random_folds(len(ya), k, seed)
@@ -414,20 +415,25 @@ def cross_validate(
             info.update(k=len(np.unique(fl)))
         out = np.full((len(ya), 1 + len(qs)), np.nan)
         labels = np.unique(fl)
+        if len(labels) < 2:
+            raise ConfigError(f"cross-validation needs at least 2 folds, got {len(labels)}")
+        imps = []
         for i, f in enumerate(labels):
             te = fl == f
             m = clone(model)
             m.fit(pd.DataFrame(Xa[~te], columns=names), ya[~te])
             out[te] = m.predict_array(Xa[te], qs)
+            imps.append(m.importances_)
             if progress is not None:
                 progress(i + 1, len(labels))
         pred = pd.DataFrame(out, index=idx, columns=["mean", *[qname(q) for q in qs]])
-        final = model if hasattr(model, "forest_") and X is None else clone(model).fit(
-            pd.DataFrame(Xa, columns=names), ya)
+        # importance of the fitted model if there is one, else the mean over the fold models
+        importances = (model.importances_ if hasattr(model, "forest_") and X is None
+                       else pd.concat(imps, axis=1).mean(axis=1))
     pred.index = idx
     pred.insert(0, "obs", ya)
     pred["fold"] = fl
     pred["x"] = c[:, 0] if c is not None else np.nan
     pred["y"] = c[:, 1] if c is not None else np.nan
     met = metrics(pred["obs"], pred["mean"], pred[qname(0.05)], pred[qname(0.95)])
-    return ValidationResult(method, model.target, model.unit_, pred, met, final.importances_, info)
+    return ValidationResult(method, model.target, model.unit_, pred, met, importances, info)
