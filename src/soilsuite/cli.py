@@ -240,3 +240,6 @@ def main() -> None:  # console-script entry point
 
 if __name__ == "__main__":
     main()
+
+from .cli_dsm import dsm_app  # noqa: E402
+app.add_typer(dsm_app, name="dsm")

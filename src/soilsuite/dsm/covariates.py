@@ -407,7 +407,8 @@ class CovariateStack:
             xy = np.asarray(samples, dtype="float64")
             index = pd.RangeIndex(len(xy))
         inv = ~self.transform
-        cols_f, rows_f = inv * (xy[:, 0], xy[:, 1])
+        cols_f = inv.a * xy[:, 0] + inv.b * xy[:, 1] + inv.c
+        rows_f = inv.d * xy[:, 0] + inv.e * xy[:, 1] + inv.f
         rows = np.floor(rows_f).astype(np.int64)
         cols = np.floor(cols_f).astype(np.int64)
         h, w = self.shape

@@ -61,10 +61,10 @@ def _median(v: np.ndarray) -> float:
     return float(np.nanmedian(v)) if np.isfinite(v).any() else float("nan")
 
 
-def _suspect_percent_content(v: np.ndarray, low: float) -> tuple[str, str] | None:
-    """Content in g/kg whose median is below ``low`` g/kg and max below 60: looks like %."""
+def _suspect_percent_content(v: np.ndarray, low: float, high: float) -> tuple[str, str] | None:
+    """Content in g/kg whose median is below ``low`` and maximum below ``high`` g/kg: looks like %."""
     med, mx = _median(v), float(np.nanmax(v))
-    if med < low and mx <= 60:
+    if med < low and mx <= high:
         return "%", f"median {med:.3g} and maximum {mx:.3g} are implausibly low for g/kg but typical for %"
     return None
 
@@ -115,10 +115,10 @@ PROPERTIES: dict[str, Property] = {
     for p in [
         Property("soc", "g/kg", "soil organic carbon content", (0.0, 600.0),
                  {"g/kg": 1.0, "%": 10.0, "mg/g": 1.0, "dg/kg": 0.1},
-                 lambda v: _suspect_percent_content(v, 2.0)),
+                 lambda v: _suspect_percent_content(v, 4.0, 15.0)),
         Property("phh2o", "pH", "pH in water", (1.5, 11.5), {"pH": 1.0, "pH*10": 0.1}, _suspect_ph),
         Property("nitrogen", "g/kg", "total nitrogen content", (0.0, 50.0),
-                 {"g/kg": 1.0, "%": 10.0, "cg/kg": 0.01}, lambda v: _suspect_percent_content(v, 0.2)),
+                 {"g/kg": 1.0, "%": 10.0, "cg/kg": 0.01}, lambda v: _suspect_percent_content(v, 0.4, 1.5)),
         Property("bdod", "kg/dm3", "bulk density of the fine earth", (0.05, 2.7),
                  {"kg/dm3": 1.0, "g/cm3": 1.0, "t/m3": 1.0, "kg/m3": 1e-3, "cg/cm3": 0.01}, _suspect_bdod),
         Property("cfvo", "cm3/100cm3", "volume of coarse fragments (> 2 mm)", (0.0, 100.0),

@@ -1,0 +1,188 @@
+"""``soilsuite dsm``: digital soil mapping from samples and the composites (train, validate, predict).
+
+Thin: parse the options, call :mod:`soilsuite.dsm`, report. Errors raised on purpose
+(:class:`~soilsuite.errors.SoilsuiteError`) are shown as one line and exit with code 2, as in
+the main CLI (its ``_friendly`` decorator).
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from .errors import ConfigError
+
+_HELP = "Digital soil mapping: quantile regression forest maps of soil properties with uncertainty."
+dsm_app = typer.Typer(name="dsm", help=_HELP, no_args_is_help=True, add_completion=False,
+                      pretty_exceptions_enable=False)
+console = Console(stderr=True)
+
+
+def _friendly(fn):
+    """The main CLI's error handling (imported lazily: cli.py registers this app at its end)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from .cli import _friendly as main_friendly
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            with warnings.catch_warnings(record=True) as caught:
+                try:
+                    return main_friendly(fn)(*args, **kwargs)
+                finally:
+                    _show_warnings(caught)
+
+    return wrapper
+
+
+def _show_warnings(caught) -> None:
+    seen = set()
+    for w in caught:
+        msg = str(w.message)
+        if msg in seen:
+            continue
+        seen.add(msg)
+        if issubclass(w.category, UserWarning):
+            console.print(f"[yellow]warning:[/] {msg}")
+
+
+def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
+    """``["soc=%", "clay=g/kg"]`` -> dict; ``what`` names the option in messages."""
+    out: dict[str, str] = {}
+    for v in values or []:
+        k, sep, val = v.partition("=")
+        if not sep or not k.strip() or not val.strip():
+            raise ConfigError(f"{what} expects NAME=VALUE, got {v!r}")
+        out[k.strip()] = val.strip()
+    return out
+
+
+def _covariates(values: list[str] | None) -> dict[str, str]:
+    """``--covariate name=PATH`` or ``--covariate PATH`` (named after the file stem)."""
+    out: dict[str, str] = {}
+    for v in values or []:
+        name, sep, path = v.partition("=")
+        if not sep:
+            name, path = Path(v).stem, v
+        name = name.strip()
+        if name in out:
+            raise ConfigError(f"--covariate {name!r} given twice; name them NAME=PATH")
+        out[name] = path.strip()
+    return out
+
+
+@dsm_app.command()
+@_friendly
+def train(
+    samples: Annotated[Path, typer.Argument(help="sample points: CSV (with --x/--y/--crs), GeoPackage, GeoParquet, Shapefile")],
+    prop: Annotated[str, typer.Option("--property", "-p", help="property to model: key (soc, phh2o, clay ...) or key=COLUMN")],
+    model_out: Annotated[Path, typer.Option("--model-out", "-m", help="model file to write (.joblib)")],
+    products: Annotated[Path | None, typer.Option(help="soilsuite product folder (covariates by name)")] = None,
+    product: Annotated[list[str] | None, typer.Option("--product", help="product to use (repeatable); default SRC_MEAN and BSF")] = None,
+    covariate: Annotated[list[str] | None, typer.Option("--covariate", "-c", help="user raster NAME=PATH or PATH (repeatable; any CRS/resolution)")] = None,
+    dem: Annotated[Path | None, typer.Option(help="DEM raster: adds it and its terrain derivatives (slope, aspect, curvature, TPI, TWI)")] = None,
+    indices: Annotated[bool, typer.Option(help="add spectral indices of SRC_MEAN (NDVI, NBR2, ...)")] = False,
+    x: Annotated[str | None, typer.Option(help="CSV: x/longitude column")] = None,
+    y: Annotated[str | None, typer.Option(help="CSV: y/latitude column")] = None,
+    crs: Annotated[str | None, typer.Option(help="CRS of the CSV coordinates, e.g. EPSG:25833")] = None,
+    unit: Annotated[list[str] | None, typer.Option(help="unit of a property column, e.g. soc=% (converted)")] = None,
+    unit_check: Annotated[str, typer.Option(help="suspected unit mix-up: error, warn or off")] = "error",
+    duplicates: Annotated[str, typer.Option(help="samples at one location: keep, mean or first")] = "keep",
+    trees: Annotated[int, typer.Option(help="trees of the forest")] = 500,
+    min_samples_leaf: Annotated[int, typer.Option(help="minimum samples per leaf")] = 1,
+    max_features: Annotated[float, typer.Option(help="share of covariates tried per split")] = 0.5,
+    tune: Annotated[str | None, typer.Option(help="tune max_features/min_samples_leaf: 'oob' or 'cv' (inner 5-fold)")] = None,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing model file")] = False,
+):
+    """Fit a quantile regression forest for one soil property and save it (with its covariate stack)."""
+    from . import dsm
+
+    if tune not in (None, "oob", "cv"):
+        raise ConfigError(f"--tune must be 'oob' or 'cv', got {tune!r}")
+    if model_out.exists() and not overwrite:
+        from .errors import OutputExistsError
+
+        raise OutputExistsError(f"{model_out} exists; use --overwrite to replace it")
+    key = prop.partition("=")[0].strip()
+    s = dsm.read_samples(samples, [prop], x=x, y=y, crs=crs, units=_pairs(unit, "--unit"),
+                         unit_check=unit_check, duplicates=duplicates)
+    rasters = _covariates(covariate)
+    if dem is not None:
+        if "dem" in rasters:
+            raise ConfigError("--dem given and a --covariate named 'dem'; use one")
+        rasters["dem"] = str(dem)
+    if products is None and not rasters:
+        raise ConfigError("no covariates: give --products and/or --covariate/--dem")
+    names = product or (["SRC_MEAN", "BSF"] if products is not None else [])
+    stack = dsm.build_stack(products, names, rasters, terrain=dem is not None, indices=indices)
+    model = dsm.train(s, key, stack, n_estimators=trees, min_samples_leaf=min_samples_leaf,
+                      max_features=max_features, tune=tune or False, random_state=seed, n_jobs=-1)
+    model.samples_report_ = s.report
+    model.save(model_out, overwrite=overwrite)
+    oob = dsm.cross_validate(model, method="oob")
+    Console().print(f"[bold]{key}[/] model: {len(model.y_train_)} samples, {len(model.feature_names_)} covariates "
+                    f"({', '.join(model.feature_names_[:8])}{' ...' if len(model.feature_names_) > 8 else ''}), "
+                    f"params {model.best_params_}")
+    Console().print(oob.summary_line())
+    Console().print(f"model -> {model_out}")
+
+
+@dsm_app.command()
+@_friendly
+def validate(
+    model: Annotated[Path, typer.Argument(help="model file from `soilsuite dsm train`")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="report folder (report.md, report.html, plots, predictions.csv)")],
+    method: Annotated[str, typer.Option(help="kfold, spatial (blocked k-fold) or oob")] = "spatial",
+    k: Annotated[int, typer.Option(help="folds")] = 10,
+    block_size: Annotated[float | None, typer.Option(help="spatial: block side (m, CRS units); default 1/8 of the sample extent")] = None,
+    seed: Annotated[int, typer.Option(help="seed of the fold assignment")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing report folder")] = False,
+):
+    """Validate a model (out-of-bag, k-fold or spatially blocked k-fold) and write a report."""
+    from . import dsm
+
+    m = dsm.load_model(model)
+    if method == "spatial" and block_size is None:
+        block_size = default_block_size(m)
+    res = dsm.cross_validate(m, method=method, k=k, block_size=block_size, seed=seed)
+    folder = res.write(out, overwrite=overwrite)
+    Console().print(res.summary_line())
+    Console().print(f"report -> {folder / 'report.html'}")
+
+
+def default_block_size(model) -> float:
+    """1/8 of the larger side of the training extent (at least one pixel of the stack)."""
+    if model.extent_ is None:
+        raise ConfigError("spatial validation needs sample coordinates; the model has none (use --method kfold)")
+    left, bottom, right, top = model.extent_
+    side = max(right - left, top - bottom) / 8.0
+    if getattr(model, "stack_", None):
+        side = max(side, abs(model.stack_["transform"][0]))
+    return side if side > 0 else 1.0
+
+
+@dsm_app.command()
+@_friendly
+def predict(
+    model: Annotated[Path, typer.Argument(help="model file from `soilsuite dsm train`")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder for the COGs")],
+    products: Annotated[Path | None, typer.Option(help="product folder, if moved since training")] = None,
+    block_size: Annotated[int, typer.Option(help="block side (px)")] = 256,
+    aoa: Annotated[bool, typer.Option(help="also write dissimilarity index, AOA and outside-range layers")] = True,
+    overwrite: Annotated[bool, typer.Option(help="replace existing outputs")] = False,
+    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+):
+    """Predict the map: COGs of Q0.05, Q0.50, Q0.95, mean, uncertainty ratio and area of applicability."""
+    from . import dsm
+
+    paths = dsm.predict_map(model, out, products=products, block_size=block_size, aoa=aoa,
+                            overwrite=overwrite, progress=not quiet)
+    for name, p in paths.items():
+        Console().print(f"{name:14s} {p}")
