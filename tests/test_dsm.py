@@ -409,7 +409,8 @@ def test_cli_round_trip(tmp_path, scene):
     run = CliRunner().invoke
     model = tmp_path / "soc.joblib"
     r = run(app, ["dsm", "train", str(scene.csv), "--property", "soc=SOC", "--crs", scene.crs,
-                  "--products", str(scene.products), "--model-out", str(model), "--trees", "60"])
+                  "--products", str(scene.products), "--model-out", str(model), "--trees", "60",
+                  "--tune", "--tune-method", "oob"])
     assert r.exit_code == 0, r.output
     assert model.exists() and "R2=" in r.output
     r = run(app, ["dsm", "validate", str(model), "--out", str(tmp_path / "val"), "--k", "4"])
