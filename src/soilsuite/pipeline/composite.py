@@ -89,9 +89,20 @@ def target_geobox(cfg: CompositeConfig, items: list):
     elif cfg.bbox is not None:
         geom = box(*cfg.bbox, "EPSG:4326")
     else:
+        from shapely.geometry import box as sbox
         from shapely.geometry import shape
         from shapely.ops import unary_union
 
+        native = _native_footprint(items)
+        if native is not None and (cfg.crs is None or _same_crs(cfg.crs, native[0])):
+            # all items in one projected CRS: the union of their native extents, so the grid
+            # lines up with the 20 m pixels of the data (no resampling shift)
+            crs, boxes = native
+            geom = Geometry(unary_union([sbox(*b) for b in boxes]), crs)
+            try:
+                return GeoBox.from_geopolygon(geom, resolution=cfg.resolution, crs=crs)
+            except Exception as exc:
+                raise ConfigError(f"cannot build a {cfg.resolution} m grid in {crs} for the area: {exc}") from exc
         geom = Geometry(unary_union([shape(it.geometry) for it in items]), "EPSG:4326")
     c = geom.centroid.coords[0]
     crs = cfg.crs or S.utm_crs(c[0], c[1])
@@ -99,6 +110,30 @@ def target_geobox(cfg: CompositeConfig, items: list):
         return GeoBox.from_geopolygon(geom.to_crs(crs), resolution=cfg.resolution, crs=crs)
     except Exception as exc:
         raise ConfigError(f"cannot build a {cfg.resolution} m grid in {crs} for the area: {exc}") from exc
+
+
+def _native_footprint(items: list) -> tuple[str, list[tuple[float, ...]]] | None:
+    """``("EPSG:n", [proj:bbox...])`` if every item carries ``proj:epsg`` (or ``proj:code``) and
+    ``proj:bbox`` in one and the same CRS, else None."""
+    crss, boxes = set(), []
+    for it in items:
+        p = it.properties
+        code = p.get("proj:code") or (f"EPSG:{p['proj:epsg']}" if p.get("proj:epsg") else None)
+        bb = p.get("proj:bbox")
+        if code is None or bb is None or len(bb) != 4:
+            return None
+        crss.add(code)
+        boxes.append(tuple(float(v) for v in bb))
+    return (crss.pop(), boxes) if len(crss) == 1 and boxes else None
+
+
+def _same_crs(a: str, b: str) -> bool:
+    from pyproj import CRS
+
+    try:
+        return CRS.from_user_input(a) == CRS.from_user_input(b)
+    except Exception:  # noqa: BLE001 - an unreadable CRS is reported later by GeoBox
+        return False
 
 
 # ----------------------------------------------------------------------------- one tile

@@ -1,0 +1,231 @@
+"""The compositor end to end on a simulated archive: truth metrics, outputs, refusal, resume, cluster.
+
+The archive is the session fixture ``sim_archive`` (tests/conftest.py: 96 x 96 px at 20 m,
+2021-2022, 5-day revisit, seed 3). Thresholds on the truth metrics come from what the method
+achieves on this archive (measured values are in the comments), with a margin; they are set so
+that a broken stage (validity mask, offset, PV+IR2, blue filter, accumulators, grid alignment)
+fails them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from typer.testing import CliRunner
+
+from soilsuite import products as P
+from soilsuite.cli import app
+from soilsuite.errors import OutputExistsError
+from soilsuite.evaluate import evaluate
+from soilsuite.io.cog import validate_cog
+from soilsuite.io.stac import validate_output_catalog
+from soilsuite.pipeline.composite import composite, observation_flags
+
+START, END = dt.date(2021, 1, 1), dt.date(2022, 12, 31)
+SOILSUITE = str(Path(sys.executable).with_name("soilsuite"))
+
+
+def _opts(sim, **kw):
+    return dict(start=START, end=END, crs=f"EPSG:{sim.epsg}", worldcover=sim.worldcover_path,
+                periods="year", tile_size=64, **kw)
+
+
+@pytest.fixture(scope="module")
+def run_local(sim_archive, tmp_path_factory):
+    """The reference run: embedded LocalCluster (2 workers), 64 px tiles, per-year products."""
+    out = tmp_path_factory.mktemp("products") / "out"
+    ds = composite(sim_archive.catalog_path, out=out, **_opts(sim_archive, n_workers=2))
+    return out, ds
+
+
+@pytest.fixture(scope="module")
+def metrics(sim_archive, run_local):
+    flags = observation_flags(sim_archive.catalog_path, start=START, end=END, crs=f"EPSG:{sim_archive.epsg}",
+                              worldcover=sim_archive.worldcover_path)
+    m = evaluate(run_local[0], sim_archive.out, flags=flags)
+    print({k: v for k, v in m.items() if k != "confusion"})
+    print(m["confusion"])
+    return m
+
+
+# ----------------------------------------------------------------------------- truth
+def test_bare_observations_precision_and_recall(metrics):
+    # precision is what matters for the composite (a wrong observation biases SRC_MEAN);
+    # recall is limited by design: the 11x11 dilation and the threshold drop moist or partly
+    # covered bare soil
+    assert metrics["precision"] >= 0.95, metrics["precision"]
+    assert metrics["recall_valid"] >= 0.6, metrics["recall_valid"]
+    assert metrics["recall"] >= 0.4, metrics["recall"]
+
+
+def test_src_mean_close_to_true_soil_spectrum(metrics):
+    assert metrics["composite_share"] > 0.5
+    for band, rmse in metrics["rmse"].items():
+        assert rmse < 0.03, (band, rmse)
+    # no systematic offset (e.g. a missed BOA_ADD_OFFSET would add +0.1 to part of the scenes)
+    assert abs(metrics["bias"]["B04"]) < 0.02
+
+
+def test_bsf_bias_on_cropland(metrics):
+    assert abs(metrics["bsf_bias"]) < 0.08, metrics["bsf_bias"]
+
+
+def test_mask_agrees_with_true_classes(metrics):
+    share = metrics["mask_share"]
+    assert share["cropland"] > 0.75, share
+    assert share["forest"] > 0.9, share
+    assert share["grassland"] > 0.8, share
+    assert share["water"] > 0.9, share
+
+
+# ----------------------------------------------------------------------------- outputs
+def test_products_are_valid_cogs_with_catalogue_metadata(run_local):
+    out, ds = run_local
+    years = sorted(p.name for p in out.iterdir() if p.is_dir() and p.name.isdigit())
+    assert years == ["2021", "2022"]
+    for folder in (out, out / "2021"):
+        for name in P.COMPOSITE_PRODUCTS:
+            path = folder / f"{name}.tif"
+            ok, errors, _ = validate_cog(path)
+            assert ok, (path, errors)
+            spec = P.get(name)
+            with rasterio.open(path) as src:
+                assert src.dtypes[0] == spec.dtype
+                assert (np.isnan(src.nodata) if np.isnan(spec.nodata) else src.nodata == spec.nodata)
+                assert src.scales[0] == pytest.approx(spec.scale)
+                assert src.overviews(1) or max(src.shape) <= 512, path  # no overviews below one block
+                if spec.is_spectral:
+                    assert src.descriptions == P.BANDS
+    assert set(ds.data_vars) >= set(P.COMPOSITE_PRODUCTS)
+    assert {"quicklooks", "items"} <= {p.name for p in out.iterdir()}
+    assert len(list((out / "quicklooks").glob("*.png"))) >= 4
+
+
+def test_years_merge_into_the_window(run_local):
+    out, _ = run_local
+    def counts(folder, name):
+        with rasterio.open(folder / f"{name}.tif") as src:
+            return src.read(1).astype(int)
+    for name in ("VPC", "BSC"):
+        np.testing.assert_array_equal(counts(out, name), counts(out / "2021", name) + counts(out / "2022", name))
+
+
+def test_stac_output_and_run_record(run_local, sim_archive):
+    out, _ = run_local
+    ok, errors = validate_output_catalog(out)
+    assert ok, errors
+    rec = json.loads((out / "run.json").read_text())
+    assert rec["config"]["bare"]["threshold"] == 0.2
+    ids = {i for o in rec["observations"] for i in o["items"]}
+    assert ids <= set(sim_archive.item_ids) and len(ids) > 50
+    offsets = {o["date"][:4]: o["boa_add_offset_dn"] for o in rec["observations"] if o["date"] < "2022-01-01"}
+    assert set(offsets.values()) == {0}
+    assert {o["boa_add_offset_dn"] for o in rec["observations"] if o["date"] >= "2022-01-25"} == {-1000}
+
+
+def test_refuses_to_overwrite_without_flag(run_local, sim_archive):
+    out, _ = run_local
+    before = (out / "BSF.tif").read_bytes()
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        composite(sim_archive.catalog_path, out=out, **_opts(sim_archive, scheduler="sync"))
+    r = CliRunner().invoke(app, ["composite", str(sim_archive.catalog_path), "--out", str(out),
+                                 "--start", str(START), "--end", str(END)])
+    assert r.exit_code == 2 and "--overwrite" in r.output
+    assert (out / "BSF.tif").read_bytes() == before
+
+
+def test_bad_input_is_reported(tmp_path, sim_archive):
+    runner = CliRunner()
+    r = runner.invoke(app, ["composite", str(tmp_path / "nope.json"), "--out", str(tmp_path / "o"),
+                            "--start", "2021-01-01", "--end", "2021-12-31"])
+    assert r.exit_code == 2 and "nope.json" in r.output
+    r = runner.invoke(app, ["composite", str(sim_archive.catalog_path), "--out", str(tmp_path / "o"),
+                            "--start", "2021-12-31", "--end", "2021-01-01"])
+    assert r.exit_code == 2 and "before start" in r.output
+    r = runner.invoke(app, ["composite", str(sim_archive.catalog_path), "--out", str(tmp_path / "o"),
+                            "--start", "2021-01-01", "--end", "2021-12-31", "--dilation-px", "10"])
+    assert r.exit_code == 2 and "dilation_px" in r.output
+
+
+def _tifs(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*.tif"))}
+
+
+# ----------------------------------------------------------------------------- scale: resume, cluster
+def _cmd(sim, out, *extra):
+    return [SOILSUITE, "composite", str(sim.catalog_path), "--out", str(out), "--start", str(START),
+            "--end", str(END), "--crs", f"EPSG:{sim.epsg}", "--worldcover", str(sim.worldcover_path),
+            "--periods", "year", "--tile-size", "64", "--quiet", *extra]
+
+
+def test_killed_run_resumes_and_matches(run_local, sim_archive, tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.Popen(_cmd(sim_archive, out, "--scheduler", "sync"), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tiles = out / ".work" / "tiles"
+    deadline = time.time() + 240
+    while time.time() < deadline and not list(tiles.glob("*/done")):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = sorted(p.parent.name for p in tiles.glob("*/done"))
+    assert 1 <= len(done) < 4, done  # 96 px in 64 px tiles: 4 tiles, killed midway
+    assert not (out / "run.json").exists()
+    stamps = {d: (tiles / d / "done").stat().st_mtime_ns for d in done}
+
+    # a different parameter set must not resume into it
+    r = subprocess.run(_cmd(sim_archive, out, "--threshold", "0.25"), capture_output=True, text=True)
+    assert r.returncode == 2 and "other parameters" in r.stderr
+    assert {d: (tiles / d / "done").stat().st_mtime_ns for d in done} == stamps  # finished tiles untouched
+
+    r = subprocess.run(_cmd(sim_archive, out, "--workers", "2"), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    rec = json.loads((out / "run.json").read_text())
+    assert rec["summary"]["tiles_resumed"] == len(done)
+    assert _tifs(out) == _tifs(run_local[0])
+
+
+def test_existing_dask_cluster_gives_identical_bytes(run_local, sim_archive, tmp_path):
+    """`dask scheduler` + 2 `dask worker` processes on localhost, as a user's cluster would be."""
+    bindir = Path(sys.executable).parent
+    sched_file = tmp_path / "scheduler.json"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    procs = [subprocess.Popen([str(bindir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
+                               "--dashboard-address", ":0", "--scheduler-file", str(sched_file)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)]
+    try:
+        deadline = time.time() + 60
+        while not sched_file.exists() and time.time() < deadline:
+            time.sleep(0.1)
+        address = json.loads(sched_file.read_text())["address"]
+        for _ in range(2):
+            procs.append(subprocess.Popen(
+                [str(bindir / "dask"), "worker", address, "--nthreads", "1", "--memory-limit", "1GB",
+                 "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                start_new_session=True))
+        from distributed import Client
+
+        with Client(address, timeout="30s") as c:
+            c.wait_for_workers(2, timeout=60)
+        out = tmp_path / "out"
+        r = subprocess.run(_cmd(sim_archive, out, "--scheduler", address), capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert _tifs(out) == _tifs(run_local[0])
+    finally:
+        for p in procs:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for p in procs:
+            p.wait(timeout=30)
