@@ -75,12 +75,14 @@ LC_CROP, LC_GRASS, LC_FOREST, LC_BUILT, LC_WATER = 1, 2, 3, 4, 5
 
 def smooth_field(rng: np.random.Generator, shape: tuple[int, int], scale_px: float) -> np.ndarray:
     """Zero-mean, unit-sd Gaussian random field with correlation length ~scale_px (periodic)."""
+    from scipy import fft as sfft
+
     ny, nx = shape
-    noise = rng.standard_normal(shape)
-    fy = np.fft.fftfreq(ny)[:, None]
-    fx = np.fft.rfftfreq(nx)[None, :]
-    filt = np.exp(-2.0 * (math.pi * scale_px) ** 2 * (fx * fx + fy * fy))
-    f = np.fft.irfft2(np.fft.rfft2(noise) * filt, s=shape)
+    noise = rng.standard_normal(shape, dtype=np.float32)
+    fy = np.fft.fftfreq(ny).astype("float32")[:, None]
+    fx = np.fft.rfftfreq(nx).astype("float32")[None, :]
+    filt = np.exp(np.float32(-2.0 * (math.pi * scale_px) ** 2) * (fx * fx + fy * fy))
+    f = sfft.irfft2(sfft.rfft2(noise) * filt, s=shape)
     f -= f.mean()
     sd = f.std()
     return f / sd if sd > 0 else f

@@ -95,6 +95,10 @@ STAC_EXTENSIONS = [
     "https://stac-extensions.github.io/mgrs/v1.0.0/schema.json",
     "https://stac-extensions.github.io/grid/v1.0.0/schema.json",
 ]
+_SHADOW_LOSS = S.SHADOW_LOSS.astype("float32")
+_HAZE_SHAPE = S.HAZE_SHAPE.astype("float32")
+_CIRRUS = S.CIRRUS.astype("float32")
+_CLOUD = S.CLOUD.astype("float32")
 _COG_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
 _IDX10 = [BANDS.index(b) for b in BANDS if NATIVE_RES_M[b] == 10]
 
@@ -220,6 +224,17 @@ def _write_cog(path: Path, arr: np.ndarray, transform, epsg: int, nodata=0, desc
                 dst.set_band_description(i, d)
 
 
+def _writer_pool(n: int, n_dates: int):
+    """Where the COGs are encoded: GDAL's COG writer holds the GIL, so large archives use two
+    worker processes (the scene computation goes on meanwhile); small ones a thread."""
+    if n * n * n_dates >= 128 * 128 * 40:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        return ProcessPoolExecutor(max_workers=2, mp_context=mp.get_context("spawn"))
+    return ThreadPoolExecutor(max_workers=1)
+
+
 def _dir_bytes(p: Path) -> int:
     return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
 
@@ -261,7 +276,7 @@ def simulate(
         Mean scene cloud cover (0-1).
     overlap_tiles : bool
         Also write, for every acquisition, an item of the neighbouring MGRS tile covering the
-        western third of the area with the same pixel values (as real overlapping tiles), so
+        western quarter of the area with the same pixel values (as real overlapping tiles), so
         readers must fuse same-day items (``groupby="solar_day"``).
     overwrite : bool
         Replace an existing non-empty ``out``.
@@ -365,8 +380,10 @@ def _simulate_into(tmp: Path, out: Path, *, size, start, end, revisit_days, seed
     other[:, lc == S.LC_BUILT] = S.URBAN[:, None]
     other[:, lc == S.LC_WATER] = S.WATER[:, None]
     # static 10 m texture with zero mean over each 2 x 2 block (keeps the 20 m mean)
-    tex = S.smooth_field(rng_noise, (2 * n, 2 * n), 0.7) * 0.006
+    tex = (S.smooth_field(rng_noise, (2 * n, 2 * n), 0.7) * 0.006).astype("float32")
     tex -= np.repeat(np.repeat(tex.reshape(n, 2, n, 2).mean(axis=(1, 3)), 2, 0), 2, 1)
+    tex_gain = (1.0 + 4.0 * tex)[None]
+    tex_add = (0.3 * tex)[None]
     yy, xx = np.mgrid[0:n, 0:n]
 
     # snow events: a few winter spells
@@ -388,6 +405,26 @@ def _simulate_into(tmp: Path, out: Path, *, size, start, end, revisit_days, seed
         u = (rng_sky.permutation(T) + rng_sky.uniform(size=T)) / max(T, 1)
         c_scene = _beta.ppf(u, cloud_fraction * k, (1 - cloud_fraction) * k)
 
+    # static arrays for the loop (float32)
+    from scipy.ndimage import uniform_filter
+
+    infield = fid > 0
+    fid_in = fid[infield]
+    margin = (fid == 0) & (lc == S.LC_GRASS)
+    forest = lc == S.LC_FOREST
+    built = lc == S.LC_BUILT
+    water = lc == S.LC_WATER
+    o_any = forest | built | water
+    snow_cover = np.where(forest, 0.35, np.where(water, 0.0, np.where(built, 0.7, 1.0)))
+    f32 = "float32"
+    soil_dry = soil_dry.astype(f32)
+    soil_moist_loss = (soil_dry * S.MOIST_LOSS[:, None, None]).astype(f32)
+    green_spec = green_spec.astype(f32)
+    other = other.astype(f32)
+    dry_fresh = S.DRY_FRESH[:, None, None].astype(f32)
+    dry_old_minus_fresh = (S.DRY_OLD - S.DRY_FRESH)[:, None, None].astype(f32)
+    het_g, het_d, built_green = het_g.astype(f32), het_d.astype(f32), built_green.astype(f32)
+
     # ---- per acquisition ---------------------------------------------------------------
     coll_dir = tmp / "sentinel-2-l2a"
     coll_dir.mkdir()
@@ -396,8 +433,8 @@ def _simulate_into(tmp: Path, out: Path, *, size, start, end, revisit_days, seed
     items: list[pystac.Item] = []
     cloud_cover: list[float] = []
     item_ids: list[str] = []
-    pool = ThreadPoolExecutor(max_workers=2)
-    futures = []
+    pool = _writer_pool(n, T)
+    futures: list = []
     prog = None
     if progress:
         from rich.progress import Progress
@@ -408,51 +445,48 @@ def _simulate_into(tmp: Path, out: Path, *, size, start, end, revisit_days, seed
     try:
         for ti, date in enumerate(dates):
             doy = date.timetuple().tm_yday
-            # --- surface fractions
-            g = np.zeros((n, n))
-            d = np.zeros((n, n))
-            infield = fid > 0
-            g[infield] = G[fid[infield], ti]
-            d[infield] = D[fid[infield], ti]
-            margin = (fid == 0) & (lc == S.LC_GRASS)
+            # --- surface fractions (float32 throughout: this loop is the hot path)
+            g = np.zeros((n, n), "float32")
+            d = np.zeros((n, n), "float32")
+            g[infield] = G[fid_in, ti]
+            d[infield] = D[fid_in, ti]
             g[margin], d[margin] = g_margin[ti], d_margin[ti]
             g *= het_g
             d *= het_d
             leaf = _leaf_on(doy)
-            forest = lc == S.LC_FOREST
             g[forest] = np.where(conifer[forest], 0.85, 0.12 + 0.78 * leaf)
-            built = lc == S.LC_BUILT
             g[built] = built_green[built] * (0.5 + 0.5 * leaf)
-            o = np.zeros((n, n))
+            o = np.zeros((n, n), "float32")
             o[forest] = 1.0 - g[forest]
             o[built] = 1.0 - g[built]
-            o[lc == S.LC_WATER] = 1.0
+            o[water] = 1.0
             tot = g + d + o
             over = tot > 1
             g[over] /= tot[over]
             d[over] /= tot[over]
             o[over] /= tot[over]
             s = np.clip(1.0 - g - d - o, 0.0, 1.0)
-            m = np.clip(0.6 * moist_series[int(days[ti]) - int(days[0])] * wetness, 0, 1)
-            soil_now = soil_dry * (1.0 - S.MOIST_LOSS[:, None, None] * m)
-            wold = np.clip(dry_age + 0.3 * math.cos(2 * math.pi * (doy - 15) / 365.0), 0, 1)
-            dry_spec = S.DRY_FRESH[:, None, None] * (1 - wold) + S.DRY_OLD[:, None, None] * wold
-            refl = g * green_spec + d * dry_spec + s * soil_now + o * other
+            m = np.clip(0.6 * moist_series[int(days[ti]) - int(days[0])] * wetness, 0, 1).astype("float32")
+            wold = np.clip(dry_age + 0.3 * math.cos(2 * math.pi * (doy - 15) / 365.0), 0, 1).astype("float32")
+            # linear mixture: green + dry vegetation + (moist) soil + other (wood, urban, water)
+            refl = soil_dry * s
+            refl -= soil_moist_loss * (s * m)
+            refl += green_spec * g
+            refl += dry_fresh * d
+            refl += dry_old_minus_fresh * (d * wold)
+            refl[:, o_any] += other[:, o_any] * o[o_any]
             # mixed pixels at parcel edges: linear mixing with the 3 x 3 neighbourhood
             stack = np.concatenate([refl, g[None], d[None], s[None]])
-            from scipy.ndimage import uniform_filter
-
             mixed = uniform_filter(stack, size=(1, 3, 3), mode="nearest")
-            w = np.where(edge, 0.45, 0.0)
-            stack = stack * (1 - w) + mixed * w
+            stack[:, edge] = stack[:, edge] * 0.55 + mixed[:, edge] * 0.45
             refl, g, d, s = stack[:10], stack[10], stack[11], stack[12]
             # --- snow
-            snow = np.zeros((n, n))
+            snow = np.zeros((n, n), "float32")
             if snow_depth[ti] > 0:
-                cover = np.where(forest, 0.35, np.where(lc == S.LC_WATER, 0.0, np.where(built, 0.7, 1.0)))
                 sf = S.smooth_field(rng_wx, (n, n), n / 10)
-                snow = np.clip(snow_depth[ti] * 1.6 * cover + 0.25 * sf - 0.3, 0, 1) * (cover > 0)
-                refl = refl * (1 - snow) + S.SNOW[:, None, None] * snow
+                snow = (np.clip(snow_depth[ti] * 1.6 * snow_cover + 0.25 * sf - 0.3, 0, 1) * (snow_cover > 0)).astype("float32")
+                k_ = snow > 0
+                refl[:, k_] = refl[:, k_] * (1 - snow[k_]) + S.SNOW[:, None].astype("float32") * snow[k_]
             # --- sun geometry
             minute = 30 + rng_sky.uniform(-8, 8)
             solar_t = dt.datetime(date.year, date.month, date.day, 10, 0) + dt.timedelta(minutes=minute)
@@ -461,27 +495,38 @@ def _simulate_into(tmp: Path, out: Path, *, size, start, end, revisit_days, seed
             elev, az = S.sun_position(when, lat_c, lon_c)
             # --- clouds, shadows, cirrus, haze
             cf = float(c_scene[ti])
-            alpha = np.zeros((n, n))
+            alpha = np.zeros((n, n), "float32")
             if cf > 0.003:
                 F = S.smooth_field(rng_sky, (n, n), max(3.0, n / 9)) + 0.45 * S.smooth_field(rng_sky, (n, n), max(1.5, n / 40))
                 thr = np.quantile(F, 1 - cf) if cf < 0.999 else F.min() - 1
-                alpha = np.clip((F - thr) / 0.6, 0, 1) ** 0.7 * (F > thr)
+                alpha = (np.clip((F - thr) / 0.6, 0, 1) ** 0.7 * (F > thr)).astype("float32")
             height = rng_sky.uniform(700, 3000)
             shift = height / math.tan(math.radians(max(elev, 5.0)))
             drow = int(round(shift * math.cos(math.radians(az)) / RES))
             dcol = int(round(-shift * math.sin(math.radians(az)) / RES))
-            shadow = np.roll(alpha, (drow, dcol), axis=(0, 1)) * 0.95
+            shadow = np.roll(alpha, (drow, dcol), axis=(0, 1)) * np.float32(0.95)
             shadow[alpha > 0.02] = 0.0
-            cirrus = np.zeros((n, n))
+            cirrus = np.zeros((n, n), "float32")
             if rng_sky.uniform() < 0.4 * cloud_fraction:
-                cirrus = np.clip(rng_sky.uniform(0.05, 0.3) * (0.5 + 0.6 * S.smooth_field(rng_sky, (n, n), n / 6)), 0, 0.5)
-            haze = np.zeros((n, n))
+                cirrus = np.clip(rng_sky.uniform(0.05, 0.3) * (0.5 + 0.6 * S.smooth_field(rng_sky, (n, n), n / 6)), 0, 0.5).astype("float32")
+            haze = np.zeros((n, n), "float32")
             if rng_sky.uniform() < min(0.3, cloud_fraction):
-                haze = np.clip(rng_sky.uniform(0.006, 0.05) * (0.8 + 0.5 * S.smooth_field(rng_sky, (n, n), n / 4)), 0, 0.1)
-            refl = refl * (1 - S.SHADOW_LOSS[:, None, None] * shadow)
-            refl = refl * (1 - 0.4 * haze) + haze * S.HAZE_SHAPE[:, None, None]
-            refl = refl * (1 - cirrus) + S.CIRRUS[:, None, None] * cirrus
-            refl = refl * (1 - alpha) + S.CLOUD[:, None, None] * alpha
+                haze = np.clip(rng_sky.uniform(0.006, 0.05) * (0.8 + 0.5 * S.smooth_field(rng_sky, (n, n), n / 4)), 0, 0.1).astype("float32")
+            for layer, op in ((shadow, "shadow"), (haze, "haze"), (cirrus, "cirrus"), (alpha, "cloud")):
+                k_ = layer > 0
+                if not k_.any():
+                    continue
+                v = layer[k_]
+                r = refl[:, k_]
+                if op == "shadow":
+                    r *= 1 - _SHADOW_LOSS[:, None] * v
+                elif op == "haze":
+                    r = r * (1 - 0.4 * v) + _HAZE_SHAPE[:, None] * v
+                elif op == "cirrus":
+                    r = r * (1 - v) + _CIRRUS[:, None] * v
+                else:
+                    r = r * (1 - v) + _CLOUD[:, None] * v
+                refl[:, k_] = r
             # --- truth flags
             t_cloud = (alpha > 0.02) | (cirrus > 0.06)
             t_shadow = (shadow > 0.25) & ~t_cloud
@@ -504,13 +549,19 @@ def _simulate_into(tmp: Path, out: Path, *, size, start, end, revisit_days, seed
             # --- SCL
             scl = _scl(rng_sky, refl, lc, alpha, cirrus, shadow, haze, snow, nodata, n)
             # --- noise and DN
-            noise20 = rng_noise.standard_normal((10, n, n)) * (0.0012 + 0.006 * refl)
+            noise20 = rng_noise.standard_normal((10, n, n), dtype=np.float32) * (0.0008 + 0.004 * refl)
             r20 = refl + noise20
             offset = -BOA_ADD_OFFSET_PB04 if date >= PB04_START else 0
             dn20 = _to_dn(r20, offset, nodata)
             nd10 = np.repeat(np.repeat(nodata, 2, 0), 2, 1)
             r10 = np.repeat(np.repeat(refl[_IDX10], 2, 1), 2, 2)
-            r10 = r10 + tex[None] * (0.3 + 4 * r10) + rng_noise.standard_normal(r10.shape) * (0.0012 + 0.006 * r10)
+            r10 *= tex_gain
+            r10 += tex_add
+            sig = r10 * np.float32(0.004)
+            sig += np.float32(0.0008)
+            sig *= rng_noise.standard_normal(r10.shape, dtype=np.float32)
+            r10 += sig
+            del sig
             dn10 = _to_dn(r10, offset, nd10)
             # --- scene metadata
             valid = ~nodata
@@ -520,7 +571,7 @@ def _simulate_into(tmp: Path, out: Path, *, size, start, end, revisit_days, seed
             pb = _baseline(date)
             tiles = [(square, 0, n)]
             if overlap_tiles:
-                tiles.append((west_square, 0, max(4, n // 3)))
+                tiles.append((west_square, 0, max(4, n // 4)))
             for sq, c0, c1 in tiles:
                 iid = f"S2{platform[-1].upper()}_{zone}{lat_band}{sq}_{date:%Y%m%d}_0_L2A"
                 idir = coll_dir / iid
@@ -545,6 +596,9 @@ def _simulate_into(tmp: Path, out: Path, *, size, start, end, revisit_days, seed
                 items.append(item)
                 item_ids.append(iid)
             cloud_cover.append(cc)
+            # bound the number of scenes waiting to be written (memory)
+            while len(futures) > 40:
+                futures.pop(0).result()
             if prog is not None:
                 prog.update(task, advance=1)
         for f in futures:
@@ -777,13 +831,18 @@ def _write_fields(path: Path, fid, lc, transform, to_ll) -> None:
     """Field polygons (RFC 7946 GeoJSON, lon/lat) with field_id and class."""
     from rasterio.features import shapes
 
+    geoms = [(g, int(v)) for g, v in shapes(fid.astype("int32"), mask=fid > 0, transform=transform, connectivity=4)]
+    # one batched coordinate transform for all rings
+    flat = [p for g, _ in geoms for r in g["coordinates"] for p in r]
+    if flat:
+        lons, lats = to_ll.transform(np.array([p[0] for p in flat]), np.array([p[1] for p in flat]))
     feats = []
-    for geom, v in shapes(fid.astype("int32"), mask=fid > 0, transform=transform, connectivity=4):
-        v = int(v)
+    k = 0
+    for g, v in geoms:
         rings = []
-        for r in geom["coordinates"]:
-            xs, ys = to_ll.transform([p[0] for p in r], [p[1] for p in r])
-            rings.append([[round(a, 7), round(b, 7)] for a, b in zip(xs, ys)])
+        for r in g["coordinates"]:
+            rings.append([[round(float(a), 7), round(float(b), 7)] for a, b in zip(lons[k:k + len(r)], lats[k:k + len(r)])])
+            k += len(r)
         feats.append({"type": "Feature", "properties": {"field_id": v}, "geometry": {"type": "Polygon", "coordinates": rings}})
     # class per field (one pass)
     cls_of = np.zeros(int(fid.max()) + 1, "uint8")
