@@ -172,6 +172,32 @@ def test_dilation_at_edges_and_window_size():
     assert v2.sum() == 15 and not v2[0, 1, 1]
 
 
+@pytest.mark.parametrize("dilation_px", [1, 3, 5, 7, 9, 11, 13, 15, 17, 31, 33, 61])
+@pytest.mark.parametrize("shape", [(1, 1), (1, 40), (40, 1), (17, 29), (64, 70)])
+def test_dilation_doubling_windows_match_reference(dilation_px, shape):
+    """The separable window-OR (doubling spans, then two overlapping spans) for every window
+    width around powers of two, on tiles narrower and wider than the window, clouds on all
+    four edges and corners, nodata in single bands; serial and parallel twins."""
+    n_y, n_x = shape
+    rng = np.random.default_rng(dilation_px * 1000 + n_y * 31 + n_x)
+    n_t = 4
+    scl = rng.choice(np.array([4, 5, 6], np.uint8), (n_t, n_y, n_x))
+    scl[0] = 4  # date 0: clouds only at the four corners and on the edges' midpoints
+    for y, x in ((0, 0), (0, n_x - 1), (n_y - 1, 0), (n_y - 1, n_x - 1), (n_y // 2, 0), (0, n_x // 2)):
+        scl[0, y, x] = 9
+    sparse = rng.random((n_t - 1, n_y, n_x)) < 0.01  # dates 1..: isolated clouds and shadows
+    scl[1:][sparse] = rng.choice(np.array([3, 8, 9, 10], np.uint8), int(sparse.sum()))
+    scl[2, rng.random((n_y, n_x)) < 0.02] = 11  # snow: invalid, not dilated
+    refl = rng.integers(-500, 5000, (n_t, NB, n_y, n_x)).astype(np.int16)
+    refl[rng.random(refl.shape) < 0.01] = REFL_NODATA
+    sun = np.array([30.0, 50.0, 69.0, 75.0])
+    ref = R.valid_mask(scl, refl, sun, dilation_px=dilation_px)
+    for parallel in (False, True):
+        got = masks.valid_mask(scl, refl, sun, dilation_px=dilation_px, parallel=parallel)
+        np.testing.assert_array_equal(got, ref, err_msg=f"parallel={parallel}")
+    assert not ref[3].any()  # sun zenith 75 > 70
+
+
 def test_sun_zenith_and_nodata_bands():
     rng = np.random.default_rng(3)
     refl = rng.integers(100, 3000, (3, NB, 4, 5)).astype(np.int16)

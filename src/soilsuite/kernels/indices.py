@@ -49,9 +49,25 @@ def _pvir2_impl(refl, out):
     n_t, _, n_y, n_x = refl.shape
     for t in prange(n_t):
         for y in range(n_y):
+            # row slices: the inner index is the loop variable, so the loop vectorises
+            r4 = refl[t, I_B04, y]
+            r8 = refl[t, I_B08, y]
+            r12 = refl[t, I_B12, y]
+            o = out[t, y]
             for x in range(n_x):
-                nir = refl[t, I_B08, y, x]
-                out[t, y, x] = np.float32(_nd(nir, refl[t, I_B04, y, x]) + _nd(nir, refl[t, I_B12, y, x]))
+                a = r8[x]
+                b = r4[x]
+                c = r12[x]
+                fa = np.float64(a)
+                fb = np.float64(b)
+                fc = np.float64(c)
+                s1 = fa + fb
+                s2 = fa + fc
+                bad = (a == REFL_NODATA) | (b == REFL_NODATA) | (c == REFL_NODATA) | (s1 == 0.0) | (s2 == 0.0)
+                # branch-free: divide by 1 where the result is discarded, then select NaN; the
+                # kept value is the same float64 expression as _nd(B08, B04) + _nd(B08, B12)
+                v = (fa - fb) / (1.0 if s1 == 0.0 else s1) + (fa - fc) / (1.0 if s2 == 0.0 else s2)
+                o[x] = np.float32(np.nan) if bad else np.float32(v)
     return out
 
 

@@ -9,7 +9,7 @@ the scene's sun zenith is <= ``max_sun_zenith``, and none of the reflectance ban
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
+from numba import njit, prange
 
 from ..sentinel2 import BANDS, REFL_NODATA, SCL_DILATE, SCL_INVALID
 from ._jit import twins
@@ -17,49 +17,82 @@ from ._jit import twins
 __all__ = ["valid_mask", "class_lut"]
 
 
+@njit(cache=True, nogil=True)
+def _window_or_x(a, b, w, n_out):
+    """``OR`` of ``w`` consecutive bytes along x: returns ``r`` with ``r[y, x] = OR a[y, x:x + w]``
+    for ``x < n_out`` (``a`` has ``n_out + w - 1`` columns; ``a`` and ``b`` are overwritten).
+
+    Doubling spans (1, 2, 4, ... <= w), then two overlapping spans cover the window: about
+    ``log2(w) + 1`` vectorisable passes instead of ``w`` per pixel.
+    """
+    n_y, n_l = a.shape
+    span = 1
+    while 2 * span <= w:
+        m = n_l - 2 * span + 1
+        for y in range(n_y):
+            src = a[y]
+            shifted = a[y, span:]  # slices keep the inner index a plain loop variable (SIMD)
+            dst = b[y]
+            for x in range(m):
+                dst[x] = src[x] | shifted[x]
+        a, b = b, a
+        span *= 2
+    d = w - span
+    r = np.empty((n_y, n_out), np.uint8)
+    for y in range(n_y):
+        src = a[y]
+        shifted = a[y, d:]
+        dst = r[y]
+        for x in range(n_out):
+            dst[x] = src[x] | shifted[x]
+    return r
+
+
+@njit(cache=True, nogil=True)
+def _window_or_y(a, b, w, n_out):
+    """As :func:`_window_or_x` along y: ``r[y, x] = OR a[y:y + w, x]`` for ``y < n_out``."""
+    n_l, n_x = a.shape
+    span = 1
+    while 2 * span <= w:
+        m = n_l - 2 * span + 1
+        for y in range(m):
+            for x in range(n_x):
+                b[y, x] = a[y, x] | a[y + span, x]
+        a, b = b, a
+        span *= 2
+    d = w - span
+    r = np.empty((n_out, n_x), np.uint8)
+    for y in range(n_out):
+        for x in range(n_x):
+            r[y, x] = a[y, x] | a[y + d, x]
+    return r
+
+
 def _valid_mask_impl(scl, refl, sun_zenith, invalid_lut, dilate_lut, radius, max_sun_zenith, out):
     n_t, n_b, n_y, n_x = refl.shape
+    w = 2 * radius + 1
+    o8 = out.view(np.uint8)  # bool as 0/1 bytes, for branch-free (vectorisable) updates
     for t in prange(n_t):
         if not (sun_zenith[t] <= max_sun_zenith):  # NaN zenith is invalid too
             for y in range(n_y):
                 for x in range(n_x):
-                    out[t, y, x] = False
+                    o8[t, y, x] = 0
             continue
-        # horizontal pass: h[y, x] = number of dilate-class pixels within |dx| <= radius
-        h = np.zeros((n_y, n_x), np.int32)
-        for y in range(n_y):
-            cnt = 0
-            for xx in range(min(radius, n_x - 1) + 1):
-                cnt += dilate_lut[scl[t, y, xx]]
-            for x in range(n_x):
-                h[y, x] = cnt
-                a = x + radius + 1
-                if a < n_x:
-                    cnt += dilate_lut[scl[t, y, a]]
-                d = x - radius
-                if d >= 0:
-                    cnt -= dilate_lut[scl[t, y, d]]
-        # vertical pass as running column sums of h
-        col = np.zeros(n_x, np.int32)
-        for yy in range(min(radius, n_y - 1) + 1):
-            for x in range(n_x):
-                col[x] += h[yy, x]
+        # dilate-class pixels, zero-padded by radius (outside the array = not cloud)
+        a = np.zeros((n_y + 2 * radius, n_x + 2 * radius), np.uint8)
         for y in range(n_y):
             for x in range(n_x):
-                out[t, y, x] = col[x] == 0 and invalid_lut[scl[t, y, x]] == 0
-            a = y + radius + 1
-            if a < n_y:
-                for x in range(n_x):
-                    col[x] += h[a, x]
-            d = y - radius
-            if d >= 0:
-                for x in range(n_x):
-                    col[x] -= h[d, x]
+                a[y + radius, x + radius] = dilate_lut[scl[t, y, x]]
+        # square dilation = window OR along x, then along y (separable)
+        hx = _window_or_x(a, np.empty_like(a), w, n_x)
+        near = _window_or_y(hx, np.empty_like(hx), w, n_y)
+        for y in range(n_y):
+            for x in range(n_x):
+                o8[t, y, x] = (near[y, x] | invalid_lut[scl[t, y, x]]) ^ np.uint8(1)
         for b in range(n_b):
             for y in range(n_y):
                 for x in range(n_x):
-                    if refl[t, b, y, x] == REFL_NODATA:
-                        out[t, y, x] = False
+                    o8[t, y, x] &= np.uint8(refl[t, b, y, x] != REFL_NODATA)
     return out
 
 
