@@ -68,6 +68,15 @@ def test_bare_observations_precision_and_recall(metrics):
     assert metrics["recall"] >= 0.4, metrics["recall"]
 
 
+def test_dry_vegetation_filter_trades_recall_for_precision(sim_archive, run_local, metrics):
+    """The optional NBR2 limit (not in SCMaP) removes stubble/residue observations."""
+    flags = observation_flags(sim_archive.catalog_path, start=START, end=END, crs=f"EPSG:{sim_archive.epsg}",
+                              worldcover=sim_archive.worldcover_path, max_nbr2=0.1)
+    m = evaluate(run_local[0], sim_archive.out, flags=flags)
+    assert m["precision"] > metrics["precision"] + 0.1, (m["precision"], metrics["precision"])
+    assert m["recall"] < metrics["recall"]
+
+
 def test_src_mean_close_to_true_soil_spectrum(metrics):
     assert metrics["composite_share"] > 0.5
     for band, rmse in metrics["rmse"].items():

@@ -132,6 +132,7 @@ def composite(
     min_sun_elevation: Annotated[float, typer.Option(help="scene filter: min view:sun_elevation (deg)")] = 20.0,
     dilation_px: Annotated[int, typer.Option(help="cloud/shadow dilation window (px, odd)")] = 11,
     max_sun_zenith: Annotated[float, typer.Option(help="observations above this sun zenith are invalid (deg)")] = 70.0,
+    max_nbr2: Annotated[float | None, typer.Option(help="optional dry-vegetation filter: bare also needs NBR2 <= this (off by default; e.g. 0.1)")] = None,
     blue_k_bare: Annotated[float, typer.Option(help="blue outlier filter k for the bare composite")] = 3.0,
     blue_k_mref: Annotated[float, typer.Option(help="blue outlier filter k for MREF")] = 4.0,
     min_bare_obs: Annotated[int, typer.Option(help="min bare observations for SRC products and MASK=1")] = 3,
@@ -152,7 +153,7 @@ def composite(
         collection=collection, crs=crs, resolution=resolution, worldcover=worldcover,
         threshold=threshold, threshold_raster=threshold_raster, max_cloud_cover=max_cloud_cover,
         min_sun_elevation=min_sun_elevation, dilation_px=dilation_px, max_sun_zenith=max_sun_zenith,
-        blue_k_bare=blue_k_bare, blue_k_mref=blue_k_mref, min_bare_obs=min_bare_obs,
+        max_nbr2=max_nbr2, blue_k_bare=blue_k_bare, blue_k_mref=blue_k_mref, min_bare_obs=min_bare_obs,
         ci_method=ci_method, periods=periods, tile_size=tile_size, max_memory=max_memory,
         scheduler=scheduler, n_workers=n_workers, overwrite=overwrite,
     )
@@ -230,6 +231,15 @@ def export_force(
     Console().print(res.summary())
 
 
+def _register_subapps() -> None:
+    from .cli_dsm import dsm_app
+
+    app.add_typer(dsm_app, name="dsm")
+
+
+_register_subapps()
+
+
 def main() -> None:  # console-script entry point
     try:
         app()
@@ -241,5 +251,3 @@ def main() -> None:  # console-script entry point
 if __name__ == "__main__":
     main()
 
-from .cli_dsm import dsm_app  # noqa: E402
-app.add_typer(dsm_app, name="dsm")

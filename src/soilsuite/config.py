@@ -47,6 +47,10 @@ class BareOptions(_Model):
 
     threshold: float = Field(0.2, ge=-2, le=2, description="PV+IR2 threshold (NDVI + NBR); bare candidate if <=")
     threshold_raster: Path | None = Field(None, description="raster of per-region PV+IR2 thresholds (any CRS), bilinear onto the grid")
+    max_nbr2: float | None = Field(
+        None, ge=-1, le=1,
+        description="optional dry-vegetation filter (not in SCMaP; Dvorakova et al. 2021): a bare candidate "
+                    "also needs NBR2 = (B11-B12)/(B11+B12) <= this; None = off (SPEC)")
     blue_k_bare: float = Field(3.0, gt=0, description="blue outlier filter k for the bare composite")
     blue_k_mref: float = Field(4.0, gt=0, description="blue outlier filter k for the mean reflectance (MREF)")
     blue_min_excess: float = Field(0.008, ge=0, description="outlier also needs B02 > median + this (reflectance; 80 DN)")

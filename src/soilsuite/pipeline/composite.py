@@ -232,6 +232,11 @@ def classify_inputs(inp: TileInputs, cfg: CompositeConfig) -> tuple[np.ndarray, 
 
     b = cfg.bare
     pv = indices.pvir2(inp.refl)
+    if b.max_nbr2 is not None:
+        # optional dry-vegetation filter: an observation with NBR2 above the limit does not
+        # count as below the PV+IR2 threshold (so it is neither bare nor "bare-like" for MASK)
+        with np.errstate(invalid="ignore"):
+            pv[indices.nbr2(inp.refl) > b.max_nbr2] = np.inf
     flags = K.classify(inp.refl, inp.valid, pv, inp.threshold, inp.never_bare, b.blue_k_bare, b.blue_k_mref,
                        b.blue_min_excess * 1e4)
     return pv, flags
