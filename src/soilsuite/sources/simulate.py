@@ -227,12 +227,28 @@ def _write_cog(path: Path, arr: np.ndarray, transform, epsg: int, nodata=0, desc
 def _writer_pool(n: int, n_dates: int):
     """Where the COGs are encoded: GDAL's COG writer holds the GIL, so large archives use two
     worker processes (the scene computation goes on meanwhile); small ones a thread."""
-    if n * n * n_dates >= 128 * 128 * 40:
+    if n * n * n_dates >= 128 * 128 * 40 and _spawn_safe():
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
         return ProcessPoolExecutor(max_workers=2, mp_context=mp.get_context("spawn"))
     return ThreadPoolExecutor(max_workers=1)
+
+
+def _spawn_safe() -> bool:
+    """True if 'spawn' worker processes can start: the main module is not a script that would
+    re-run its top level in each worker (no ``if __name__ == "__main__"`` guard)."""
+    import sys
+
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if not path:
+        return True  # interactive, python -c
+    try:
+        src = Path(path).read_text(errors="ignore")
+    except OSError:
+        return False
+    return "__main__" in src
 
 
 def _dir_bytes(p: Path) -> int:
@@ -499,7 +515,7 @@ def _simulate_into(tmp: Path, out: Path, *, size, start, end, revisit_days, seed
             if cf > 0.003:
                 F = S.smooth_field(rng_sky, (n, n), max(3.0, n / 9)) + 0.45 * S.smooth_field(rng_sky, (n, n), max(1.5, n / 40))
                 thr = np.quantile(F, 1 - cf) if cf < 0.999 else F.min() - 1
-                alpha = (np.clip((F - thr) / 0.6, 0, 1) ** 0.7 * (F > thr)).astype("float32")
+                alpha = (np.clip((F - thr) / 0.8, 0, 1) ** 1.2 * (F > thr)).astype("float32")
             height = rng_sky.uniform(700, 3000)
             shift = height / math.tan(math.radians(max(elev, 5.0)))
             drow = int(round(shift * math.cos(math.radians(az)) / RES))
@@ -507,7 +523,7 @@ def _simulate_into(tmp: Path, out: Path, *, size, start, end, revisit_days, seed
             shadow = np.roll(alpha, (drow, dcol), axis=(0, 1)) * np.float32(0.95)
             shadow[alpha > 0.02] = 0.0
             cirrus = np.zeros((n, n), "float32")
-            if rng_sky.uniform() < 0.4 * cloud_fraction:
+            if rng_sky.uniform() < 0.15 * cloud_fraction:
                 cirrus = np.clip(rng_sky.uniform(0.05, 0.3) * (0.5 + 0.6 * S.smooth_field(rng_sky, (n, n), n / 6)), 0, 0.5).astype("float32")
             haze = np.zeros((n, n), "float32")
             if rng_sky.uniform() < min(0.3, cloud_fraction):
@@ -714,7 +730,7 @@ def _scl(rng, refl, lc, alpha, cirrus, shadow, haze, snow, nodata, n) -> np.ndar
     # cirrus
     scl[(cirrus > 0.09) & (det > -0.6)] = SCL_THIN_CIRRUS
     # clouds: the thin edges are partly missed (threshold jittered in space)
-    thr = 0.14 + 0.07 * np.clip(det, -1.5, 1.5)
+    thr = 0.18 + 0.08 * np.clip(det, -1.5, 1.5)
     cl = alpha > thr
     scl[cl] = np.where(alpha[cl] > 0.55, SCL_CLOUD_HIGH, SCL_CLOUD_MEDIUM)
     ring = (alpha > 0.02) & ~cl & (u > 0.75)
