@@ -360,6 +360,7 @@ class RunSummary:
     tiles_resumed: int
     tile_side: int
     seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
     products: dict[str, str] = field(default_factory=dict)
     quicklooks: list[str] = field(default_factory=list)
 
@@ -491,7 +492,9 @@ def run(cfg: CompositeConfig, *, progress: bool = False) -> RunSummary:
     ]
     resumed = sum((Path(t.tile_dir) / "done").exists() for t in tasks)
     todo = [t for t in tasks if not (Path(t.tile_dir) / "done").exists()]
+    t_plan = time.perf_counter()
     _run_tasks(todo, cfg.engine, progress, len(tasks), resumed)
+    t_tiles = time.perf_counter()
 
     from .mosaic import write_outputs
 
@@ -514,6 +517,7 @@ def run(cfg: CompositeConfig, *, progress: bool = False) -> RunSummary:
         ],
         "rejected_items": [{"id": r.item_id, "reason": r.reason} for r in sel.rejected],
     }
+    summary.timings = {"search_and_plan_s": t_plan - t0, "tiles_s": t_tiles - t_plan}
     write_outputs(out, geobox, tiles, tile_root, periods, summary, record, cfg)
     summary.seconds = time.perf_counter() - t0
     return summary

@@ -7,6 +7,7 @@ the area. The run record (``run.json``) is written last: its presence marks a fi
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,7 @@ def write_outputs(out: Path, geobox, tiles, tile_root: Path, periods: list[str],
     from ..io.quicklook import quicklooks_for
     from ..io.stac import write_output_catalog
 
+    t0 = time.perf_counter()
     crs = geobox.crs.to_wkt()
     transform = geobox.affine
     shape = (geobox.shape.y, geobox.shape.x)
@@ -68,7 +70,10 @@ def write_outputs(out: Path, geobox, tiles, tile_root: Path, periods: list[str],
         summary.mean_bsf = float(np.nanmean(b)) if np.isfinite(b).any() else float("nan")
 
     summary.products = {name: str(p.relative_to(out)) for name, p in written["window"].items()}
+    t1 = time.perf_counter()
     qls = quicklooks_for(out)
+    t2 = time.perf_counter()
+    summary.timings.update({"mosaic_cogs_s": t1 - t0, "quicklooks_s": t2 - t1})
     summary.quicklooks = [str(Path(q).relative_to(out)) for q in qls]
     record["summary"] = {
         k: v for k, v in summary.__dict__.items() if k not in ("out", "products", "quicklooks")
@@ -79,5 +84,8 @@ def write_outputs(out: Path, geobox, tiles, tile_root: Path, periods: list[str],
         out, written, geobox=geobox, start=cfg.start, end=cfg.end, run_record=record,
         quicklooks=qls, overwrite=True,
     )
+    summary.timings["stac_s"] = time.perf_counter() - t2
+    record["summary"]["timings"] = summary.timings
+    record["summary"]["seconds"] = sum(summary.timings.values())
     write_run_record(out, record)
     shutil.rmtree(out / ".work", ignore_errors=True)
