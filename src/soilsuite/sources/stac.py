@@ -301,11 +301,10 @@ def load_cube(items: Sequence[pystac.Item], geobox, assets: dict[str, str], *, c
     band_cfg = {assets[b]: {"data_type": "uint16", "nodata": DN_NODATA} for b in BANDS}
     band_cfg[assets["SCL"]] = {"data_type": "uint8", "nodata": 0}
     stac_cfg = {"*": {"assets": band_cfg}}
-    dtype = {k: v["data_type"] for k, v in band_cfg.items()}
     try:
         ds = odc.stac.load(
             items, bands=keys, geobox=geobox, groupby="solar_day", resampling=resampling,
-            chunks=chunks, pool=pool, fail_on_error=True, stac_cfg=stac_cfg, dtype=dtype,
+            chunks=chunks, pool=pool, fail_on_error=True, stac_cfg=stac_cfg,
         )
     except Exception as exc:
         raise InputError(f"loading {len(items)} STAC item(s) failed: {exc}") from exc
