@@ -290,7 +290,7 @@ def _crop_curve(rng, days, year0, year1):
         t_sen = _doy(y, sen + j(6))
         t_harv = _doy(y, harv + j(8))
         seasons.append((crop, t_sow, t_peak, t_sen, t_harv, gmax * rng.uniform(0.9, 1.05), resid, wint))
-    for i, (crop, t_sow, t_peak, t_sen, t_harv, gmax, resid, wint) in enumerate(seasons):
+    for i, (_crop, t_sow, t_peak, t_sen, t_harv, gmax, resid, wint) in enumerate(seasons):
         if i > 0 and t_sow <= kn[-1][0] + 2:
             t_sow = kn[-1][0] + 3
         # sowing: (almost) bare seedbed unless direct drilled into residue

@@ -627,8 +627,8 @@ def _simulate_into(tmp: Path, out: Path, *, size, start, end, revisit_days, seed
     # ---- STAC catalog ----------------------------------------------------------------------
     cat = pystac.Catalog(id="soilsuite-simulated-archive",
                          description=f"Simulated Sentinel-2 L2A archive (soilsuite, seed {seed}); truth in truth/")
-    t0 = dt.datetime.combine(dates[0] if dates else start, dt.time(), dt.timezone.utc)
-    t1 = dt.datetime.combine(dates[-1] if dates else end, dt.time(23, 59, 59), dt.timezone.utc)
+    t0 = dt.datetime.combine(dates[0] if dates else start, dt.time(), dt.UTC)
+    t1 = dt.datetime.combine(dates[-1] if dates else end, dt.time(23, 59, 59), dt.UTC)
     coll = pystac.Collection(
         id="sentinel-2-l2a",
         description="Sentinel-2 Level-2A (simulated; Earth Search sentinel-2-l2a layout)",
@@ -748,9 +748,9 @@ def _make_item(iid, idir, when, platform, pb, epsg, zone, lat_band, sq, cc, nd_p
     x1, y1 = x0 + nx * RES, y0 - ny * RES
     ring_utm = [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]
     lons, lats = to_ll.transform([p[0] for p in ring_utm], [p[1] for p in ring_utm])
-    ring = [[round(a, 7), round(b, 7)] for a, b in zip(lons, lats)]
+    ring = [[round(a, 7), round(b, 7)] for a, b in zip(lons, lats, strict=True)]
     bbox = [min(lons), min(lats), max(lons), max(lats)]
-    utc = when.replace(tzinfo=dt.timezone.utc)
+    utc = when.replace(tzinfo=dt.UTC)
     props = {
         "platform": platform, "constellation": "sentinel-2", "instruments": ["msi"],
         "eo:cloud_cover": round(cc, 4), "view:sun_elevation": round(elev, 4), "view:sun_azimuth": round(az, 4),
@@ -857,7 +857,7 @@ def _write_fields(path: Path, fid, lc, transform, to_ll) -> None:
     for g, v in geoms:
         rings = []
         for r in g["coordinates"]:
-            rings.append([[round(float(a), 7), round(float(b), 7)] for a, b in zip(lons[k:k + len(r)], lats[k:k + len(r)])])
+            rings.append([[round(float(a), 7), round(float(b), 7)] for a, b in zip(lons[k:k + len(r)], lats[k:k + len(r)], strict=True)])
             k += len(r)
         feats.append({"type": "Feature", "properties": {"field_id": v}, "geometry": {"type": "Polygon", "coordinates": rings}})
     # class per field (one pass)
