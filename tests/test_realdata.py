@@ -23,6 +23,7 @@ masks. Sources:
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 import numpy as np
@@ -40,12 +41,18 @@ pytestmark = pytest.mark.realdata
 
 ROOT = Path(__file__).resolve().parents[1]
 REALDATA = ROOT / ".realdata"
-WORLDCOVER = ROOT.parent / "shared" / "data" / "worldcover" / "ESA_WorldCover_10m_2021_v200_N00E006_Map.tif"
+_WC_NAME = "ESA_WorldCover_10m_2021_v200_N00E006_Map.tif"
+#: the project's shared data folder (../shared next to the checkout), or SOILSUITE_SHARED
+WORLDCOVER = next(
+    (p for p in (Path(os.environ.get("SOILSUITE_SHARED", ROOT.parent / "shared")) / "data" / "worldcover" / _WC_NAME,
+                 Path("/work/shared/data/worldcover") / _WC_NAME) if p.exists()),
+    ROOT.parent / "shared" / "data" / "worldcover" / _WC_NAME,
+)
 
 
 def _need(path: Path) -> Path:
     if not path.exists():
-        pytest.skip(f"{path} missing: run `make realdata`")
+        pytest.skip(f"{path} missing: run `make realdata` (WorldCover: set SOILSUITE_SHARED to the shared folder)")
     return path
 
 
