@@ -187,6 +187,21 @@ def test_bad_input_is_reported(tmp_path, sim_archive):
     assert r.exit_code == 2 and "dilation_px" in r.output
 
 
+def test_missing_asset_file_is_named(sim_archive, tmp_path):
+    import shutil
+
+    arch = tmp_path / "archive"
+    shutil.copytree(sim_archive.out, arch)
+    victim = sorted(arch.glob("sentinel-2-l2a/*2021061*/red.tif"))[0]
+    victim.unlink()
+    r = subprocess.run([SOILSUITE, "composite", str(arch / "catalog.json"), "--out", str(tmp_path / "o"),
+                        "--start", "2021-06-01", "--end", "2021-06-30", "--min-sun-elevation", "0",
+                        "--max-cloud-cover", "100", "--quiet"], capture_output=True, text=True)
+    assert r.returncode == 2, r.stderr
+    assert victim.name in r.stderr and victim.parent.name in r.stderr.replace("\n", "")
+    assert "Traceback" not in r.stderr
+
+
 def _tifs(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*.tif"))}
 

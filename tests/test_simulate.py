@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pystac
@@ -453,3 +454,21 @@ def test_cli_simulate(tmp_path):
                                  "--end", "2022-01-20"])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "c" / "catalog.json").exists()
+
+
+def test_relative_output_path_gives_resolvable_hrefs(tmp_path, monkeypatch):
+    """`soilsuite simulate archive` from the current folder (as `make demo` does)."""
+    import pystac
+
+    from soilsuite.sources.simulate import simulate
+
+    monkeypatch.chdir(tmp_path)
+    res = simulate("rel/archive", size=16, start=dt.date(2021, 6, 1), end=dt.date(2021, 6, 10), seed=1,
+                   overlap_tiles=False)
+    cat = pystac.read_file(str(tmp_path / "rel" / "archive" / "catalog.json"))
+    items = list(cat.get_items(recursive=True))
+    assert items and res.catalog_path.is_absolute()
+    for it in items:
+        for asset in it.assets.values():
+            assert not asset.href.startswith("/") and "tmp" not in asset.href, asset.href
+            assert Path(asset.get_absolute_href()).exists(), asset.get_absolute_href()

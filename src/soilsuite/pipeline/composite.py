@@ -274,7 +274,24 @@ def composite_inputs(inp: TileInputs, cfg: CompositeConfig, periods: list[str] |
 
 
 def process_tile(task: TileTask) -> str:
-    """Load, composite and save one tile. Returns the tile folder; skips finished tiles."""
+    """Load, composite and save one tile. Returns the tile folder; skips finished tiles.
+
+    An input problem (:class:`~soilsuite.errors.SoilsuiteError`) found on a worker is returned
+    as ``"error: <message>"`` rather than raised, so that it reaches the user as one clear line
+    whatever the cluster's serialisation; other exceptions propagate (bugs keep their traceback).
+    """
+    from ..errors import SoilsuiteError
+
+    try:
+        return _process_tile(task)
+    except SoilsuiteError as exc:
+        return f"{TILE_ERROR}tile {task.tile.name}: {exc}"
+
+
+TILE_ERROR = "error: "
+
+
+def _process_tile(task: TileTask) -> str:
     out = Path(task.tile_dir)
     if (out / "done").exists():
         return str(out)
@@ -549,7 +566,9 @@ def _run_tasks(tasks: list[TileTask], engine: EngineOptions, progress: bool, tot
         tid = pbar.add_task("tiles", total=total, completed=done0) if progress else None
         if client is None:
             for t in tasks:
-                process_tile(t)
+                res = process_tile(t)
+                if res.startswith(TILE_ERROR):
+                    raise InputError(res[len(TILE_ERROR):])
                 if progress:
                     pbar.advance(tid)
             return
@@ -559,6 +578,9 @@ def _run_tasks(tasks: list[TileTask], engine: EngineOptions, progress: bool, tot
 
         futures = client.map(process_tile, tasks, pure=False, key=[f"tile-{t.tile.name}" for t in tasks])
         for fut in as_completed(futures):
-            fut.result()  # re-raise the first error
+            res = fut.result()  # re-raises unexpected errors
+            if isinstance(res, str) and res.startswith(TILE_ERROR):
+                client.cancel(futures)
+                raise InputError(res[len(TILE_ERROR):])
             if progress:
                 pbar.advance(tid)

@@ -315,7 +315,7 @@ def simulate(
     t_start = time.perf_counter()
     _check(size, start, end, revisit_days, epsg, cloud_fraction)
     size = int(size)
-    out = Path(out)
+    out = Path(out).absolute()  # relative paths would leak the temporary folder into the hrefs
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise OutputExistsError(f"simulate: output folder {out} exists and is not empty; use overwrite=True "
                                 "(--overwrite) or another folder")
