@@ -274,3 +274,28 @@ def test_existing_dask_cluster_gives_identical_bytes(run_local, sim_archive, tmp
                 pass
         for p in procs:
             p.wait(timeout=30)
+
+
+def test_named_grid_tile_selects_its_items_and_extent(sim_archive):
+    import pystac
+
+    from soilsuite.errors import InputError
+    from soilsuite.pipeline.composite import build_config, target_geobox
+    from soilsuite.sources import stac as S
+
+    items = list(pystac.read_file(str(sim_archive.catalog_path)).get_items(recursive=True))
+    tiles = sorted({S.mgrs_tile(it) for it in items})
+    assert len(tiles) == 2  # the simulator's main tile and the overlapping neighbour
+    by_tile = {t: S.select_tile(items, "T" + t) for t in tiles}
+    boxes = {t: target_geobox(build_config(source=str(sim_archive.catalog_path), start=START, end=END,
+                                           out=Path("x"), tile=t), by_tile[t]) for t in tiles}
+    main = max(boxes, key=lambda t: boxes[t].shape.x)
+    other = next(t for t in tiles if t != main)
+    assert (boxes[main].shape.y, boxes[main].shape.x) == tuple(sim_archive.shape)
+    assert boxes[main].affine == sim_archive.transform
+    assert boxes[other].shape.x == sim_archive.shape[1] // 4  # the neighbour covers the western quarter
+    with pytest.raises(InputError, match=main):
+        S.select_tile(items, "31TCJ")
+    r = CliRunner().invoke(app, ["composite", str(sim_archive.catalog_path), "--out", "/nonexistent/o",
+                                 "--start", str(START), "--end", str(END), "--tile", "31TCJ"])
+    assert r.exit_code == 2 and "31TCJ" in r.output

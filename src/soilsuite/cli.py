@@ -122,6 +122,7 @@ def composite(
     end: Annotated[str, typer.Option(help="last day YYYY-MM-DD (inclusive)")],
     bbox: Annotated[str | None, typer.Option(help="area: west,south,east,north in degrees")] = None,
     area: Annotated[Path | None, typer.Option(help="area: vector file (GeoPackage, GeoJSON, Shapefile...)")] = None,
+    tile: Annotated[str | None, typer.Option(help="area: a Sentinel-2 MGRS tile, e.g. 33UUU (its items, native extent)")] = None,
     collection: Annotated[str | None, typer.Option(help="collection id (required for a STAC API)")] = None,
     crs: Annotated[str | None, typer.Option(help="target CRS (default: UTM zone of the area)")] = None,
     resolution: Annotated[float, typer.Option(help="target pixel size (m)")] = 20.0,
@@ -149,7 +150,7 @@ def composite(
     from .pipeline.composite import build_config, run
 
     cfg = build_config(
-        source=source, out=out, start=_date(start), end=_date(end), bbox=_bbox(bbox), area=area,
+        source=source, out=out, start=_date(start), end=_date(end), bbox=_bbox(bbox), area=area, tile=tile,
         collection=collection, crs=crs, resolution=resolution, worldcover=worldcover,
         threshold=threshold, threshold_raster=threshold_raster, max_cloud_cover=max_cloud_cover,
         min_sun_elevation=min_sun_elevation, dilation_px=dilation_px, max_sun_zenith=max_sun_zenith,

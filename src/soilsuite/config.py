@@ -75,6 +75,7 @@ class CompositeConfig(_Model):
     collection: str | None = Field(None, description="collection id when source is a STAC API")
     bbox: tuple[float, float, float, float] | None = Field(None, description="area: lon/lat bbox (west, south, east, north)")
     area: Path | None = Field(None, description="area: vector file (its union is used)")
+    tile: str | None = Field(None, description="area: a named grid tile, the MGRS tile of Sentinel-2 (e.g. 33UUU): its items and their native extent")
     start: dt.date = Field(..., description="first day of the time window (inclusive)")
     end: dt.date = Field(..., description="last day of the time window (inclusive)")
     crs: str | None = Field(None, description="target CRS; default: the UTM zone of the area")

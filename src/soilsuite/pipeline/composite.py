@@ -324,6 +324,8 @@ def observation_flags(source: str | Path, *, start, end, geobox=None, bbox=None,
 
     cfg = build_config(source=str(source), start=start, end=end, out=Path("."), bbox=bbox, **options)
     found = S.search_items(cfg.source, start=cfg.start, end=cfg.end, bbox=cfg.bbox, collection=cfg.collection)
+    if cfg.tile:
+        found = S.select_tile(found, cfg.tile)
     sel = S.filter_scenes(found, cfg.scene)
     assets = S.resolve_assets(sel.items)
     gb = geobox if geobox is not None else target_geobox(cfg, sel.items)
@@ -486,6 +488,8 @@ def run(cfg: CompositeConfig, *, progress: bool = False) -> RunSummary:
             f"STAC source {cfg.source}: no items between {cfg.start} and {cfg.end}"
             + (f" intersecting bbox {cfg.bbox}" if cfg.bbox else "")
         )
+    if cfg.tile:
+        found = S.select_tile(found, cfg.tile)
     sel = S.filter_scenes(found, cfg.scene)
     if not sel.items:
         raise InputError(

@@ -239,6 +239,38 @@ def solar_day(item: pystac.Item) -> dt.date:
     return (t + dt.timedelta(hours=item_lon(item) / 15.0)).date()
 
 
+def mgrs_tile(item: pystac.Item) -> str | None:
+    """The item's MGRS grid tile such as ``"33UUU"``, from ``grid:code`` (``MGRS-33UUU``),
+    ``mgrs:*`` (Earth Search), ``s2:mgrs_tile`` (Planetary Computer) or ``tileId``; else None."""
+    p = item.properties
+    code = p.get("grid:code")
+    if isinstance(code, str) and code.upper().startswith("MGRS-"):
+        return code[5:].upper()
+    if p.get("mgrs:utm_zone") is not None and p.get("mgrs:latitude_band") and p.get("mgrs:grid_square"):
+        return f"{int(p['mgrs:utm_zone']):02d}{p['mgrs:latitude_band']}{p['mgrs:grid_square']}".upper()
+    for key in ("s2:mgrs_tile", "tileId", "mgrs_tile"):
+        if p.get(key):
+            return str(p[key]).upper().lstrip("T")
+    return None
+
+
+def select_tile(items: Sequence[pystac.Item], tile: str) -> list[pystac.Item]:
+    """Items of one MGRS tile (e.g. ``"33UUU"`` or ``"T33UUU"``).
+
+    Raises
+    ------
+    InputError
+        No item belongs to the tile; the message lists the tiles present.
+    """
+    want = tile.upper().lstrip("T")
+    keep = [it for it in items if mgrs_tile(it) == want]
+    if not keep:
+        have = sorted({t for it in items if (t := mgrs_tile(it))})
+        raise InputError(f"grid tile {tile!r}: no item of this MGRS tile in the time window "
+                         f"(tiles present: {', '.join(have) or 'none with MGRS metadata'})")
+    return keep
+
+
 def utm_crs(lon: float, lat: float) -> str:
     """EPSG code (as ``"EPSG:326zz"``/``"EPSG:327zz"``) of the UTM zone of a lon/lat point."""
     zone = int(math.floor((lon + 180.0) / 6.0)) % 60 + 1
@@ -331,9 +363,11 @@ __all__ = [
     "filter_scenes",
     "item_offset_dn",
     "load_cube",
+    "mgrs_tile",
     "observation_meta",
     "resolve_assets",
     "search_items",
+    "select_tile",
     "solar_day",
     "to_reflectance",
     "utm_crs",
