@@ -46,20 +46,34 @@ def write_outputs(out: Path, geobox, tiles, tile_root: Path, periods: list[str],
     written: dict[str, dict[str, Path]] = {}
     mask_stats: dict = {}
     bsf_stats: dict = {}
+    jobs = []
     for label in ["window", *periods]:
         written[label] = {}
         for name in P.COMPOSITE_PRODUCTS:
-            spec = P.get(name)
             path = product_path(out, label, name)
             path.parent.mkdir(parents=True, exist_ok=True)
             stats = mask_stats if (label == "window" and name == "MASK") else (
                 bsf_stats if (label == "window" and name == "BSF") else None)
-            write_cog_from_blocks(
-                path, spec, crs=crs, transform=transform, shape=shape,
-                blocks=_blocks(tiles, tile_root, label, name, stats),
-                band_names=list(spec.bands) if spec.is_spectral else None, overwrite=True,
-            )
+            jobs.append((label, name, path, stats))
             written[label][name] = path
+
+    def write(job) -> None:
+        label, name, path, stats = job
+        spec = P.get(name)
+        write_cog_from_blocks(
+            path, spec, crs=crs, transform=transform, shape=shape,
+            blocks=_blocks(tiles, tile_root, label, name, stats),
+            band_names=list(spec.bands) if spec.is_spectral else None, overwrite=True,
+        )
+
+    # one product file per thread: GDAL compresses and writes without holding the GIL; each
+    # thread holds one tile of one product at a time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .cluster import n_local_workers
+
+    with ThreadPoolExecutor(max_workers=n_local_workers(cfg.engine)) as pool:
+        list(pool.map(write, jobs))
 
     # summary figures from decimated tiles (every 4th pixel)
     if mask_stats.get("arrays"):
