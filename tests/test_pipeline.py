@@ -276,7 +276,7 @@ def test_existing_dask_cluster_gives_identical_bytes(run_local, sim_archive, tmp
             p.wait(timeout=30)
 
 
-def test_named_grid_tile_selects_its_items_and_extent(sim_archive):
+def test_named_grid_tile_selects_its_items_and_extent(sim_archive, tmp_path):
     import pystac
 
     from soilsuite.errors import InputError
@@ -296,6 +296,7 @@ def test_named_grid_tile_selects_its_items_and_extent(sim_archive):
     assert boxes[other].shape.x == sim_archive.shape[1] // 4  # the neighbour covers the western quarter
     with pytest.raises(InputError, match=main):
         S.select_tile(items, "31TCJ")
-    r = CliRunner().invoke(app, ["composite", str(sim_archive.catalog_path), "--out", "/nonexistent/o",
+    r = CliRunner().invoke(app, ["composite", str(sim_archive.catalog_path), "--out", str(tmp_path / "o"),
                                  "--start", str(START), "--end", str(END), "--tile", "31TCJ"])
     assert r.exit_code == 2 and "31TCJ" in r.output
+    assert not (tmp_path / "o").exists()  # bad input is found before the output folder is made

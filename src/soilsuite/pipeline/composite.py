@@ -445,33 +445,47 @@ def _jsonable(obj):
     return obj
 
 
+def _check_out(cfg: CompositeConfig) -> None:
+    """Raise :class:`OutputExistsError` if the output folder may not be used; changes nothing.
+
+    Allowed: a missing or empty folder; a finished soilsuite run with ``overwrite``; an
+    unfinished run of the same parameters (resume) or, with ``overwrite``, of any parameters.
+    Never: a folder holding other files, whatever ``overwrite`` says.
+    """
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"output {out} is a file, not a folder")
+    if not out.exists() or not any(out.iterdir()):
+        return
+    work = out / WORK_DIR
+    finished = (out / RUN_RECORD).exists()
+    if not finished and not (work / "params.json").exists():
+        raise OutputExistsError(
+            f"output folder {out} is not empty and holds no soilsuite run; choose an empty or new folder "
+            "(--overwrite only replaces an earlier soilsuite run)"
+        )
+    if cfg.overwrite:
+        return
+    if finished:
+        raise OutputExistsError(f"output folder {out} holds a finished run ({RUN_RECORD}); use --overwrite to replace it")
+    if json.loads((work / "params.json").read_text()).get("hash") != _params_hash(cfg):
+        raise OutputExistsError(
+            f"output folder {out} holds an unfinished run with other parameters; "
+            "run the same command to resume it, or use --overwrite to start again"
+        )
+
+
 def _prepare_out(cfg: CompositeConfig) -> Path:
-    """Create/validate the output folder; decide between fresh run, resume and refusal."""
+    """Create the output folder, or empty an earlier run (``overwrite``), or keep it (resume)."""
+    _check_out(cfg)
     out = Path(cfg.out)
     work = out / WORK_DIR
-    phash = _params_hash(cfg)
-    if out.exists() and any(out.iterdir()):
-        finished = (out / RUN_RECORD).exists()
-        ours = finished or (work / "params.json").exists()
-        if not ours:
-            raise OutputExistsError(
-                f"output folder {out} is not empty and holds no soilsuite run; choose an empty or new folder "
-                "(--overwrite only replaces an earlier soilsuite run)"
-            )
-        if cfg.overwrite:
-            for p in out.iterdir():
-                shutil.rmtree(p) if p.is_dir() else p.unlink()
-        elif finished:
-            raise OutputExistsError(f"output folder {out} holds a finished run ({RUN_RECORD}); use --overwrite to replace it")
-        elif (work / "params.json").exists():
-            old = json.loads((work / "params.json").read_text()).get("hash")
-            if old != phash:
-                raise OutputExistsError(
-                    f"output folder {out} holds an unfinished run with other parameters; "
-                    "run the same command to resume it, or use --overwrite to start again"
-                )
+    if cfg.overwrite and out.exists():
+        for p in out.iterdir():
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
     work.mkdir(parents=True, exist_ok=True)
-    (work / "params.json").write_text(json.dumps({"hash": phash, "config": cfg.model_dump(mode="json")}, indent=1))
+    (work / "params.json").write_text(
+        json.dumps({"hash": _params_hash(cfg), "config": cfg.model_dump(mode="json")}, indent=1))
     return out
 
 
@@ -480,7 +494,7 @@ def run(cfg: CompositeConfig, *, progress: bool = False) -> RunSummary:
     from .cluster import n_local_workers
 
     t0 = time.perf_counter()
-    out = _prepare_out(cfg)
+    _check_out(cfg)  # refuse early, before any work
 
     found = S.search_items(cfg.source, start=cfg.start, end=cfg.end, bbox=cfg.bbox, collection=cfg.collection)
     if not found:
@@ -499,6 +513,7 @@ def run(cfg: CompositeConfig, *, progress: bool = False) -> RunSummary:
     assets = S.resolve_assets(sel.items)
     meta = S.observation_meta(sel.items, assets)
     geobox = target_geobox(cfg, sel.items)
+    out = _prepare_out(cfg)  # inputs are fine: now create / resume the output folder
     periods = sorted({str(d.year) for d in meta.dates}) if cfg.periods == "year" else []
 
     n_workers = 1 if (cfg.engine.scheduler == "sync") else n_local_workers(cfg.engine)
