@@ -300,3 +300,30 @@ def test_named_grid_tile_selects_its_items_and_extent(sim_archive, tmp_path):
                                  "--start", str(START), "--end", str(END), "--tile", "31TCJ"])
     assert r.exit_code == 2 and "31TCJ" in r.output
     assert not (tmp_path / "o").exists()  # bad input is found before the output folder is made
+
+
+def test_memory_budget_sets_workers_and_tiles():
+    from soilsuite.config import EngineOptions
+    from soilsuite.errors import ConfigError
+    from soilsuite.pipeline.cluster import n_local_workers
+    from soilsuite.pipeline.tiles import (
+        MAIN_PROCESS_BYTES,
+        WORKER_BASE_BYTES,
+        bytes_per_pixel,
+        tile_side_for_budget,
+        workers_for_budget,
+    )
+
+    assert workers_for_budget("1GB", 8)[0] == 1  # a small budget: fewer workers, not tiny tiles
+    n, per = workers_for_budget("16GB", 8)
+    assert n == 8 and MAIN_PROCESS_BYTES + n * per <= 16e9
+    for budget, n_obs in [("1GB", 40), ("2GB", 250), ("8GB", 250), ("64GB", 1250)]:
+        n, _ = workers_for_budget(budget, 4)
+        side = tile_side_for_budget(budget, n, n_obs, 5, 8192)
+        # every worker's tile fits in its share of the budget
+        assert MAIN_PROCESS_BYTES + n * (WORKER_BASE_BYTES + side**2 * bytes_per_pixel(n_obs, 5)) <= float(
+            budget[:-2]) * 1e9, (budget, n_obs, side)
+    with pytest.raises(ConfigError, match="too small"):
+        workers_for_budget("600MB", 2)
+    with pytest.raises(ConfigError, match="--workers 4"):
+        n_local_workers(EngineOptions(max_memory="1GB", n_workers=4))

@@ -14,17 +14,27 @@ from collections.abc import Iterator
 
 from ..config import EngineOptions, parse_bytes
 from ..errors import ConfigError
+from .tiles import MAIN_PROCESS_BYTES, workers_for_budget
 
 ENV_SCHEDULER = "SOILSUITE_SCHEDULER"
 
 
-def n_local_workers(engine: EngineOptions) -> int:
-    if engine.n_workers:
-        return engine.n_workers
+def _cores() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - non-Linux
         return max(1, os.cpu_count() or 1)
+
+
+def n_local_workers(engine: EngineOptions) -> int:
+    """Worker processes of the local cluster: ``n_workers``, else as many cores as the budget allows."""
+    most, _ = workers_for_budget(engine.max_memory, engine.n_workers or _cores())
+    if engine.n_workers and engine.n_workers > most:
+        raise ConfigError(
+            f"--workers {engine.n_workers} do not fit in --max-memory {engine.max_memory} "
+            f"(at most {most} worker(s)); raise the budget or use fewer workers"
+        )
+    return engine.n_workers or most
 
 
 @contextlib.contextmanager
@@ -47,11 +57,19 @@ def dask_client(engine: EngineOptions) -> Iterator[object | None]:
             client.close()
         return
     n = n_local_workers(engine)
-    budget = parse_bytes(engine.max_memory)
-    cluster = LocalCluster(
-        n_workers=n, threads_per_worker=1, processes=True, memory_limit=budget // n,
-        dashboard_address=":0", silence_logs=40,
-    )
+    per_worker = (parse_bytes(engine.max_memory) - MAIN_PROCESS_BYTES) // n
+    # Tiles hold their arrays inside the task, not as Dask-managed results: spilling cannot
+    # help and pausing a worker near its limit only stalls the run (a small budget made a run
+    # 30x slower). The tile size already keeps each worker within budget / n; a worker that
+    # still exceeds 98 % of it is restarted and its tile retried.
+    import dask
+
+    with dask.config.set({"distributed.worker.memory.target": False, "distributed.worker.memory.spill": False,
+                          "distributed.worker.memory.pause": False, "distributed.worker.memory.terminate": 0.98}):
+        cluster = LocalCluster(
+            n_workers=n, threads_per_worker=1, processes=True, memory_limit=per_worker,
+            dashboard_address=":0", silence_logs=40,
+        )
     client = Client(cluster)
     try:
         yield client

@@ -13,6 +13,37 @@ from ..sentinel2 import BANDS
 #: Resident memory of one worker process before any tile (Python, numpy, numba, GDAL, dask),
 #: measured with bench/bench_composite.py; subtracted from the budget.
 WORKER_BASE_BYTES = 350 * 2**20
+#: Resident memory of the main process (items, scheduler, mosaic threads), also in the budget.
+MAIN_PROCESS_BYTES = 400 * 2**20
+#: Smallest useful memory for one tile in flight (a 64 px tile of ~50 dates needs ~12 MB, but
+#: I/O buffers and COG block decompression need more).
+MIN_TILE_BYTES = 100 * 2**20
+
+
+def workers_for_budget(max_memory: str | int, cores: int) -> tuple[int, int]:
+    """Number of worker processes (<= ``cores``) and memory per worker that fit the budget.
+
+    The budget covers the main process (``MAIN_PROCESS_BYTES``) and every worker
+    (``WORKER_BASE_BYTES`` + one tile). A small budget means fewer workers rather than tiny
+    tiles.
+
+    Raises
+    ------
+    ConfigError
+        The budget cannot hold the main process and one worker.
+    """
+    from ..errors import ConfigError
+
+    budget = parse_bytes(max_memory) if isinstance(max_memory, str) else int(max_memory)
+    usable = budget - MAIN_PROCESS_BYTES
+    need = WORKER_BASE_BYTES + MIN_TILE_BYTES
+    if usable < need:
+        raise ConfigError(
+            f"--max-memory {max_memory} is too small: the main process and one worker need at least "
+            f"{(MAIN_PROCESS_BYTES + need) / 1e9:.2f} GB"
+        )
+    n = max(1, min(cores, usable // need))
+    return int(n), int(usable // n)
 #: Tile sides are multiples of this (the COG block size of the products divides it).
 TILE_QUANTUM = 64
 MIN_TILE = 64
@@ -38,12 +69,13 @@ def tile_side_for_budget(
 ) -> int:
     """Largest tile side (multiple of 64, <= ``max_tile``) whose peak fits the budget.
 
-    The budget is shared by ``n_workers`` processes, each with ``WORKER_BASE_BYTES`` of
+    The budget less the main process (``MAIN_PROCESS_BYTES``) is shared by ``n_workers``
+    processes, each with ``WORKER_BASE_BYTES`` of
     resident memory and one tile in flight; 30 % headroom is kept for fragmentation and I/O
     buffers.
     """
     budget = parse_bytes(max_memory) if isinstance(max_memory, str) else int(max_memory)
-    per_worker = budget / max(1, n_workers) - WORKER_BASE_BYTES
+    per_worker = (budget - MAIN_PROCESS_BYTES) / max(1, n_workers) - WORKER_BASE_BYTES
     if per_worker <= 0:
         return MIN_TILE
     pixels = 0.7 * per_worker / bytes_per_pixel(n_obs, n_periods)
