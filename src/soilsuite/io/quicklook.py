@@ -233,8 +233,7 @@ def quicklook_bsf(src: Source, out_png: str | os.PathLike, *, cmap: str = "YlOrB
     arr, transform, crs = _load(src, bands=None, band_names=None, transform=transform, crs=crs,
                                 max_size=max_size)
     img = np.ma.masked_invalid(arr[0])
-    cm = matplotlib.colormaps[cmap].copy()
-    cm.set_bad(NODATA_GREY)
+    cm = matplotlib.colormaps[cmap].with_extremes(bad=NODATA_GREY)
     fig, ax = _figure(img.shape, extra_in=1.0)
     im = _show(ax, img, transform, crs, cmap=cm, vmin=0.0, vmax=1.0)
     fig.colorbar(im, ax=ax, label="bare soil frequency BSC / VPC (0-1); grey = nodata", shrink=0.8)
