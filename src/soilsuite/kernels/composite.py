@@ -274,16 +274,23 @@ def _accumulate_impl(refl, flags, period, vpc, n_below, bsc, mref_n, bsum, bsq, 
             p = period[t]
             if p < 0:
                 continue
+            # counts: branch-free over the row (vectorises)
+            fr = flags[t, y]
+            vr = vpc[p, y]
+            br = n_below[p, y]
+            cr = bsc[p, y]
+            mr = mref_n[p, y]
+            for x in range(n_x):
+                f = fr[x]
+                vr[x] += f & 1
+                br[x] += (f >> 1) & 1
+                cr[x] += (f >> 3) & 1
+                mr[x] += (f >> 4) & 1
+            # columns with a bare / MREF observation (branch-free compaction)
             nb = 0
             nm = 0
             for x in range(n_x):
-                f = flags[t, y, x]
-                if f == 0:  # invalid: the common case under clouds, spatially coherent
-                    continue
-                vpc[p, y, x] += f & 1
-                n_below[p, y, x] += (f >> 1) & 1
-                bsc[p, y, x] += (f >> 3) & 1
-                mref_n[p, y, x] += (f >> 4) & 1
+                f = fr[x]
                 ib[nb] = x
                 nb += (f >> 3) & 1
                 im[nm] = x
