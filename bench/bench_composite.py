@@ -120,7 +120,7 @@ def io_floor(archive: Path, max_memory: str, resolution: float = 20.0) -> dict:
 
     cfg = C.build_config(source=str(archive / "catalog.json"), start=START, end=START + dt.timedelta(days=3650),
                          out=Path("unused"), resolution=resolution, max_memory=max_memory)
-    items = S.filter_scenes(S.search_items(cfg.source, start=cfg.start, end=cfg.end), cfg.scene).items
+    items = C.select_items(cfg)[1].items
     assets = S.resolve_assets(items)
     gb = C.target_geobox(cfg, items)
     engine = EngineOptions(max_memory=max_memory)

@@ -97,15 +97,15 @@ def target_geobox(cfg: CompositeConfig, items: list):
         if native is not None and (cfg.crs is None or _same_crs(cfg.crs, native[0])):
             # all items in one projected CRS: the union of their native extents, so the grid
             # lines up with the 20 m pixels of the data (no resampling shift)
-            crs, boxes = native
-            geom = Geometry(unary_union([sbox(*b) for b in boxes]), crs)
-            try:
-                return GeoBox.from_geopolygon(geom, resolution=cfg.resolution, crs=crs)
-            except Exception as exc:
-                raise ConfigError(f"cannot build a {cfg.resolution} m grid in {crs} for the area: {exc}") from exc
-        geom = Geometry(unary_union([shape(it.geometry) for it in items]), "EPSG:4326")
-    c = geom.centroid.coords[0]
-    crs = cfg.crs or S.utm_crs(c[0], c[1])
+            geom = Geometry(unary_union([sbox(*b) for b in native[1]]), native[0])
+        else:
+            geom = Geometry(unary_union([shape(it.geometry) for it in items]), "EPSG:4326")
+    if cfg.crs is not None:
+        crs = cfg.crs
+    elif geom.crs.geographic:
+        crs = S.utm_crs(*geom.centroid.coords[0])
+    else:
+        crs = geom.crs
     try:
         return GeoBox.from_geopolygon(geom.to_crs(crs), resolution=cfg.resolution, crs=crs)
     except Exception as exc:
@@ -323,10 +323,7 @@ def observation_flags(source: str | Path, *, start, end, geobox=None, bbox=None,
     import xarray as xr
 
     cfg = build_config(source=str(source), start=start, end=end, out=Path("."), bbox=bbox, **options)
-    found = S.search_items(cfg.source, start=cfg.start, end=cfg.end, bbox=cfg.bbox, collection=cfg.collection)
-    if cfg.tile:
-        found = S.select_tile(found, cfg.tile)
-    sel = S.filter_scenes(found, cfg.scene)
+    _, sel = select_items(cfg)
     assets = S.resolve_assets(sel.items)
     gb = geobox if geobox is not None else target_geobox(cfg, sel.items)
     halo = cfg.mask.dilation_px // 2
@@ -337,6 +334,29 @@ def observation_flags(source: str | Path, *, start, end, geobox=None, bbox=None,
         {"flags": (("time", "y", "x"), flags), "pvir2": (("time", "y", "x"), pv)},
         coords=coords, attrs={"crs": str(gb.crs)},
     )
+
+
+def select_items(cfg: CompositeConfig) -> tuple[list, S.SceneSelection]:
+    """Items of the source in the window and area (and grid tile), then the scene filter.
+
+    Returns the items found and the selection; raises :class:`InputError` if nothing is
+    found or everything is rejected (with the reasons).
+    """
+    found = S.search_items(cfg.source, start=cfg.start, end=cfg.end, bbox=cfg.bbox, collection=cfg.collection)
+    if not found:
+        raise InputError(
+            f"STAC source {cfg.source}: no items between {cfg.start} and {cfg.end}"
+            + (f" intersecting bbox {cfg.bbox}" if cfg.bbox else "")
+        )
+    if cfg.tile:
+        found = S.select_tile(found, cfg.tile)
+    sel = S.filter_scenes(found, cfg.scene)
+    if not sel.items:
+        raise InputError(
+            f"all {len(found)} items were rejected by the scene filter: "
+            + ", ".join(f"{k}: {v}" for k, v in sel.rejection_counts().items())
+        )
+    return found, sel
 
 
 def _lonlat_bbox(geobox) -> tuple[float, float, float, float]:
@@ -496,20 +516,7 @@ def run(cfg: CompositeConfig, *, progress: bool = False) -> RunSummary:
     t0 = time.perf_counter()
     _check_out(cfg)  # refuse early, before any work
 
-    found = S.search_items(cfg.source, start=cfg.start, end=cfg.end, bbox=cfg.bbox, collection=cfg.collection)
-    if not found:
-        raise InputError(
-            f"STAC source {cfg.source}: no items between {cfg.start} and {cfg.end}"
-            + (f" intersecting bbox {cfg.bbox}" if cfg.bbox else "")
-        )
-    if cfg.tile:
-        found = S.select_tile(found, cfg.tile)
-    sel = S.filter_scenes(found, cfg.scene)
-    if not sel.items:
-        raise InputError(
-            f"all {len(found)} items were rejected by the scene filter: "
-            + ", ".join(f"{k}: {v}" for k, v in sel.rejection_counts().items())
-        )
+    found, sel = select_items(cfg)
     assets = S.resolve_assets(sel.items)
     meta = S.observation_meta(sel.items, assets)
     geobox = target_geobox(cfg, sel.items)
