@@ -24,11 +24,18 @@ def product_path(out: Path, label: str, name: str) -> Path:
 
 
 def _blocks(tiles: list[Tile], tile_root: Path, label: str, name: str, stats: dict | None = None):
+    """Yield (window, stored array) per tile; with ``stats``, keep running totals (bounded
+    memory whatever the area): ``counts`` of MASK classes, or ``sum``/``n`` of finite BSF."""
     for t in tiles:
-        arr = np.load(tile_root / t.name / f"{label}__{name}.npy", mmap_mode="r")
+        arr = np.asarray(np.load(tile_root / t.name / f"{label}__{name}.npy", mmap_mode="r"))
         if stats is not None:
-            stats.setdefault("arrays", []).append(np.asarray(arr[..., ::4, ::4]))
-        yield Window(t.col_off, t.row_off, t.shape[1], t.shape[0]), np.asarray(arr)
+            if name == "MASK":
+                stats["counts"] = stats.get("counts", 0) + np.bincount(arr.ravel(), minlength=len(P.MASK_CLASSES))
+            else:
+                ok = np.isfinite(arr)
+                stats["sum"] = stats.get("sum", 0.0) + float(arr[ok].sum(dtype="float64"))
+                stats["n"] = stats.get("n", 0) + int(ok.sum())
+        yield Window(t.col_off, t.row_off, t.shape[1], t.shape[0]), arr
 
 
 def write_outputs(out: Path, geobox, tiles, tile_root: Path, periods: list[str], summary, record: dict,
@@ -75,13 +82,13 @@ def write_outputs(out: Path, geobox, tiles, tile_root: Path, periods: list[str],
     with ThreadPoolExecutor(max_workers=n_local_workers(cfg.engine)) as pool:
         list(pool.map(write, jobs))
 
-    # summary figures from decimated tiles (every 4th pixel)
-    if mask_stats.get("arrays"):
-        m = np.concatenate([a.ravel() for a in mask_stats["arrays"]])
-        summary.mask_share = {P.MASK_CLASSES[k].split(" (")[0]: float(np.mean(m == k)) for k in sorted(P.MASK_CLASSES)}
-    if bsf_stats.get("arrays"):
-        b = np.concatenate([a.ravel() for a in bsf_stats["arrays"]])
-        summary.mean_bsf = float(np.nanmean(b)) if np.isfinite(b).any() else float("nan")
+    # summary figures from the running totals
+    counts = mask_stats.get("counts")
+    if counts is not None and counts.sum():
+        summary.mask_share = {P.MASK_CLASSES[k].split(" (")[0]: float(counts[k] / counts.sum())
+                              for k in sorted(P.MASK_CLASSES)}
+    if bsf_stats.get("n"):
+        summary.mean_bsf = bsf_stats["sum"] / bsf_stats["n"]
 
     summary.products = {name: str(p.relative_to(out)) for name, p in written["window"].items()}
     t1 = time.perf_counter()
