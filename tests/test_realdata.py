@@ -167,6 +167,10 @@ def test_worldcover_windowed_read_onto_utm_grid():
     assert share.get(10, 0) > 0.2, share  # tree cover inland
     assert share.get(50, 0) > 0.01, share  # the town
     assert set(share) <= set([0, 10, 20, 30, 40, 50, 60, 80, 90, 95, 100])
+    # a tile of the grid reads exactly the same pixels as the whole grid (tiled runs = one run)
+    for rows, cols in [(slice(0, 130), slice(0, 190)), (slice(130, 500), slice(190, 500))]:
+        np.testing.assert_array_equal(read_on_grid(path, gb[rows, cols], resampling="nearest", dtype="uint8",
+                                                   fill=0), wc[rows, cols])
 
     # independent reference: a window read with rasterio + rasterio.warp.reproject (nearest)
     with rasterio.open(path) as src:

@@ -59,6 +59,7 @@ def read_on_grid(
                 src, crs=geobox.crs.to_wkt(), transform=geobox.affine,
                 width=geobox.shape.x, height=geobox.shape.y,
                 resampling=Resampling[resampling], src_nodata=nodata,
+                tolerance=1e-9,  # (almost) exact transformer: the same pixels whatever the tiling
                 nodata=nodata if nodata is not None else None,
             ) as vrt:
                 arr = vrt.read(band, out_dtype=out_dtype, masked=True)
