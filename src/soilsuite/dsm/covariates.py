@@ -316,7 +316,8 @@ class CovariateStack:
                 nodata = src.nodata
                 with WarpedVRT(src, crs=self.crs, transform=self.transform, width=w, height=h,
                                resampling=Resampling[lay.resampling],
-                               src_nodata=nodata, nodata=nodata) as vrt:
+                               src_nodata=nodata, nodata=nodata,
+                               tolerance=1e-9) as vrt:  # exact: blocks match a whole read
                     data = vrt.read(lay.bands, window=window, masked=True)
                 scales = [src.scales[b - 1] for b in lay.bands]
                 offsets = [src.offsets[b - 1] for b in lay.bands]
