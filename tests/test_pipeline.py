@@ -327,3 +327,25 @@ def test_memory_budget_sets_workers_and_tiles():
         workers_for_budget("600MB", 2)
     with pytest.raises(ConfigError, match="--workers 4"):
         n_local_workers(EngineOptions(max_memory="1GB", n_workers=4))
+
+
+def test_per_tile_progress_rows():
+    """Each tile in flight gets a row showing its stage; the row goes when the tile is done."""
+    from rich.console import Console
+    from rich.progress import Progress, TextColumn
+
+    from soilsuite.pipeline import composite as C
+
+    with Progress(TextColumn("{task.description} {task.fields[stage]}"), console=Console(file=open(os.devnull, "w"))) as p:
+        bars = C._TileBars(p)
+        C._LOCAL_HOOK.append(bars)
+        try:
+            C._report("r0000_c0001", 0)  # not on a Dask worker: the local hook gets it
+            bars((123.0, {"tile": "r0000_c0002", "step": 1}))  # as a Dask event (timestamp, msg)
+            stages = {p.tasks[i].description.strip(): p.tasks[i].fields["stage"] for i in bars.rows.values()}
+            assert stages == {"r0000_c0001": "load", "r0000_c0002": "composite"}
+            C._report("r0000_c0001", len(C.TILE_STAGES))
+            assert list(bars.rows) == ["r0000_c0002"]
+            bars({"garbage": 1})  # never raises
+        finally:
+            C._LOCAL_HOOK.clear()

@@ -291,14 +291,42 @@ def process_tile(task: TileTask) -> str:
 TILE_ERROR = "error: "
 
 
+#: Stages of one tile, reported to the progress display as they start.
+TILE_STAGES = ("load", "composite", "save")
+#: Dask event topic of the per-tile progress.
+PROGRESS_TOPIC = "soilsuite-tile-progress"
+
+
+def _report(tile: str, step: int) -> None:
+    """Tell the client that ``tile`` starts stage ``step`` (``len(TILE_STAGES)``: finished).
+
+    On a Dask worker this is a worker event (``log_event``) the client subscribes to; outside a
+    worker (``scheduler="sync"``) the local hook, if any, is called. Never raises.
+    """
+    try:
+        from distributed import get_worker
+
+        get_worker().log_event(PROGRESS_TOPIC, {"tile": tile, "step": step})
+    except Exception:  # noqa: BLE001 - not on a worker, or no scheduler: progress is optional
+        if _LOCAL_HOOK:
+            _LOCAL_HOOK[0]({"tile": tile, "step": step})
+
+
+_LOCAL_HOOK: list = []
+
+
 def _process_tile(task: TileTask) -> str:
     out = Path(task.tile_dir)
     if (out / "done").exists():
         return str(out)
+    name = task.tile.name
     cfg = CompositeConfig(**task.cfg)
+    _report(name, 0)
     inp = load_tile_inputs(task.items, task.assets, task.tile.geobox, cfg, task.halo)
     dates = inp.meta.dates
+    _report(name, 1)
     results = {label: _encode_all(r) for label, r in composite_inputs(inp, cfg, task.periods).items()}
+    _report(name, 2)
 
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -309,6 +337,7 @@ def _process_tile(task: TileTask) -> str:
     (tmp / "done").write_text(json.dumps({"n_obs": len(dates)}))
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
+    _report(name, len(TILE_STAGES))
     return str(out)
 
 
@@ -566,8 +595,32 @@ def run(cfg: CompositeConfig, *, progress: bool = False) -> RunSummary:
     return summary
 
 
+class _TileBars:
+    """One progress row per tile in flight (its stage), removed when the tile is finished."""
+
+    def __init__(self, pbar):
+        self.pbar = pbar
+        self.rows: dict[str, int] = {}
+
+    def __call__(self, msg) -> None:
+        try:
+            if isinstance(msg, tuple):  # (timestamp, message) from a Dask event topic
+                msg = msg[1]
+            tile, step = msg["tile"], int(msg["step"])
+            n = len(TILE_STAGES)
+            if tile not in self.rows:
+                self.rows[tile] = self.pbar.add_task(f"  {tile}", total=n, stage="")
+            row = self.rows[tile]
+            if step >= n:
+                self.pbar.remove_task(self.rows.pop(tile))
+            else:
+                self.pbar.update(row, completed=step, stage=TILE_STAGES[step])
+        except Exception:  # noqa: BLE001 - a display problem must never stop a run
+            pass
+
+
 def _run_tasks(tasks: list[TileTask], engine: EngineOptions, progress: bool, total: int, done0: int) -> None:
-    """Run tile tasks on the Dask engine with a progress bar (tiles, ETA)."""
+    """Run tile tasks on the Dask engine with progress: overall (tiles, ETA) and per tile (stage)."""
     from contextlib import nullcontext
 
     from rich.progress import (
@@ -582,24 +635,35 @@ def _run_tasks(tasks: list[TileTask], engine: EngineOptions, progress: bool, tot
     from .cluster import dask_client
 
     bar = (
-        Progress(TextColumn("[bold]tiles"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                 TextColumn("eta"), TimeRemainingColumn(), transient=False)
+        Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                 TextColumn("{task.fields[stage]}"), TimeRemainingColumn(), transient=False)
         if progress else nullcontext()
     )
     if not tasks:
         return
     with dask_client(engine) as client, bar as pbar:
-        tid = pbar.add_task("tiles", total=total, completed=done0) if progress else None
+        tid = pbar.add_task("tiles", total=total, completed=done0, stage="eta") if progress else None
+        tiles = _TileBars(pbar) if progress else None
         if client is None:
-            for t in tasks:
-                res = process_tile(t)
-                if res.startswith(TILE_ERROR):
-                    raise InputError(res[len(TILE_ERROR):])
-                if progress:
-                    pbar.advance(tid)
+            if tiles:
+                _LOCAL_HOOK.append(tiles)
+            try:
+                for t in tasks:
+                    res = process_tile(t)
+                    if res.startswith(TILE_ERROR):
+                        raise InputError(res[len(TILE_ERROR):])
+                    if progress:
+                        pbar.advance(tid)
+            finally:
+                _LOCAL_HOOK.clear()
             return
         if progress and getattr(client, "dashboard_link", None):
             pbar.console.print(f"Dask dashboard: {client.dashboard_link}")
+        if tiles:
+            try:
+                client.subscribe_topic(PROGRESS_TOPIC, tiles)
+            except Exception:  # noqa: BLE001 - older schedulers: overall progress only
+                pass
         from distributed import as_completed
 
         futures = client.map(process_tile, tasks, pure=False, key=[f"tile-{t.tile.name}" for t in tasks])
