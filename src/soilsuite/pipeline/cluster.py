@@ -12,9 +12,9 @@ import contextlib
 import os
 from collections.abc import Iterator
 
-from ..config import EngineOptions, parse_bytes
+from ..config import EngineOptions
 from ..errors import ConfigError
-from .tiles import MAIN_PROCESS_BYTES, workers_for_budget
+from .tiles import worker_share, workers_for_budget
 
 ENV_SCHEDULER = "SOILSUITE_SCHEDULER"
 
@@ -57,7 +57,7 @@ def dask_client(engine: EngineOptions) -> Iterator[object | None]:
             client.close()
         return
     n = n_local_workers(engine)
-    per_worker = (parse_bytes(engine.max_memory) - MAIN_PROCESS_BYTES) // n
+    per_worker = worker_share(engine.max_memory, n)
     # Tiles hold their arrays inside the task, not as Dask-managed results: spilling cannot
     # help and pausing a worker near its limit only stalls the run (a small budget made a run
     # 30x slower). The tile size already keeps each worker within budget / n; a worker that

@@ -20,6 +20,16 @@ MAIN_PROCESS_BYTES = 400 * 2**20
 MIN_TILE_BYTES = 100 * 2**20
 
 
+def _bytes(max_memory: str | int) -> int:
+    return parse_bytes(max_memory) if isinstance(max_memory, str) else int(max_memory)
+
+
+def worker_share(max_memory: str | int, n_workers: int) -> int:
+    """Bytes of the budget for each of ``n_workers`` workers: the budget less the main process
+    (``MAIN_PROCESS_BYTES``), shared equally. Also each local worker's Dask memory limit."""
+    return int((_bytes(max_memory) - MAIN_PROCESS_BYTES) // max(1, n_workers))
+
+
 def workers_for_budget(max_memory: str | int, cores: int) -> tuple[int, int]:
     """Number of worker processes (<= ``cores``) and memory per worker that fit the budget.
 
@@ -34,16 +44,17 @@ def workers_for_budget(max_memory: str | int, cores: int) -> tuple[int, int]:
     """
     from ..errors import ConfigError
 
-    budget = parse_bytes(max_memory) if isinstance(max_memory, str) else int(max_memory)
-    usable = budget - MAIN_PROCESS_BYTES
+    usable = worker_share(max_memory, 1)
     need = WORKER_BASE_BYTES + MIN_TILE_BYTES
     if usable < need:
         raise ConfigError(
             f"--max-memory {max_memory} is too small: the main process and one worker need at least "
             f"{(MAIN_PROCESS_BYTES + need) / 1e9:.2f} GB"
         )
-    n = max(1, min(cores, usable // need))
-    return int(n), int(usable // n)
+    n = int(max(1, min(cores, usable // need)))
+    return n, worker_share(max_memory, n)
+
+
 #: Tile sides are multiples of this (the COG block size of the products divides it).
 TILE_QUANTUM = 64
 MIN_TILE = 64
@@ -74,8 +85,7 @@ def tile_side_for_budget(
     resident memory and one tile in flight; 30 % headroom is kept for fragmentation and I/O
     buffers.
     """
-    budget = parse_bytes(max_memory) if isinstance(max_memory, str) else int(max_memory)
-    per_worker = (budget - MAIN_PROCESS_BYTES) / max(1, n_workers) - WORKER_BASE_BYTES
+    per_worker = worker_share(max_memory, n_workers) - WORKER_BASE_BYTES
     if per_worker <= 0:
         return MIN_TILE
     pixels = 0.7 * per_worker / bytes_per_pixel(n_obs, n_periods)
