@@ -4,8 +4,9 @@
   recall of the bare observations the method selected (``FLAG_BARE``) against the truth's
   "really bare" flag (soil fraction >= 85 %, clear sky); ``precision_soil50`` against a looser
   truth (soil fraction >= 50 %, clear sky): PV+IR2 also accepts half-covered observations
-  (stubble, residue, emergence), its known weakness (SPEC). Recall is given over all truly bare observations and over those the
-  method saw as valid (the 11 x 11 cloud dilation removes clear observations by design).
+  (stubble, residue, emergence), its known weakness (SPEC). Recall is given over all truly
+  bare observations and over those the method saw as valid (the 11 x 11 cloud dilation
+  removes clear observations by design).
 - **SRC_MEAN**: RMSE per band (reflectance) against the true dry-soil spectrum, on cropland
   pixels with a composite. The composite averages moist and dry bare observations, so it is
   expected darker than the dry spectrum by a few hundredths in the SWIR; the bias is reported.
@@ -115,12 +116,12 @@ def evaluate(products_dir: str | Path, archive_dir: str | Path, *, flags=None) -
             raise ValueError("observation dates of the run are missing from the truth")
         clear, bare = clear[idx], bare[idx]
         fl = flags["flags"].values
-        out.update(observation_scores((fl & FLAG_BARE) != 0, (fl & FLAG_VALID) != 0, bare, crop))
+        picked, valid = (fl & FLAG_BARE) != 0, (fl & FLAG_VALID) != 0
+        out.update(observation_scores(picked, valid, bare, crop))
         if "soil_fraction" in truth:
             # a looser truth: soil covers at least half of the pixel and the sky is clear
             soil50 = (truth["soil_fraction"].values[idx] >= 50) & clear
-            out["precision_soil50"] = observation_scores((fl & FLAG_BARE) != 0, (fl & FLAG_VALID) != 0,
-                                                         soil50, crop)["precision"]
+            out["precision_soil50"] = observation_scores(picked, valid, soil50, crop)["precision"]
     with np.errstate(invalid="ignore", divide="ignore"):
         true_bsf = (bare & clear).sum(0) / clear.sum(0)
     bsf = ds["BSF"].values
