@@ -69,18 +69,26 @@ class Accumulator(NamedTuple):
 
 # ----------------------------------------------------------------------------- classify
 @njit(cache=True, nogil=True)
-def _sort(a, n):
-    """Sort ``a[:n]`` in place: insertion sort for short runs (the usual case), else numba's."""
-    if n > 48:
+def _sort(a, n, tmp):
+    """Sort ``a[:n]`` in place (``tmp``: scratch of length >= n).
+
+    Short runs (the usual case over one season) by rank: each element's rank is the number of
+    elements before it in (value, position) order, counted without branches, which avoids
+    the mispredicted compares of an insertion sort; longer runs by numba's sort.
+    """
+    if n > 24:
         a[:n].sort()
         return
-    for i in range(1, n):
+    for i in range(n):
         v = a[i]
-        j = i - 1
-        while j >= 0 and a[j] > v:
-            a[j + 1] = a[j]
-            j -= 1
-        a[j + 1] = v
+        r = 0
+        for j in range(n):
+            w = a[j]
+            r += (w < v) | ((w == v) & (j < i))
+        tmp[r] = v
+    for i in range(n):
+        a[i] = tmp[i]
+    return
 
 
 @njit(cache=True, nogil=True)
@@ -124,17 +132,16 @@ def _mad_sorted(v, n, med):
 
 
 @njit(cache=True, nogil=True)
-def _outlier_cut(buf, n, k, min_excess):
-    """B02 above which an observation is an outlier; sorts ``buf[:n]`` in place.
+def _outlier_cut(v, n, k, min_excess):
+    """B02 above which an observation is an outlier, from the sorted values ``v[:n]``.
 
     outlier <=> b > med + k * 1.4826 * MAD and b > med + min_excess
             <=> b > max(med + k * 1.4826 * MAD, med + min_excess).
     """
     if n == 0:
         return np.inf
-    _sort(buf, n)
-    med = _median_sorted(buf, n)
-    mad = _mad_sorted(buf, n, med)
+    med = _median_sorted(v, n)
+    mad = _mad_sorted(v, n, med)
     c1 = med + k * MAD_SCALE * mad
     c2 = med + min_excess
     return c1 if c1 > c2 else c2
@@ -143,34 +150,43 @@ def _outlier_cut(buf, n, k, min_excess):
 def _classify_impl(refl, valid, pv, threshold, never_bare, k_bare, k_mref, min_excess, out):
     n_t, _, n_y, n_x = refl.shape
     for y in prange(n_y):
-        # row buffers with time last, so that each pixel's series is contiguous
-        blue = np.empty((n_x, n_t), np.float64)
+        # row buffers with time last, so that each pixel's series is contiguous. A key packs an
+        # observation's B02 DN and its candidate bit (2 * B02 + candidate): one sort of the
+        # valid keys orders the valid B02 values, and the candidates' values in that order are
+        # sorted too, so the two outlier filters need a single sort.
+        key = np.empty((n_x, n_t), np.int32)
         fl = np.empty((n_x, n_t), np.uint8)
-        cand = np.empty(n_t, np.float64)
+        keys = np.empty(n_t, np.int32)
+        tmp = np.empty(n_t, np.int32)
         vals = np.empty(n_t, np.float64)
+        cand = np.empty(n_t, np.float64)
         for t in range(n_t):
             for x in range(n_x):
                 v = np.uint8(valid[t, y, x])
                 below = v & np.uint8(pv[t, y, x] <= threshold[y, x])
                 c = below & np.uint8(not never_bare[y, x])
                 fl[x, t] = v * FLAG_VALID | below * FLAG_BELOW | c * FLAG_CANDIDATE
-                blue[x, t] = refl[t, I_B02, y, x]
+                key[x, t] = np.int32(refl[t, I_B02, y, x]) * 2 + c
         for x in range(n_x):
-            nc = 0
             nv = 0
-            for t in range(n_t):  # branch-free gather of the candidate and valid B02 values
-                f = fl[x, t]
-                cand[nc] = blue[x, t]
-                nc += (f >> 2) & 1
-                vals[nv] = blue[x, t]
-                nv += f & 1
+            for t in range(n_t):  # branch-free gather of the valid keys
+                keys[nv] = key[x, t]
+                nv += fl[x, t] & 1
             if nv == 0:
                 continue
+            _sort(keys, nv, tmp)
+            nc = 0
+            for i in range(nv):
+                k = keys[i]
+                b = np.float64(k >> 1)  # floor shift: exact for negative DN too
+                vals[i] = b
+                cand[nc] = b
+                nc += k & 1
             cut_bare = _outlier_cut(cand, nc, k_bare, min_excess)
             cut_mref = _outlier_cut(vals, nv, k_mref, min_excess)
             for t in range(n_t):
                 f = fl[x, t]
-                b = blue[x, t]
+                b = np.float64(key[x, t] >> 1)
                 bare = ((f >> 2) & 1) & np.uint8(b <= cut_bare)
                 mref = (f & 1) & np.uint8(b <= cut_mref)
                 fl[x, t] = f | bare * FLAG_BARE | mref * FLAG_MREF
@@ -268,8 +284,10 @@ def classify(
 def _accumulate_impl(refl, flags, period, vpc, n_below, bsc, mref_n, bsum, bsq, msum, msq):
     n_t, n_b, n_y, n_x = refl.shape
     for y in prange(n_y):
-        ib = np.empty(n_x, np.int64)  # columns of this row with a bare observation at t
-        im = np.empty(n_x, np.int64)  # ... with an MREF observation at t
+        # columns of this row with a bare / an MREF observation at t; unsigned, so that
+        # indexing with them needs no negative-index wraparound
+        ib = np.empty(n_x, np.uintp)
+        im = np.empty(n_x, np.uintp)
         for t in range(n_t):
             p = period[t]
             if p < 0:
@@ -295,17 +313,24 @@ def _accumulate_impl(refl, flags, period, vpc, n_below, bsc, mref_n, bsum, bsq, 
                 nb += (f >> 3) & 1
                 im[nm] = x
                 nm += (f >> 4) & 1
+            if nb + nm == 0:  # e.g. a cloudy row
+                continue
             for b in range(n_b):
+                src = refl[t, b, y]
+                s1 = bsum[p, b, y]
+                s2 = bsq[p, b, y]
                 for i in range(nb):
                     x = ib[i]
-                    v = np.float64(refl[t, b, y, x])
-                    bsum[p, b, y, x] += v
-                    bsq[p, b, y, x] += v * v
+                    v = np.float64(src[x])
+                    s1[x] += v
+                    s2[x] += v * v
+                s1 = msum[p, b, y]
+                s2 = msq[p, b, y]
                 for i in range(nm):
                     x = im[i]
-                    v = np.float64(refl[t, b, y, x])
-                    msum[p, b, y, x] += v
-                    msq[p, b, y, x] += v * v
+                    v = np.float64(src[x])
+                    s1[x] += v
+                    s2[x] += v * v
 
 
 _accumulate_serial, _accumulate_parallel = twins(_accumulate_impl)
@@ -427,6 +452,8 @@ def _finalize_impl(vpc, n_below, bsc, mref_n, bsum, bsq, msum, msq, other, min_b
     nan = np.nan
     for y in prange(n_y):
         # per-pixel factors of this row: 1/n and 1/(n (n-1)) (NaN where the product is nodata)
+        b_n = np.empty(n_x, np.float64)
+        m_n = np.empty(n_x, np.float64)
         b_inv = np.empty(n_x, np.float64)
         b_inv2 = np.empty(n_x, np.float64)
         b_ci = np.empty(n_x, np.float64)
@@ -449,27 +476,40 @@ def _finalize_impl(vpc, n_below, bsc, mref_n, bsum, bsq, msum, msq, other, min_b
                 o_mask[y, x] = 0
             fb = np.float64(nb)
             fm = np.float64(nm)
+            b_n[x] = fb
+            m_n[x] = fm
             ok = nb >= min_bare_obs and nb >= 1
             b_inv[x] = 1.0 / fb if ok else nan
             b_inv2[x] = 1.0 / (fb * (fb - 1.0)) if ok and nb >= 2 else nan
             b_ci[x] = ci_mult[nb] / np.sqrt(fb) if ok and nb >= 2 else nan
             m_inv[x] = 1.0 / fm if nm >= 1 else nan
             m_inv2[x] = 1.0 / (fm * (fm - 1.0)) if nm >= 2 else nan
+        # two loops over row slices with few arrays each: LLVM vectorises a loop only when its
+        # runtime alias checks stay under a small limit (8 pointers)
         for b in range(n_b):
+            s1 = bsum[b, y]
+            s2 = bsq[b, y]
+            om = o_mean[b, y]
+            osd = o_std[b, y]
+            oci = o_ci[b, y]
             for x in range(n_x):
-                fb = np.float64(bsc[y, x])
-                s = bsum[b, y, x]
+                s = s1[x]
                 # n * sum(x^2) - sum(x)^2 is exact for integer DN (< 2**53); clip rounding at 0
-                var = max((fb * bsq[b, y, x] - s * s), 0.0) * b_inv2[x]
+                var = max((b_n[x] * s2[x] - s * s), 0.0) * b_inv2[x]
                 sd = np.sqrt(var) * 1e-4
-                o_mean[b, y, x] = np.float32(s * b_inv[x] * 1e-4)
-                o_std[b, y, x] = np.float32(sd)
-                o_ci[b, y, x] = np.float32(sd * b_ci[x])
-                fm = np.float64(mref_n[y, x])
-                s = msum[b, y, x]
-                var = max((fm * msq[b, y, x] - s * s), 0.0) * m_inv2[x]
-                o_mmean[b, y, x] = np.float32(s * m_inv[x] * 1e-4)
-                o_mstd[b, y, x] = np.float32(np.sqrt(var) * 1e-4)
+                om[x] = np.float32(s * b_inv[x] * 1e-4)
+                osd[x] = np.float32(sd)
+                oci[x] = np.float32(sd * b_ci[x])
+        for b in range(n_b):
+            s1 = msum[b, y]
+            s2 = msq[b, y]
+            om = o_mmean[b, y]
+            osd = o_mstd[b, y]
+            for x in range(n_x):
+                s = s1[x]
+                var = max((m_n[x] * s2[x] - s * s), 0.0) * m_inv2[x]
+                om[x] = np.float32(s * m_inv[x] * 1e-4)
+                osd[x] = np.float32(np.sqrt(var) * 1e-4)
 
 
 _finalize_serial, _finalize_parallel = twins(_finalize_impl)
