@@ -349,3 +349,67 @@ def test_per_tile_progress_rows():
             bars({"garbage": 1})  # never raises
         finally:
             C._LOCAL_HOOK.clear()
+
+
+# ----------------------------------------------------------------------------- large areas: tiled layout
+def test_tiled_layout_vrt_mosaics_equal_the_single_cogs(run_local, sim_archive, tmp_path):
+    """`--layout tiles`: tile COGs + <NAME>.vrt + one STAC Item per tile and period; the VRT reads
+    exactly as the single COG of the reference run. Output tiles of 80 px straddle the 64 px
+    processing tiles, so blocks are cut and re-assembled."""
+    from soilsuite.io.products import open_products
+
+    out = tmp_path / "tiled"
+    r = subprocess.run(_cmd(sim_archive, out, "--scheduler", "sync", "--layout", "tiles", "--out-tile-px", "80"),
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    single = run_local[0]
+    names = ["r0000_c0000", "r0000_c0001", "r0001_c0000", "r0001_c0001"]  # 96 px in 80 px tiles
+    for label in ("", "2021", "2022"):
+        assert not list((out / label).glob("*.tif"))
+        assert sorted(p.name for p in (out / label / "tiles").iterdir()) == names
+        for name in P.COMPOSITE_PRODUCTS:
+            with rasterio.open(single / label / f"{name}.tif") as a, rasterio.open(out / label / f"{name}.vrt") as v:
+                np.testing.assert_array_equal(v.read(), a.read(), err_msg=f"{label}/{name}")
+                meta = [(s.crs, s.transform, s.dtypes, s.descriptions, s.scales, s.offsets, str(s.nodatavals),
+                         s.tags()["PRODUCT"]) for s in (a, v)]
+                assert meta[0] == meta[1], (label, name)
+                if name == "MASK":
+                    assert v.colormap(1) == a.colormap(1)
+                assert not any(k.startswith("STATISTICS_") for k in v.tags(1))  # not the first tile's
+            with rasterio.open(out / label / "tiles" / names[3] / f"{name}.tif") as t:
+                assert (t.height, t.width) == (16, 16)
+    for p in out.rglob("tiles/*/*.tif"):
+        ok, errors, _ = validate_cog(p)
+        assert ok, (p, errors)
+    a, b = open_products(single), open_products(out)
+    for k in a.data_vars:
+        np.testing.assert_array_equal(b[k].values, a[k].values, err_msg=k)
+    ok, errors = validate_output_catalog(out)
+    assert ok, errors
+    items = [json.loads(p.read_text()) for p in (out / "items").glob("*.json")]
+    assert len(items) == 3 * 4
+    corner = next(i for i in items if i["properties"]["soilsuite:tile"] == names[3]
+                  and i["properties"]["soilsuite:period"] == "window")
+    assert corner["properties"]["proj:shape"] == [16, 16]
+    assert corner["properties"]["proj:transform"][2] == sim_archive.transform.c + 80 * 20
+    coll = json.loads((out / "collection.json").read_text())
+    assert "quicklook_MASK" in coll["assets"] and "run_record" in coll["assets"]
+    rec = json.loads((out / "run.json").read_text())
+    assert rec["layout"] == {"layout": "tiles", "out_tile_px": 80, "tiles": names}
+    assert rec["summary"]["mask_share"] == json.loads((single / "run.json").read_text())["summary"]["mask_share"]
+    assert len(list((out / "quicklooks").glob("*.png"))) >= 4
+
+
+def test_auto_layout_switches_to_tiles_for_large_grids():
+    from odc.geo.geobox import GeoBox
+
+    from soilsuite.pipeline.composite import build_config
+    from soilsuite.pipeline.mosaic import AUTO_TILES_PIXELS, resolve_layout
+
+    cfg = build_config(source="x.json", start=START, end=END, out=Path("x"))
+    side = int(AUTO_TILES_PIXELS**0.5)
+    small = GeoBox.from_bbox((0, 0, side * 20, side * 20), "EPSG:32633", resolution=20)
+    large = GeoBox.from_bbox((0, 0, (side + 1) * 20, side * 20), "EPSG:32633", resolution=20)
+    assert resolve_layout(cfg, small) == "single" and resolve_layout(cfg, large) == "tiles"
+    cfg.layout = "single"
+    assert resolve_layout(cfg, large) == "single"

@@ -139,6 +139,8 @@ def composite(
     min_bare_obs: Annotated[int, typer.Option(help="min bare observations for SRC products and MASK=1")] = 3,
     ci_method: Annotated[str, typer.Option(help="95 % CI: 't' (Student) or 'z' (1.96, as DLR's openEO code)")] = "t",
     periods: Annotated[str, typer.Option(help="'none' or 'year': also write per-year products")] = "none",
+    layout: Annotated[str, typer.Option(help="'single' COG per product, 'tiles' (tile COGs + <NAME>.vrt + a STAC Item per tile) or 'auto' (tiles above 2**30 px)")] = "auto",
+    out_tile_px: Annotated[int, typer.Option(help="side of the output tile COGs (px) with --layout tiles")] = 8192,
     tile_size: Annotated[int, typer.Option(help="max tile side (px); smaller if the memory budget needs it")] = 1024,
     max_memory: Annotated[str, typer.Option(help="memory budget of the run, e.g. 2GB")] = "2GB",
     scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address (default: local cluster; 'sync': in-process)", envvar="SOILSUITE_SCHEDULER")] = None,
@@ -155,7 +157,7 @@ def composite(
         threshold=threshold, threshold_raster=threshold_raster, max_cloud_cover=max_cloud_cover,
         min_sun_elevation=min_sun_elevation, dilation_px=dilation_px, max_sun_zenith=max_sun_zenith,
         max_nbr2=max_nbr2, blue_k_bare=blue_k_bare, blue_k_mref=blue_k_mref, min_bare_obs=min_bare_obs,
-        ci_method=ci_method, periods=periods, tile_size=tile_size, max_memory=max_memory,
+        ci_method=ci_method, periods=periods, layout=layout, out_tile_px=out_tile_px, tile_size=tile_size, max_memory=max_memory,
         scheduler=scheduler, n_workers=n_workers, overwrite=overwrite,
     )
     summary = run(cfg, progress=not quiet)

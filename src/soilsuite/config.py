@@ -84,6 +84,10 @@ class CompositeConfig(_Model):
     out: Path = Field(..., description="output folder")
     overwrite: bool = False
     periods: Literal["none", "year"] = Field("none", description="also write per-period products")
+    layout: Literal["auto", "single", "tiles"] = Field(
+        "auto", description="product files: 'single' = one COG per product; 'tiles' = tile COGs of out_tile_px "
+                            "plus a <NAME>.vrt mosaic and one STAC Item per tile; 'auto' = tiles above 2**30 px")
+    out_tile_px: int = Field(8192, ge=64, le=65536, description="side of the output tile COGs (px) with layout 'tiles'")
     scene: SceneFilter = SceneFilter()
     mask: MaskOptions = MaskOptions()
     bare: BareOptions = BareOptions()

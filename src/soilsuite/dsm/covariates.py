@@ -538,6 +538,7 @@ def build_stack(
     from rasterio.enums import Resampling
 
     from .. import products as _products
+    from ..io.products import product_files
 
     rasters = dict(rasters or {})
     resampling = dict(resampling or {})
@@ -554,10 +555,11 @@ def build_stack(
                 spec = _products.get(name)
             except KeyError as exc:
                 raise ConfigError(str(exc.args[0])) from None
-            p = pdir / f"{spec.name}.tif"
-            if not p.exists():
-                have = sorted(q.stem for q in pdir.glob("*.tif"))
-                raise InputError(f"product {spec.name} not found: {p} does not exist (found: {have})")
+            present = product_files(pdir)
+            if spec.name not in present:
+                raise InputError(f"product {spec.name} not found: neither {pdir / spec.name}.tif nor .vrt exists "
+                                 f"(found: {sorted(present)})")
+            p = present[spec.name]
             names = [spec.name] if len(spec.bands) == 1 else [f"{spec.name}_{b}" for b in spec.bands]
             layers.append(RasterLayer(str(p), names, list(range(1, len(spec.bands) + 1)), spec.name,
                                       resampling.get(spec.name, "nearest" if spec.name == "MASK" else "bilinear")))

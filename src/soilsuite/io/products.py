@@ -42,7 +42,7 @@ RUN_RECORD = "run.json"
 
 # ----------------------------------------------------------------------------- files
 def product_files(out_dir: str | os.PathLike) -> dict[str, Path]:
-    """Product COGs present in a folder (not its sub-folders), in catalogue order.
+    """Product files present in a folder (not its sub-folders), in catalogue order.
 
     Parameters
     ----------
@@ -52,10 +52,18 @@ def product_files(out_dir: str | os.PathLike) -> dict[str, Path]:
     Returns
     -------
     dict of str to Path
-        Product name -> ``<out_dir>/<NAME>.tif`` for every catalogue product that exists.
+        Product name -> ``<out_dir>/<NAME>.tif`` (one COG) or, if there is none,
+        ``<out_dir>/<NAME>.vrt`` (the mosaic of the tile COGs of ``--layout tiles``) for every
+        catalogue product that exists.
     """
     out = Path(out_dir)
-    return {name: out / f"{name}.tif" for name in P.PRODUCTS if (out / f"{name}.tif").is_file()}
+    found = {}
+    for name in P.PRODUCTS:
+        for ext in ("tif", "vrt"):
+            if (out / f"{name}.{ext}").is_file():
+                found[name] = out / f"{name}.{ext}"
+                break
+    return found
 
 
 def spec_of(path: str | os.PathLike) -> P.ProductSpec:
@@ -193,7 +201,7 @@ def open_products(
             raise InputError(f"product folder {out}: missing {', '.join(missing)} (found {', '.join(files) or 'none'})")
         files = {P.get(p).name: files[P.get(p).name] for p in products}
     if not files:
-        raise InputError(f"no product files (<NAME>.tif for NAME in {', '.join(P.PRODUCTS)}) in {out}")
+        raise InputError(f"no product files (<NAME>.tif or .vrt for NAME in {', '.join(P.PRODUCTS)}) in {out}")
 
     grid = None
     data_vars: dict[str, xr.DataArray] = {}

@@ -11,6 +11,10 @@ catalog that can be moved or published as it is)::
         quicklook_<name>          PNG pictures (roles "overview"; the first also "thumbnail")
         run_record                run.json (role "metadata")
 
+With the tiled layout (``tiles=``), each window / period has one Item per output tile instead
+(id suffix ``_<tile>``, property ``soilsuite:tile``, footprint and ``proj:*`` of the tile),
+and the quicklooks and run record are assets of the Collection.
+
 Item properties carry ``start_datetime`` / ``end_datetime`` (``datetime`` null) and the
 projection extension (``proj:code``, ``proj:shape``, ``proj:transform``, ``proj:bbox``,
 ``proj:centroid``). Raster statistics are those of the **stored** pixel values (as rio-stac
@@ -212,6 +216,7 @@ def write_output_catalog(
     license: str = "other",
     stats_max_size: int | None = 1024,
     overwrite: bool = False,
+    tiles: Mapping[str, Mapping[str, tuple[Any, Mapping[str, os.PathLike | str]]]] | None = None,
 ) -> Path:
     """Write the STAC Collection and Items that describe a product folder.
 
@@ -246,6 +251,12 @@ def write_output_catalog(
     overwrite : bool
         Replace an existing ``collection.json`` (and remove stale Items); otherwise raise
         :class:`~soilsuite.errors.OutputExistsError`.
+    tiles : mapping, optional
+        Tiled layout: ``{label: {tile name: (tile GeoBox, {product name: tile COG path})}}``.
+        A label listed here gets one Item per tile (id ``<collection_id>_<suffix>_<tile>``,
+        footprint and ``proj:*`` of the tile, the tile COGs as assets) instead of one Item
+        for the whole grid; ``products`` then names the mosaics (e.g. VRT files), which are
+        not STAC assets. Quicklooks and the run record become Collection assets.
 
     Returns
     -------
@@ -281,7 +292,6 @@ def write_output_catalog(
         quicklooks = sorted((out / "quicklooks").glob("*.png"))
     items_dir = out / ITEMS_DIR
     items_dir.mkdir(parents=True, exist_ok=True)
-    epsg = crs_.to_epsg()
 
     collection = pystac.Collection(
         id=collection_id,
@@ -305,51 +315,69 @@ def write_output_catalog(
     collection.set_self_href(str(coll_path.resolve()))
 
     written: list[Path] = []
-    for label, files in groups.items():
-        i0, i1 = _period_range(label, t0, t1, periods)
-        suffix = f"{t0.date().isoformat()}_{t1.date().isoformat()}" if label == WINDOW_LABEL else label
-        item_id = f"{collection_id}_{suffix}"
-        item = pystac.Item(
-            id=item_id, geometry=geometry, bbox=bbox, datetime=None, start_datetime=i0, end_datetime=i1,
-            properties={
-                "title": f"SCMaP products {i0.date().isoformat()} to {i1.date().isoformat()}"
-                         + ("" if label == WINDOW_LABEL else f" (period {label})"),
-                "gsd": resolution,
-                "constellation": "sentinel-2",
-                "instruments": ["msi"],
-                "soilsuite:version": str(version),
-                "soilsuite:period": label,
-            },
-        )
-        proj = ProjectionExtension.ext(item, add_if_missing=True)
-        proj.apply(
-            code=f"EPSG:{epsg}" if epsg else None,
-            wkt2=None if epsg else crs_.to_wkt(),
-            shape=[int(shp[0]), int(shp[1])],
-            transform=[float(v) for v in tuple(affine)[:6]],
-            bbox=native_bbox,
-            centroid=centroid,
+    tiles = tiles or {}
+    qls = [Path(q) for q in quicklooks]
+    run_asset = dict(title="run record (parameters, inputs, soilsuite version)",
+                     media_type=pystac.MediaType.JSON, roles=["metadata"])
+
+    def quicklook_assets(target, base: Path) -> None:
+        thumb = next((q for q in qls if "rgb" in q.stem), qls[0] if qls else None)
+        for q in qls:
+            target.add_asset(f"quicklook_{q.stem}", pystac.Asset(
+                href=os.path.relpath(q.resolve(), base.resolve()), title=f"quicklook {q.stem}",
+                media_type=pystac.MediaType.PNG, roles=["thumbnail", "overview"] if q == thumb else ["overview"],
+            ))
+
+    def add_item(item_id, label, i0, i1, grid, files, with_quicklooks, tile_name=None):
+        g_crs, g_affine, g_shape = grid
+        g_geometry, g_bbox, g_native, g_centroid = _footprint(g_crs, g_affine, g_shape)
+        title = (f"SCMaP products {i0.date().isoformat()} to {i1.date().isoformat()}"
+                 + ("" if label == WINDOW_LABEL else f" (period {label})")
+                 + ("" if tile_name is None else f", tile {tile_name}"))
+        props = {
+            "title": title, "gsd": resolution, "constellation": "sentinel-2", "instruments": ["msi"],
+            "soilsuite:version": str(version), "soilsuite:period": label,
+        }
+        if tile_name is not None:
+            props["soilsuite:tile"] = tile_name
+        item = pystac.Item(id=item_id, geometry=g_geometry, bbox=g_bbox, datetime=None, start_datetime=i0,
+                           end_datetime=i1, properties=props)
+        g_epsg = g_crs.to_epsg()
+        ProjectionExtension.ext(item, add_if_missing=True).apply(
+            code=f"EPSG:{g_epsg}" if g_epsg else None,
+            wkt2=None if g_epsg else g_crs.to_wkt(),
+            shape=[int(g_shape[0]), int(g_shape[1])],
+            transform=[float(v) for v in tuple(g_affine)[:6]],
+            bbox=g_native,
+            centroid=g_centroid,
         )
         for name, path in files.items():
-            _product_asset(item, P.get(name).name, path, items_dir, resolution, stats_max_size)
-        if label == WINDOW_LABEL or len(groups) == 1:
-            qls = [Path(q) for q in quicklooks]
-            thumb = next((q for q in qls if "rgb" in q.stem), qls[0] if qls else None)
-            for q in qls:
-                item.add_asset(f"quicklook_{q.stem}", pystac.Asset(
-                    href=os.path.relpath(q.resolve(), items_dir.resolve()), title=f"quicklook {q.stem}",
-                    media_type=pystac.MediaType.PNG, roles=["thumbnail", "overview"] if q == thumb else ["overview"],
-                ))
+            _product_asset(item, P.get(name).name, Path(path), items_dir, resolution, stats_max_size)
+        if with_quicklooks:
+            quicklook_assets(item, items_dir)
         item.add_asset("run_record", pystac.Asset(
-            href=os.path.relpath((out / RUN_RECORD).resolve(), items_dir.resolve()),
-            title="run record (parameters, inputs, soilsuite version)",
-            media_type=pystac.MediaType.JSON, roles=["metadata"],
-        ))
+            href=os.path.relpath((out / RUN_RECORD).resolve(), items_dir.resolve()), **run_asset))
         item_path = items_dir / f"{item_id}.json"
         item.set_self_href(str(item_path.resolve()))
         collection.add_item(item)
         item.set_self_href(str(item_path.resolve()))  # add_item may re-lay the item out
         written.append(item_path)
+
+    for label, files in groups.items():
+        i0, i1 = _period_range(label, t0, t1, periods)
+        suffix = f"{t0.date().isoformat()}_{t1.date().isoformat()}" if label == WINDOW_LABEL else label
+        item_id = f"{collection_id}_{suffix}"
+        if label in tiles:
+            for tile_name, (tile_geobox, tile_files) in tiles[label].items():
+                add_item(f"{item_id}_{tile_name}", label, i0, i1, _grid(tile_geobox, None, None, None, first_file),
+                         tile_files, False, tile_name)
+        else:
+            add_item(item_id, label, i0, i1, (crs_, affine, shp), files,
+                     label == WINDOW_LABEL or len(groups) == 1)
+    if tiles:
+        quicklook_assets(collection, out)
+        collection.add_asset("run_record", pystac.Asset(
+            href=os.path.relpath((out / RUN_RECORD).resolve(), out.resolve()), **run_asset))
 
     for item in collection.get_items():
         _write_json_atomic(Path(item.get_self_href()), item.to_dict(include_self_link=False, transform_hrefs=True))

@@ -65,8 +65,9 @@ def build_config(**kwargs: Any) -> CompositeConfig:
 
 
 def _params_hash(cfg: CompositeConfig) -> str:
-    """Hash of everything that changes the products (not engine settings or overwrite)."""
-    d = cfg.model_dump(mode="json", exclude={"engine", "overwrite", "out"})
+    """Hash of everything that changes the products (not engine settings, the file layout or
+    overwrite): a resumed run must have the same hash."""
+    d = cfg.model_dump(mode="json", exclude={"engine", "overwrite", "out", "layout", "out_tile_px"})
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 

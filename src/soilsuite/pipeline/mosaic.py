@@ -1,7 +1,8 @@
 """Final stage of a run: tile results -> product COGs, quicklooks, STAC catalog, run record.
 
 Tiles are streamed block by block into each COG, so memory stays bounded by one tile whatever
-the area. The run record (``run.json``) is written last: its presence marks a finished run.
+the area. Layout ``single``: one COG per product; ``tiles`` (large areas): one COG per product
+and output tile plus a VRT mosaic per product (:mod:`soilsuite.io.vrt`). The run record (``run.json``) is written last: its presence marks a finished run.
 """
 
 from __future__ import annotations
@@ -15,19 +16,52 @@ from rasterio.windows import Window
 
 from .. import products as P
 from ..config import CompositeConfig
-from .tiles import Tile
+from .tiles import Tile, plan_tiles
+
+#: ``layout="auto"`` writes tile COGs and VRT mosaics above this many pixels (2**30, a square
+#: of 655 km at 20 m): a single spectral COG would pass 20 GB, more than users can move or
+#: open comfortably.
+AUTO_TILES_PIXELS = 2**30
 
 
-def product_path(out: Path, label: str, name: str) -> Path:
-    """``<out>/<name>.tif`` for the window, ``<out>/<period>/<name>.tif`` for a period."""
-    return out / f"{name}.tif" if label == "window" else out / label / f"{name}.tif"
+def resolve_layout(cfg: CompositeConfig, geobox) -> str:
+    """``"single"`` or ``"tiles"`` for a run's grid (``cfg.layout``, or the ``auto`` rule)."""
+    if cfg.layout != "auto":
+        return cfg.layout
+    return "tiles" if geobox.shape.y * geobox.shape.x > AUTO_TILES_PIXELS else "single"
 
 
-def _blocks(tiles: list[Tile], tile_root: Path, label: str, name: str, stats: dict | None = None):
-    """Yield (window, stored array) per tile; with ``stats``, keep running totals (bounded
-    memory whatever the area): ``counts`` of MASK classes, or ``sum``/``n`` of finite BSF."""
+def product_path(out: Path, label: str, name: str, layout: str = "single") -> Path:
+    """``<out>/<name>.tif`` for the window, ``<out>/<period>/<name>.tif`` for a period;
+    ``.vrt`` (the mosaic of the tile COGs) with ``layout="tiles"``."""
+    base = out if label == "window" else out / label
+    return base / f"{name}.{'vrt' if layout == 'tiles' else 'tif'}"
+
+
+def tile_product_path(out: Path, label: str, name: str, tile: Tile) -> Path:
+    """``<out>/[<period>/]tiles/<tile>/<name>.tif``: one output tile COG (layout "tiles")."""
+    base = out if label == "window" else out / label
+    return base / "tiles" / tile.name / f"{name}.tif"
+
+
+def _blocks(tiles: list[Tile], tile_root: Path, label: str, name: str, stats: dict | None = None,
+            within: Tile | None = None):
+    """Yield (window, stored array) per processing tile; with ``within`` (an output tile),
+    only the parts inside it, with windows relative to it. With ``stats``, keep running
+    totals (bounded memory whatever the area): ``counts`` of MASK classes, or ``sum``/``n``
+    of finite BSF."""
     for t in tiles:
-        arr = np.asarray(np.load(tile_root / t.name / f"{label}__{name}.npy", mmap_mode="r"))
+        if within is None:
+            r0, c0, h, w = t.row_off, t.col_off, t.shape[0], t.shape[1]
+        else:
+            r0 = max(t.row_off, within.row_off)
+            c0 = max(t.col_off, within.col_off)
+            h = min(t.row_off + t.shape[0], within.row_off + within.shape[0]) - r0
+            w = min(t.col_off + t.shape[1], within.col_off + within.shape[1]) - c0
+            if h <= 0 or w <= 0:
+                continue
+        arr = np.load(tile_root / t.name / f"{label}__{name}.npy", mmap_mode="r")
+        arr = np.asarray(arr[..., r0 - t.row_off:r0 - t.row_off + h, c0 - t.col_off:c0 - t.col_off + w])
         if stats is not None:
             if name == "MASK":
                 stats["counts"] = stats.get("counts", 0) + np.bincount(arr.ravel(), minlength=len(P.MASK_CLASSES))
@@ -35,41 +69,62 @@ def _blocks(tiles: list[Tile], tile_root: Path, label: str, name: str, stats: di
                 ok = np.isfinite(arr)
                 stats["sum"] = stats.get("sum", 0.0) + float(arr[ok].sum(dtype="float64"))
                 stats["n"] = stats.get("n", 0) + int(ok.sum())
-        yield Window(t.col_off, t.row_off, t.shape[1], t.shape[0]), arr
+        if within is not None:
+            r0, c0 = r0 - within.row_off, c0 - within.col_off
+        yield Window(c0, r0, w, h), arr
+
+
+def _merge_stats(parts: list[dict]) -> dict:
+    merged: dict = {}
+    for d in parts:
+        for k, v in d.items():
+            merged[k] = merged.get(k, 0) + v
+    return merged
 
 
 def write_outputs(out: Path, geobox, tiles, tile_root: Path, periods: list[str], summary, record: dict,
                   cfg: CompositeConfig) -> None:
-    """Mosaic every product of the window (and of each period), then pictures, STAC, record."""
-    from ..io.cog import write_cog_from_blocks
+    """Mosaic every product of the window (and of each period), then pictures, STAC, record.
+
+    ``single`` layout: one COG per product. ``tiles`` layout: one COG per product and output
+    tile of ``cfg.out_tile_px`` (under ``tiles/<tile>/``), a ``<NAME>.vrt`` mosaic of them,
+    and one STAC Item per output tile and period.
+    """
+    from ..io.cog import overview_resampling, write_cog_from_blocks
     from ..io.products import write_run_record
     from ..io.quicklook import quicklooks_for
     from ..io.stac import write_output_catalog
+    from ..io.vrt import write_mosaic_vrt
 
     t0 = time.perf_counter()
+    layout = resolve_layout(cfg, geobox)
     crs = geobox.crs.to_wkt()
-    transform = geobox.affine
     shape = (geobox.shape.y, geobox.shape.x)
+    out_tiles = plan_tiles(geobox, cfg.out_tile_px) if layout == "tiles" else [None]
     written: dict[str, dict[str, Path]] = {}
-    mask_stats: dict = {}
-    bsf_stats: dict = {}
+    tile_files: dict[str, dict[str, tuple]] = {}
     jobs = []
     for label in ["window", *periods]:
         written[label] = {}
         for name in P.COMPOSITE_PRODUCTS:
-            path = product_path(out, label, name)
+            keep = label == "window" and name in ("MASK", "BSF")
+            path = product_path(out, label, name, layout)
             path.parent.mkdir(parents=True, exist_ok=True)
-            stats = mask_stats if (label == "window" and name == "MASK") else (
-                bsf_stats if (label == "window" and name == "BSF") else None)
-            jobs.append((label, name, path, stats))
             written[label][name] = path
+            for ot in out_tiles:
+                target = path if ot is None else tile_product_path(out, label, name, ot)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                jobs.append((label, name, target, ot, {} if keep else None))
+                if ot is not None:
+                    tile_files.setdefault(label, {}).setdefault(ot.name, (ot.geobox, {}))[1][name] = target
 
     def write(job) -> None:
-        label, name, path, stats = job
+        label, name, path, ot, stats = job
         spec = P.get(name)
+        gb = geobox if ot is None else ot.geobox
         write_cog_from_blocks(
-            path, spec, crs=crs, transform=transform, shape=shape,
-            blocks=_blocks(tiles, tile_root, label, name, stats),
+            path, spec, crs=crs, transform=gb.affine, shape=(gb.shape.y, gb.shape.x),
+            blocks=_blocks(tiles, tile_root, label, name, stats, within=ot),
             band_names=list(spec.bands) if spec.is_spectral else None, overwrite=True,
         )
 
@@ -81,8 +136,17 @@ def write_outputs(out: Path, geobox, tiles, tile_root: Path, periods: list[str],
 
     with ThreadPoolExecutor(max_workers=n_local_workers(cfg.engine)) as pool:
         list(pool.map(write, jobs))
+    if layout == "tiles":
+        for label, names in written.items():
+            for name, path in names.items():
+                write_mosaic_vrt(path, [(tile_product_path(out, label, name, ot), ot.row_off, ot.col_off)
+                                        for ot in out_tiles],
+                                 transform=geobox.affine, shape=shape, overwrite=True,
+                                 resampling=overview_resampling(P.get(name)))
 
-    # summary figures from the running totals
+    # summary figures from the running totals of the window's MASK and BSF
+    mask_stats = _merge_stats([j[4] for j in jobs if j[4] is not None and j[1] == "MASK"])
+    bsf_stats = _merge_stats([j[4] for j in jobs if j[4] is not None and j[1] == "BSF"])
     counts = mask_stats.get("counts")
     if counts is not None and counts.sum():
         summary.mask_share = {P.MASK_CLASSES[k].split(" (")[0]: float(counts[k] / counts.sum())
@@ -101,9 +165,11 @@ def write_outputs(out: Path, geobox, tiles, tile_root: Path, periods: list[str],
     }
     record["products"] = {label: {n: str(p.relative_to(out)) for n, p in d.items()} for label, d in written.items()}
     record["quicklooks"] = summary.quicklooks
+    record["layout"] = {"layout": layout, "out_tile_px": cfg.out_tile_px if layout == "tiles" else None,
+                        "tiles": [ot.name for ot in out_tiles] if layout == "tiles" else None}
     write_output_catalog(
         out, written, geobox=geobox, start=cfg.start, end=cfg.end, run_record=record,
-        quicklooks=qls, overwrite=True,
+        quicklooks=qls, overwrite=True, tiles=tile_files or None,
     )
     summary.timings["stac_s"] = time.perf_counter() - t2
     record["summary"]["timings"] = summary.timings
