@@ -7,7 +7,7 @@ same machine:
 
 1. **I/O floor**: read and decode the same COGs onto the same 20 m grid, tile by tile, on the
    same embedded Dask LocalCluster as the composite (odc-stac load, 10 m bands averaged to
-   20 m, SCL nearest), discarding the data. This is what any tool must at least spend.
+   20 m, SCL nearest and with the dilation halo), discarding the data. This is what any tool must at least spend.
 2. **composite**: the whole command ``soilsuite composite`` (scene filter, tiles, kernels,
    mosaic of 9 products + per-year products, COG overviews, STAC, quicklooks) in a subprocess,
    with the peak resident memory of its whole process tree (main process + Dask workers,
@@ -99,15 +99,20 @@ class PeakRSS:
 
 
 def _read_tile(args) -> int:
-    """I/O floor task: load one tile (with the dilation halo) as the pipeline does; discard it."""
-    items, assets, geobox = args
+    """I/O floor task: load one tile as the pipeline does (reflectance bands on the tile, SCL
+    with the dilation halo); discard it."""
+    items, assets, geobox, halo = args
     import rasterio
 
+    from soilsuite.sentinel2 import BANDS
     from soilsuite.sources.stac import load_cube
 
+    n = 0
     with rasterio.Env(GDAL_CACHEMAX=64 * 2**20, GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"):
-        ds = load_cube(items, geobox, assets, chunks=None)
-        return int(sum(ds[v].values.nbytes for v in ds.data_vars))
+        for bands, grid in ((BANDS, geobox), (("SCL",), geobox.pad(halo))):
+            ds = load_cube(items, grid, assets, chunks=None, bands=bands)
+            n += int(sum(ds[v].values.nbytes for v in ds.data_vars))
+    return n
 
 
 def io_floor(archive: Path, max_memory: str, resolution: float = 20.0) -> dict:
@@ -127,7 +132,7 @@ def io_floor(archive: Path, max_memory: str, resolution: float = 20.0) -> dict:
     n_obs = len(S.observation_meta(items, assets).dates)
     side = tile_side_for_budget(max_memory, n_local_workers(engine), n_obs, 1, cfg.engine.tile_size)
     halo = cfg.mask.dilation_px // 2
-    tasks = [(C._items_over(items, t.geobox.pad(halo)), assets, t.geobox.pad(halo)) for t in plan_tiles(gb, side)]
+    tasks = [(C._items_over(items, t.geobox.pad(halo)), assets, t.geobox, halo) for t in plan_tiles(gb, side)]
     with dask_client(engine) as client:
         client.submit(lambda: 0).result()  # workers up before timing
         t = time.perf_counter()

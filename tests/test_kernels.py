@@ -198,6 +198,28 @@ def test_dilation_doubling_windows_match_reference(dilation_px, shape):
     assert not ref[3].any()  # sun zenith 75 > 70
 
 
+@pytest.mark.parametrize("halo", [1, 5, 8])
+def test_scl_halo_equals_cropping_a_larger_tile(halo):
+    """SCL with a halo around refl's grid (the pipeline loads only SCL padded) gives exactly the
+    mask of the padded tile cropped to its interior; the halo's own band values do not matter."""
+    rng = np.random.default_rng(halo)
+    n_t, n_y, n_x = 3, 20, 23
+    big_y, big_x = n_y + 2 * halo, n_x + 2 * halo
+    scl = rng.choice(np.array([4, 5, 4, 5, 3, 8, 9, 10, 11], np.uint8), (n_t, big_y, big_x))
+    refl_big = rng.integers(0, 4000, (n_t, NB, big_y, big_x)).astype(np.int16)
+    refl_big[rng.random(refl_big.shape) < 0.02] = REFL_NODATA
+    sun = np.array([30.0, 40.0, 50.0])
+    inner = (slice(None), slice(None), slice(halo, halo + n_y), slice(halo, halo + n_x))
+    refl = np.ascontiguousarray(refl_big[inner])
+    for dilation_px in (1, 3, 11):
+        whole = masks.valid_mask(scl, refl_big, sun, dilation_px=dilation_px)[:, halo:halo + n_y, halo:halo + n_x]
+        got = masks.valid_mask(scl, refl, sun, dilation_px=dilation_px)
+        np.testing.assert_array_equal(got, whole)
+        np.testing.assert_array_equal(R.valid_mask(scl, refl, sun, dilation_px=dilation_px), whole)
+    with pytest.raises(ValueError, match="halo"):
+        masks.valid_mask(scl[:, 1:], refl, sun)  # uneven halo
+
+
 def test_sun_zenith_and_nodata_bands():
     rng = np.random.default_rng(3)
     refl = rng.integers(100, 3000, (3, NB, 4, 5)).astype(np.int16)

@@ -70,6 +70,8 @@ def _window_or_y(a, b, w, n_out):
 
 def _valid_mask_impl(scl, refl, sun_zenith, invalid_lut, dilate_lut, radius, max_sun_zenith, out):
     n_t, n_b, n_y, n_x = refl.shape
+    h = (scl.shape[1] - n_y) // 2  # halo of scl around refl's grid
+    s_y, s_x = scl.shape[1], scl.shape[2]
     w = 2 * radius + 1
     o8 = out.view(np.uint8)  # bool as 0/1 bytes, for branch-free (vectorisable) updates
     for t in prange(n_t):
@@ -78,17 +80,18 @@ def _valid_mask_impl(scl, refl, sun_zenith, invalid_lut, dilate_lut, radius, max
                 for x in range(n_x):
                     o8[t, y, x] = 0
             continue
-        # dilate-class pixels, zero-padded by radius (outside the array = not cloud)
-        a = np.zeros((n_y + 2 * radius, n_x + 2 * radius), np.uint8)
-        for y in range(n_y):
-            for x in range(n_x):
+        # dilate-class pixels of scl (halo included), zero-padded by radius (outside the
+        # array = not cloud)
+        a = np.zeros((s_y + 2 * radius, s_x + 2 * radius), np.uint8)
+        for y in range(s_y):
+            for x in range(s_x):
                 a[y + radius, x + radius] = dilate_lut[scl[t, y, x]]
         # square dilation = window OR along x, then along y (separable)
-        hx = _window_or_x(a, np.empty_like(a), w, n_x)
-        near = _window_or_y(hx, np.empty_like(hx), w, n_y)
+        hx = _window_or_x(a, np.empty_like(a), w, s_x)
+        near = _window_or_y(hx, np.empty_like(hx), w, s_y)
         for y in range(n_y):
             for x in range(n_x):
-                o8[t, y, x] = (near[y, x] | invalid_lut[scl[t, y, x]]) ^ np.uint8(1)
+                o8[t, y, x] = (near[y + h, x + h] | invalid_lut[scl[t, y + h, x + h]]) ^ np.uint8(1)
         for b in range(n_b):
             for y in range(n_y):
                 for x in range(n_x):
@@ -125,7 +128,10 @@ def valid_mask(
     Parameters
     ----------
     scl : numpy.ndarray
-        uint8 ``[T, Y, X]`` Sen2Cor scene classification (0 = no data).
+        uint8 ``[T, Y + 2h, X + 2h]`` Sen2Cor scene classification (0 = no data), on refl's
+        grid with an optional halo of ``h >= 0`` pixels on every side: context for the
+        dilation near the edges (the pipeline loads SCL with ``h = dilation_px // 2`` and the
+        reflectance bands without, so tiles do not decode their neighbours' blocks).
     refl : numpy.ndarray
         int16 ``[T, B, Y, X]`` offset-corrected reflectance x 10000, B = 10 bands in
         :data:`soilsuite.sentinel2.BANDS` order; nodata = ``REFL_NODATA`` (-32768).
@@ -136,7 +142,7 @@ def valid_mask(
     dilation_px : int
         Side of the square dilation window in pixels (odd, >= 1); the window of a pixel
         reaches ``dilation_px // 2`` pixels in each direction. Pixels outside the array count
-        as not-cloud: the caller supplies a halo of ``dilation_px // 2`` pixels.
+        as not-cloud: give scl a halo of ``dilation_px // 2`` pixels for exact edges.
     max_sun_zenith : float
         Dates with sun zenith above this (degrees) are invalid.
     parallel : bool
@@ -145,7 +151,7 @@ def valid_mask(
     Returns
     -------
     numpy.ndarray
-        bool ``[T, Y, X]``, True = valid.
+        bool ``[T, Y, X]`` on refl's grid, True = valid.
     """
     scl = np.ascontiguousarray(scl)
     refl = np.ascontiguousarray(refl)
@@ -154,8 +160,10 @@ def valid_mask(
     if refl.dtype != np.int16:
         raise TypeError(f"refl must be int16 (offset-corrected reflectance x 10000), got {refl.dtype}")
     n_t, _, n_y, n_x = refl.shape
-    if scl.shape != (n_t, n_y, n_x):
-        raise ValueError(f"scl must be [T, Y, X] = {(n_t, n_y, n_x)}, got {scl.shape}")
+    halo = (scl.shape[1] - n_y) // 2 if scl.ndim == 3 else -1
+    if scl.ndim != 3 or halo < 0 or scl.shape != (n_t, n_y + 2 * halo, n_x + 2 * halo):
+        raise ValueError(f"scl must be [T, Y + 2h, X + 2h] with refl's [T, Y, X] = {(n_t, n_y, n_x)} and a "
+                         f"halo h >= 0 on every side, got {scl.shape}")
     if scl.dtype != np.uint8:
         if scl.dtype.kind not in "iu" or (scl.size and (scl.min() < 0 or scl.max() > 255)):
             raise TypeError(f"scl must be uint8 classes 0..255, got {scl.dtype}")

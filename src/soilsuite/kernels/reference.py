@@ -32,20 +32,23 @@ def valid_mask(scl, refl, sun_zenith, invalid_scl=SCL_INVALID, dilate_scl=SCL_DI
                max_sun_zenith=70.0):
     """bool [T, Y, X] validity (SPEC 2.1); see :func:`soilsuite.kernels.masks.valid_mask`."""
     scl = np.asarray(scl)
-    n_t, n_y, n_x = scl.shape
+    n_t, s_y, s_x = scl.shape
+    n_y, n_x = np.shape(refl)[2:]
+    h = (s_y - n_y) // 2  # scl may carry a halo around refl's grid
     r = int(dilation_px) // 2
     cloud = np.isin(scl, np.asarray(dilate_scl))
     padded = np.pad(cloud, ((0, 0), (r, r), (r, r)), constant_values=False)
     # square dilation = dilation along x, then along y
-    along_x = np.zeros((n_t, n_y + 2 * r, n_x), bool)
+    along_x = np.zeros((n_t, s_y + 2 * r, s_x), bool)
     for dx in range(2 * r + 1):
-        along_x |= padded[:, :, dx : dx + n_x]
-    near_cloud = np.zeros((n_t, n_y, n_x), bool)
+        along_x |= padded[:, :, dx : dx + s_x]
+    near_cloud = np.zeros((n_t, s_y, s_x), bool)
     for dy in range(2 * r + 1):
-        near_cloud |= along_x[:, dy : dy + n_y, :]
+        near_cloud |= along_x[:, dy : dy + s_y, :]
     sun_ok = np.asarray(sun_zenith, dtype=np.float64) <= max_sun_zenith
     bands_ok = np.all(np.asarray(refl) != REFL_NODATA, axis=1)
-    return ~np.isin(scl, np.asarray(invalid_scl)) & ~near_cloud & sun_ok[:, None, None] & bands_ok
+    ok = ~np.isin(scl, np.asarray(invalid_scl)) & ~near_cloud
+    return ok[:, h : h + n_y, h : h + n_x] & sun_ok[:, None, None] & bands_ok
 
 
 def _nd(refl, a, b):

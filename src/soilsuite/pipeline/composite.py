@@ -6,7 +6,7 @@ Flow (one read of the archive):
 2. build the target grid (default: UTM zone of the area, 20 m) and split it into tiles whose
    size follows the memory budget;
 3. each tile is one Dask task (:func:`process_tile`): load with odc-stac (fused by solar day,
-   with a halo for the SCL dilation), offset-correct, run the kernels, and save the encoded
+   SCL with a halo for the dilation, the bands without), offset-correct, run the kernels, save the encoded
    products of the window and of each period to ``<out>/.work/tiles/<tile>/``;
    a finished tile is never recomputed, so an interrupted run resumes with the same command;
 4. mosaic the tiles into COGs, write quicklooks, the STAC catalog and the run record.
@@ -173,7 +173,13 @@ class TileInputs:
 
 
 def load_tile_inputs(items: list, assets: dict[str, str], geobox, cfg: CompositeConfig, halo: int) -> TileInputs:
-    """Load one tile (with a halo for the SCL dilation) and compute validity (SPEC 2.1)."""
+    """Load one tile and compute validity (SPEC 2.1).
+
+    Only SCL is loaded with a halo of ``halo`` pixels (the context of the cloud dilation);
+    the reflectance bands are loaded on the tile itself, so a tile whose edges follow the
+    source COG blocks decodes no block of its neighbours (1.6x less read time on the bench).
+    ``items`` must cover the padded tile; both loads use the same items, hence the same dates.
+    """
     import rasterio
 
     from ..kernels import masks
@@ -184,21 +190,25 @@ def load_tile_inputs(items: list, assets: dict[str, str], geobox, cfg: Composite
     with rasterio.Env(GDAL_CACHEMAX=64 * 2**20, GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"):
         if items:
             meta = S.observation_meta(items, assets)
-            ds = S.load_cube(items, gb, assets, chunks=None)
-            if ds.sizes["time"] != len(meta.dates):
-                raise InputError(
-                    f"odc-stac grouped {ds.sizes['time']} solar days, expected {len(meta.dates)} "
-                    f"(items {', '.join(it.id for it in items[:5])}...)"
-                )
-            refl = np.empty((len(meta.dates), len(BANDS), gb.shape.y, gb.shape.x), dtype=np.int16)
-            for b, name in enumerate(BANDS):
-                refl[:, b] = S.to_reflectance(ds[name].values, meta.offset_dn)
-            scl = ds["SCL"].values.astype(np.uint8)
-            del ds
+            refl = np.empty((len(meta.dates), len(BANDS), ny, nx), dtype=np.int16)
+            scl = None
+            for bands, grid in ((BANDS, geobox), (("SCL",), gb)):
+                ds = S.load_cube(items, grid, assets, chunks=None, bands=bands)
+                if ds.sizes["time"] != len(meta.dates):
+                    raise InputError(
+                        f"odc-stac grouped {ds.sizes['time']} solar days, expected {len(meta.dates)} "
+                        f"(items {', '.join(it.id for it in items[:5])}...)"
+                    )
+                if bands == ("SCL",):
+                    scl = ds["SCL"].values.astype(np.uint8)
+                else:
+                    for b, name in enumerate(BANDS):
+                        refl[:, b] = S.to_reflectance(ds[name].values, meta.offset_dn)
+                del ds
         else:
             meta = S.ObservationMeta([], np.array([], "datetime64[ns]"), np.zeros(0, np.int32),
                                      np.zeros(0, np.float32), [])
-            refl = np.full((0, len(BANDS), gb.shape.y, gb.shape.x), REFL_NODATA, np.int16)
+            refl = np.full((0, len(BANDS), ny, nx), REFL_NODATA, np.int16)
             scl = np.zeros((0, gb.shape.y, gb.shape.x), np.uint8)
 
         m = cfg.mask
@@ -206,8 +216,6 @@ def load_tile_inputs(items: list, assets: dict[str, str], geobox, cfg: Composite
             scl, refl, meta.sun_zenith, np.array(m.invalid_scl, np.uint8), np.array(m.dilate_scl, np.uint8),
             m.dilation_px, m.max_sun_zenith,
         )
-        valid = np.ascontiguousarray(valid[:, halo : halo + ny, halo : halo + nx])
-        refl = np.ascontiguousarray(refl[:, :, halo : halo + ny, halo : halo + nx])
         del scl
 
         b = cfg.bare

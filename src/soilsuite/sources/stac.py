@@ -314,8 +314,11 @@ def observation_meta(items: Sequence[pystac.Item], assets: dict[str, str]) -> Ob
     )
 
 
-def load_cube(items: Sequence[pystac.Item], geobox, assets: dict[str, str], *, chunks=None, pool: int | None = None):
+def load_cube(items: Sequence[pystac.Item], geobox, assets: dict[str, str], *, chunks=None, pool: int | None = None,
+              bands: Sequence[str] = ALL_ASSETS):
     """Load items onto ``geobox`` with odc-stac, fused by solar day.
+
+    ``bands`` (our names, default all of B02..B12 and SCL) selects what is read.
 
     Returns
     -------
@@ -325,7 +328,7 @@ def load_cube(items: Sequence[pystac.Item], geobox, assets: dict[str, str], *, c
     """
     import odc.stac
 
-    keys = [assets[b] for b in ALL_ASSETS]
+    keys = [assets[b] for b in bands]
     resampling = {assets[b]: "average" for b in BANDS}
     resampling[assets["SCL"]] = "nearest"
     # Force the L2A data types and nodata: items without ``raster:bands`` (or with partial
@@ -340,7 +343,7 @@ def load_cube(items: Sequence[pystac.Item], geobox, assets: dict[str, str], *, c
         )
     except Exception as exc:
         raise InputError(f"loading {len(items)} STAC item(s) failed: {exc}") from exc
-    return ds.rename({assets[b]: b for b in ALL_ASSETS})
+    return ds.rename({assets[b]: b for b in bands})
 
 
 def to_reflectance(dn: np.ndarray, offset_dn: np.ndarray) -> np.ndarray:
