@@ -150,30 +150,34 @@ def _outlier_cut(v, n, k, min_excess):
 def _classify_impl(refl, valid, pv, threshold, never_bare, k_bare, k_mref, min_excess, out):
     n_t, _, n_y, n_x = refl.shape
     for y in prange(n_y):
-        # row buffers with time last, so that each pixel's series is contiguous. A key packs an
-        # observation's B02 DN and its candidate bit (2 * B02 + candidate): one sort of the
-        # valid keys orders the valid B02 values, and the candidates' values in that order are
+        # per pixel of the row, its valid observations' keys (time last, first cnt[x] used).
+        # A key packs B02 DN and the candidate bit (2 * B02 + candidate): one sort of the valid
+        # keys orders the valid B02 values, and the candidates' values in that order are
         # sorted too, so the two outlier filters need a single sort.
         key = np.empty((n_x, n_t), np.int32)
-        fl = np.empty((n_x, n_t), np.uint8)
-        keys = np.empty(n_t, np.int32)
+        cnt = np.zeros(n_x, np.int64)
+        cut_bare = np.empty(n_x, np.float64)
+        cut_mref = np.empty(n_x, np.float64)
         tmp = np.empty(n_t, np.int32)
         vals = np.empty(n_t, np.float64)
         cand = np.empty(n_t, np.float64)
+        # pass 1, rows of dates (vectorisable): flags before the blue filter, and the keys
         for t in range(n_t):
             for x in range(n_x):
                 v = np.uint8(valid[t, y, x])
                 below = v & np.uint8(pv[t, y, x] <= threshold[y, x])
                 c = below & np.uint8(not never_bare[y, x])
-                fl[x, t] = v * FLAG_VALID | below * FLAG_BELOW | c * FLAG_CANDIDATE
-                key[x, t] = np.int32(refl[t, I_B02, y, x]) * 2 + c
+                out[t, y, x] = v * FLAG_VALID | below * FLAG_BELOW | c * FLAG_CANDIDATE
+                key[x, cnt[x]] = np.int32(refl[t, I_B02, y, x]) * 2 + c  # kept only if valid
+                cnt[x] += v
+        # pass 2, per pixel: the two B02 cuts
         for x in range(n_x):
-            nv = 0
-            for t in range(n_t):  # branch-free gather of the valid keys
-                keys[nv] = key[x, t]
-                nv += fl[x, t] & 1
+            nv = cnt[x]
             if nv == 0:
+                cut_bare[x] = np.inf
+                cut_mref[x] = np.inf
                 continue
+            keys = key[x]
             _sort(keys, nv, tmp)
             nc = 0
             for i in range(nv):
@@ -182,17 +186,16 @@ def _classify_impl(refl, valid, pv, threshold, never_bare, k_bare, k_mref, min_e
                 vals[i] = b
                 cand[nc] = b
                 nc += k & 1
-            cut_bare = _outlier_cut(cand, nc, k_bare, min_excess)
-            cut_mref = _outlier_cut(vals, nv, k_mref, min_excess)
-            for t in range(n_t):
-                f = fl[x, t]
-                b = np.float64(key[x, t] >> 1)
-                bare = ((f >> 2) & 1) & np.uint8(b <= cut_bare)
-                mref = (f & 1) & np.uint8(b <= cut_mref)
-                fl[x, t] = f | bare * FLAG_BARE | mref * FLAG_MREF
+            cut_bare[x] = _outlier_cut(cand, nc, k_bare, min_excess)
+            cut_mref[x] = _outlier_cut(vals, nv, k_mref, min_excess)
+        # pass 3, rows of dates again: the bare and MREF bits
         for t in range(n_t):
             for x in range(n_x):
-                out[t, y, x] = fl[x, t]
+                f = out[t, y, x]
+                b = np.float64(refl[t, I_B02, y, x])
+                bare = ((f >> 2) & 1) & np.uint8(b <= cut_bare[x])
+                mref = (f & 1) & np.uint8(b <= cut_mref[x])
+                out[t, y, x] = f | bare * FLAG_BARE | mref * FLAG_MREF
     return out
 
 
