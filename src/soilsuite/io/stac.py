@@ -143,7 +143,7 @@ def _nodata_value(nodata: float) -> float | str:
 
 
 def _product_asset(item: pystac.Item, name: str, path: Path, items_dir: Path, resolution: float,
-                   stats_max_size: int | None) -> pystac.Asset:
+                   band_stats: list[dict[str, float]]) -> pystac.Asset:
     spec = P.get(name)
     import rasterio
 
@@ -158,7 +158,7 @@ def _product_asset(item: pystac.Item, name: str, path: Path, items_dir: Path, re
     )
     item.add_asset(spec.name, asset)
     rbands = []
-    for stats in band_statistics(path, max_size=stats_max_size):
+    for stats in band_stats:
         rbands.append(RasterBand.create(
             nodata=_nodata_value(spec.nodata), data_type=DataType(spec.dtype), scale=spec.scale,
             offset=spec.offset, unit=spec.unit, spatial_resolution=resolution,
@@ -352,7 +352,7 @@ def write_output_catalog(
             centroid=g_centroid,
         )
         for name, path in files.items():
-            _product_asset(item, P.get(name).name, Path(path), items_dir, resolution, stats_max_size)
+            _product_asset(item, P.get(name).name, Path(path), items_dir, resolution, stats[Path(path)])
         if with_quicklooks:
             quicklook_assets(item, items_dir)
         item.add_asset("run_record", pystac.Asset(
@@ -362,6 +362,15 @@ def write_output_catalog(
         collection.add_item(item)
         item.set_self_href(str(item_path.resolve()))  # add_item may re-lay the item out
         written.append(item_path)
+
+    # raster statistics of every asset file, read in threads (GDAL decodes without the GIL)
+    from concurrent.futures import ThreadPoolExecutor
+
+    asset_files = sorted({Path(p) for label, files in groups.items() if label not in tiles for p in files.values()}
+                         | {Path(p) for per in tiles.values() for _, tf in per.values() for p in tf.values()})
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        stats = dict(zip(asset_files, pool.map(lambda p: band_statistics(p, max_size=stats_max_size), asset_files),
+                         strict=True))
 
     for label, files in groups.items():
         i0, i1 = _period_range(label, t0, t1, periods)
