@@ -241,7 +241,9 @@ def test_killed_run_resumes_and_matches(run_local, sim_archive, tmp_path):
 
 
 def test_existing_dask_cluster_gives_identical_bytes(run_local, sim_archive, tmp_path):
-    """`dask scheduler` + 2 `dask worker` processes on localhost, as a user's cluster would be."""
+    """`dask scheduler` + 2 `dask worker` processes on localhost, as a user's cluster would be;
+    then a second run during which one worker is killed (lost node): it finishes on the other
+    worker with the same bytes."""
     bindir = Path(sys.executable).parent
     sched_file = tmp_path / "scheduler.json"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -266,6 +268,20 @@ def test_existing_dask_cluster_gives_identical_bytes(run_local, sim_archive, tmp
         r = subprocess.run(_cmd(sim_archive, out, "--scheduler", address), capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
         assert _tifs(out) == _tifs(run_local[0])
+
+        out2 = tmp_path / "out2"
+        run = subprocess.Popen(_cmd(sim_archive, out2, "--scheduler", address), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+        tiles = out2 / ".work" / "tiles"
+        deadline = time.time() + 240
+        while time.time() < deadline and not list(tiles.glob("*/done")):
+            time.sleep(0.05)
+        os.killpg(procs[2].pid, signal.SIGKILL)  # the worker and its nanny: gone for good
+        n_done = len(list(tiles.glob("*/done")))
+        _, err = run.communicate(timeout=300)
+        assert 1 <= n_done < 4, n_done  # the worker was lost midway (4 tiles)
+        assert run.returncode == 0, err
+        assert _tifs(out2) == _tifs(run_local[0])
     finally:
         for p in procs:
             try:
