@@ -220,6 +220,20 @@ def test_scl_halo_equals_cropping_a_larger_tile(halo):
         masks.valid_mask(scl[:, 1:], refl, sun)  # uneven halo
 
 
+def test_scl_class_sets_are_checked():
+    scl = np.full((1, 4, 4), 4, np.uint8)
+    scl[0, 0, 0] = 200  # a class outside both sets is valid and not dilated
+    refl = np.full((1, NB, 4, 4), 500, np.int16)
+    assert masks.valid_mask(scl, refl, np.array([30.0])).all()
+    assert masks.class_bits([0, 3, 63]) == np.uint64(1 | 8 | 2**63)
+    with pytest.raises(ValueError, match="0..63"):
+        masks.valid_mask(scl, refl, np.array([30.0]), invalid_scl=[0, 200])
+    from soilsuite.config import MaskOptions
+
+    with pytest.raises(ValueError, match="0..63"):
+        MaskOptions(dilate_scl=(3, 64))
+
+
 def test_sun_zenith_and_nodata_bands():
     rng = np.random.default_rng(3)
     refl = rng.integers(100, 3000, (3, NB, 4, 5)).astype(np.int16)

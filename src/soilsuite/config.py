@@ -34,6 +34,13 @@ class MaskOptions(_Model):
     dilation_px: int = Field(11, ge=1, description="side of the square dilation window, pixels of the target grid (odd)")
     max_sun_zenith: float = Field(70.0, ge=0, le=90, description="observations with sun zenith above this (degrees) are invalid")
 
+    @field_validator("invalid_scl", "dilate_scl")
+    @classmethod
+    def _classes(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if any(c < 0 or c > 63 for c in v):
+            raise ValueError(f"SCL classes must be in 0..63 (Sen2Cor uses 0..11), got {list(v)}")
+        return v
+
     @field_validator("dilation_px")
     @classmethod
     def _odd(cls, v: int) -> int:

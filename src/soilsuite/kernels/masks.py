@@ -14,7 +14,7 @@ from numba import njit, prange
 from ..sentinel2 import BANDS, REFL_NODATA, SCL_DILATE, SCL_INVALID
 from ._jit import twins
 
-__all__ = ["valid_mask", "class_lut"]
+__all__ = ["valid_mask", "class_bits"]
 
 
 @njit(cache=True, nogil=True)
@@ -68,7 +68,7 @@ def _window_or_y(a, b, w, n_out):
     return r
 
 
-def _valid_mask_impl(scl, refl, sun_zenith, invalid_lut, dilate_lut, radius, max_sun_zenith, out):
+def _valid_mask_impl(scl, refl, sun_zenith, invalid_bits, dilate_bits, radius, max_sun_zenith, out):
     n_t, n_b, n_y, n_x = refl.shape
     h = (scl.shape[1] - n_y) // 2  # halo of scl around refl's grid
     s_y, s_x = scl.shape[1], scl.shape[2]
@@ -84,32 +84,44 @@ def _valid_mask_impl(scl, refl, sun_zenith, invalid_lut, dilate_lut, radius, max
         # array = not cloud)
         a = np.zeros((s_y + 2 * radius, s_x + 2 * radius), np.uint8)
         for y in range(s_y):
+            row = scl[t, y]
+            dst = a[y + radius, radius:]
             for x in range(s_x):
-                a[y + radius, x + radius] = dilate_lut[scl[t, y, x]]
+                c = np.uint64(row[x])
+                dst[x] = np.uint8((dilate_bits >> (c & np.uint64(63))) & np.uint64(1)) & np.uint8(c < 64)
         # square dilation = window OR along x, then along y (separable)
         hx = _window_or_x(a, np.empty_like(a), w, s_x)
         near = _window_or_y(hx, np.empty_like(hx), w, s_y)
         for y in range(n_y):
+            row = scl[t, y + h, h:]
+            nr = near[y + h, h:]
+            dst = o8[t, y]
             for x in range(n_x):
-                o8[t, y, x] = (near[y + h, x + h] | invalid_lut[scl[t, y + h, x + h]]) ^ np.uint8(1)
-        for b in range(n_b):
-            for y in range(n_y):
+                c = np.uint64(row[x])
+                inv = np.uint8((invalid_bits >> (c & np.uint64(63))) & np.uint64(1)) & np.uint8(c < 64)
+                dst[x] = (nr[x] | inv) ^ np.uint8(1)
+        for y in range(n_y):
+            dst = o8[t, y]
+            for b in range(n_b):
+                src = refl[t, b, y]
                 for x in range(n_x):
-                    o8[t, y, x] &= np.uint8(refl[t, b, y, x] != REFL_NODATA)
+                    dst[x] &= np.uint8(src[x] != REFL_NODATA)
     return out
 
 
 _valid_mask_serial, _valid_mask_parallel = twins(_valid_mask_impl)
 
 
-def class_lut(classes) -> np.ndarray:
-    """Look-up table ``uint8 [256]``: 1 for SCL classes in ``classes``, else 0."""
+def class_bits(classes) -> np.uint64:
+    """Bit set ``uint64``: bit ``c`` for each SCL class ``c`` in ``classes`` (0..63; Sen2Cor
+    uses 0..11). Testing ``(bits >> c) & 1`` vectorises, a table look-up does not."""
     cls = np.asarray(classes, dtype=np.int64).ravel()
-    if cls.size and (cls.min() < 0 or cls.max() > 255):
-        raise ValueError(f"SCL classes must be in 0..255, got {cls.tolist()}")
-    lut = np.zeros(256, np.uint8)
-    lut[cls] = 1
-    return lut
+    if cls.size and (cls.min() < 0 or cls.max() > 63):
+        raise ValueError(f"SCL classes must be in 0..63, got {cls.tolist()}")
+    bits = 0
+    for c in cls.tolist():
+        bits |= 1 << c
+    return np.uint64(bits)
 
 
 def valid_mask(
@@ -176,5 +188,5 @@ def valid_mask(
         raise ValueError(f"dilation_px must be odd and >= 1 (a centred square window), got {dilation_px}")
     out = np.empty((n_t, n_y, n_x), np.bool_)
     fn = _valid_mask_parallel if parallel else _valid_mask_serial
-    return fn(scl, refl, sz, class_lut(invalid_scl), class_lut(dilate_scl), dilation_px // 2,
+    return fn(scl, refl, sz, class_bits(invalid_scl), class_bits(dilate_scl), dilation_px // 2,
               float(max_sun_zenith), out)
