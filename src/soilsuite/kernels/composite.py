@@ -150,52 +150,63 @@ def _outlier_cut(v, n, k, min_excess):
 def _classify_impl(refl, valid, pv, threshold, never_bare, k_bare, k_mref, min_excess, out):
     n_t, _, n_y, n_x = refl.shape
     for y in prange(n_y):
-        # per pixel of the row, its valid observations' keys (time last, first cnt[x] used).
-        # A key packs B02 DN and the candidate bit (2 * B02 + candidate): one sort of the valid
-        # keys orders the valid B02 values, and the candidates' values in that order are
-        # sorted too, so the two outlier filters need a single sort.
-        key = np.empty((n_x, n_t), np.int32)
-        cnt = np.zeros(n_x, np.int64)
+        # A key packs an observation's B02 DN, candidate and valid bits (4 * B02 + 2 * candidate
+        # + valid): one sort of a pixel's valid keys orders its valid B02 values, and the
+        # candidates' values in that order are sorted too, so the two outlier filters need a
+        # single sort.
+        key = np.empty((n_t, n_x), np.int32)
         cut_bare = np.empty(n_x, np.float64)
         cut_mref = np.empty(n_x, np.float64)
+        keys = np.empty(n_t, np.int32)
         tmp = np.empty(n_t, np.int32)
         vals = np.empty(n_t, np.float64)
         cand = np.empty(n_t, np.float64)
         # pass 1, rows of dates (vectorisable): flags before the blue filter, and the keys
+        thr = threshold[y]
+        nb = never_bare[y]
         for t in range(n_t):
+            vr = valid[t, y]
+            pr = pv[t, y]
+            br = refl[t, I_B02, y]
+            fo = out[t, y]
+            kr = key[t]
             for x in range(n_x):
-                v = np.uint8(valid[t, y, x])
-                below = v & np.uint8(pv[t, y, x] <= threshold[y, x])
-                c = below & np.uint8(not never_bare[y, x])
-                out[t, y, x] = v * FLAG_VALID | below * FLAG_BELOW | c * FLAG_CANDIDATE
-                key[x, cnt[x]] = np.int32(refl[t, I_B02, y, x]) * 2 + c  # kept only if valid
-                cnt[x] += v
-        # pass 2, per pixel: the two B02 cuts
+                v = np.uint8(vr[x])
+                below = v & np.uint8(pr[x] <= thr[x])
+                c = below & np.uint8(not nb[x])
+                fo[x] = v * FLAG_VALID | below * FLAG_BELOW | c * FLAG_CANDIDATE
+                kr[x] = np.int32(br[x]) * 4 + np.int32(c) * 2 + np.int32(v)
+        # pass 2, per pixel: gather the valid keys (branch-free), the two B02 cuts
         for x in range(n_x):
-            nv = cnt[x]
+            nv = 0
+            for t in range(n_t):
+                k = key[t, x]
+                keys[nv] = k
+                nv += k & 1
             if nv == 0:
                 cut_bare[x] = np.inf
                 cut_mref[x] = np.inf
                 continue
-            keys = key[x]
             _sort(keys, nv, tmp)
             nc = 0
             for i in range(nv):
                 k = keys[i]
-                b = np.float64(k >> 1)  # floor shift: exact for negative DN too
+                b = np.float64(k >> 2)  # floor shift: exact for negative DN too
                 vals[i] = b
                 cand[nc] = b
-                nc += k & 1
+                nc += (k >> 1) & 1
             cut_bare[x] = _outlier_cut(cand, nc, k_bare, min_excess)
             cut_mref[x] = _outlier_cut(vals, nv, k_mref, min_excess)
         # pass 3, rows of dates again: the bare and MREF bits
         for t in range(n_t):
+            fo = out[t, y]
+            br = refl[t, I_B02, y]
             for x in range(n_x):
-                f = out[t, y, x]
-                b = np.float64(refl[t, I_B02, y, x])
+                f = fo[x]
+                b = np.float64(br[x])
                 bare = ((f >> 2) & 1) & np.uint8(b <= cut_bare[x])
                 mref = (f & 1) & np.uint8(b <= cut_mref[x])
-                out[t, y, x] = f | bare * FLAG_BARE | mref * FLAG_MREF
+                fo[x] = f | bare * FLAG_BARE | mref * FLAG_MREF
     return out
 
 
