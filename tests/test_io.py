@@ -425,3 +425,39 @@ def test_quicklook_from_array_and_decimation(tmp_path):
     with pytest.raises(OutputExistsError):
         quicklook.quicklook_bsf(a[0], p, overwrite=False)
     assert sorted(f.name for f in tmp_path.iterdir()) == ["rgb.png"]
+
+
+def test_mosaic_vrt_of_uneven_tiles_reads_as_the_whole(tmp_path):
+    """Tiles of 256 px over a 600 x 700 grid (small edge tiles without overviews): the VRT reads
+    back the whole array, keeps the product metadata, and has virtual overviews."""
+    from affine import Affine
+
+    from soilsuite.io.cog import write_cog
+    from soilsuite.io.vrt import write_mosaic_vrt
+
+    spec = P.get("SRC_MEAN")
+    h, w, side = 600, 700, 256
+    rng = np.random.default_rng(5)
+    whole = rng.uniform(0, 0.5, (len(spec.bands), h, w)).astype("float32")
+    whole[:, :10, :10] = np.nan
+    T = Affine(20, 0, 400000, 0, -20, 5800000)
+    tiles = []
+    for r0 in range(0, h, side):
+        for c0 in range(0, w, side):
+            p = tmp_path / "tiles" / f"{r0}_{c0}" / "SRC_MEAN.tif"
+            p.parent.mkdir(parents=True)
+            write_cog(p, whole[:, r0:r0 + side, c0:c0 + side], spec, crs="EPSG:32633",
+                      transform=T * Affine.translation(c0, r0), band_names=list(spec.bands), blocksize=128)
+            tiles.append((p, r0, c0))
+    vrt = write_mosaic_vrt(tmp_path / "SRC_MEAN.vrt", tiles, transform=T, shape=(h, w), resampling="average")
+    with rasterio.open(vrt) as v, rasterio.open(tiles[0][0]) as t0:
+        np.testing.assert_array_equal(v.read(), np.concatenate(
+            [np.concatenate([rasterio.open(p).read() for p, r, _ in tiles if r == r0], axis=2)
+             for r0 in range(0, h, side)], axis=1))
+        assert (v.crs, v.transform, v.descriptions, v.scales, v.nodatavals) == (
+            t0.crs, T, t0.descriptions, t0.scales, t0.nodatavals)
+        assert v.overviews(1) == [2]  # the 256 px tiles have one level; offsets divide by 2
+    with pytest.raises(OutputExistsError):
+        write_mosaic_vrt(vrt, tiles, transform=T, shape=(h, w))
+    with pytest.raises(InputError, match="outside the mosaic"):
+        write_mosaic_vrt(tmp_path / "bad.vrt", tiles, transform=T, shape=(500, w))

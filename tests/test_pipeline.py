@@ -217,7 +217,7 @@ def test_killed_run_resumes_and_matches(run_local, sim_archive, tmp_path):
     out = tmp_path / "out"
     proc = subprocess.Popen(_cmd(sim_archive, out, "--scheduler", "sync"), start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    tiles = out / ".work" / "tiles"
+    tiles = out / ".work" / "tiles" / "side64"
     deadline = time.time() + 240
     while time.time() < deadline and not list(tiles.glob("*/done")):
         time.sleep(0.05)
@@ -272,7 +272,7 @@ def test_existing_dask_cluster_gives_identical_bytes(run_local, sim_archive, tmp
         out2 = tmp_path / "out2"
         run = subprocess.Popen(_cmd(sim_archive, out2, "--scheduler", address), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
-        tiles = out2 / ".work" / "tiles"
+        tiles = out2 / ".work" / "tiles" / "side64"
         deadline = time.time() + 240
         while time.time() < deadline and not list(tiles.glob("*/done")):
             time.sleep(0.05)
@@ -429,3 +429,35 @@ def test_auto_layout_switches_to_tiles_for_large_grids():
     assert resolve_layout(cfg, small) == "single" and resolve_layout(cfg, large) == "tiles"
     cfg.layout = "single"
     assert resolve_layout(cfg, large) == "single"
+
+
+def test_resume_keeps_the_tile_side_of_the_interrupted_run(tmp_path):
+    """Tiles live in side<N>/ folders: a resumed run reuses finished tiles of a side that fits
+    its budget, and never mixes tiles of two sides under one name."""
+    from soilsuite.pipeline.composite import _resume_side
+
+    tiles = tmp_path / "tiles"
+    assert _resume_side(tiles, 256) == 256  # nothing to resume
+    (tiles / "side192" / "r0000_c0000").mkdir(parents=True)
+    assert _resume_side(tiles, 256) == 256  # no finished tile there
+    (tiles / "side192" / "r0000_c0000" / "done").touch()
+    assert _resume_side(tiles, 256) == 192  # reuse: fits the (larger) budget
+    assert _resume_side(tiles, 128) == 128  # a smaller budget: start over in side128/
+
+
+def test_switching_layout_removes_the_other_layouts_files(tmp_path):
+    """A run interrupted while writing products may resume with another --layout: the folder
+    must end with one layout only (readers prefer <NAME>.tif)."""
+    from soilsuite.pipeline.mosaic import _remove_other_layout
+
+    for base in (tmp_path, tmp_path / "2021"):
+        (base / "tiles" / "r0000_c0000").mkdir(parents=True)
+        (base / "tiles" / "r0000_c0000" / "BSF.tif").touch()
+        for ext in ("tif", "vrt"):
+            (base / f"BSF.{ext}").touch()
+    (tmp_path / "notes.txt").touch()
+    _remove_other_layout(tmp_path, ["window", "2021"], "single")
+    for base in (tmp_path, tmp_path / "2021"):
+        assert (base / "BSF.tif").exists() and not (base / "BSF.vrt").exists() and not (base / "tiles").exists()
+    _remove_other_layout(tmp_path, ["window", "2021"], "tiles")
+    assert not (tmp_path / "BSF.tif").exists() and (tmp_path / "notes.txt").exists()

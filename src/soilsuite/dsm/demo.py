@@ -73,9 +73,11 @@ def demo_soil_map(out: Path, sim: Any, console: Any = None, *, truth: Any = None
         from ..sources.simulate import load_truth
 
         truth = load_truth(sim.out)
-    mask_path = products / "MASK.tif"
-    if not mask_path.exists():
-        raise InputError(f"{mask_path} does not exist; run the composite first")
+    from ..io.products import product_files
+
+    mask_path = product_files(products).get("MASK")
+    if mask_path is None:
+        raise InputError(f"{products} holds no MASK product (MASK.tif or MASK.vrt); run the composite first")
     with rasterio.open(mask_path) as src:
         mask, transform, crs, shape = src.read(1), src.transform, src.crs, src.shape
     soc_true = _on_grid(truth["soc"], shape, transform).astype("float64")

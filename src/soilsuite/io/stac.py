@@ -217,6 +217,7 @@ def write_output_catalog(
     stats_max_size: int | None = 1024,
     overwrite: bool = False,
     tiles: Mapping[str, Mapping[str, tuple[Any, Mapping[str, os.PathLike | str]]]] | None = None,
+    threads: int | None = None,
 ) -> Path:
     """Write the STAC Collection and Items that describe a product folder.
 
@@ -257,6 +258,9 @@ def write_output_catalog(
         footprint and ``proj:*`` of the tile, the tile COGs as assets) instead of one Item
         for the whole grid; ``products`` then names the mosaics (e.g. VRT files), which are
         not STAC assets. Quicklooks and the run record become Collection assets.
+    threads : int, optional
+        Threads reading the raster statistics (each holds one decimated product read, up to
+        ``stats_max_size`` squared pixels x bands); default ``min(4, cores)``.
 
     Returns
     -------
@@ -368,7 +372,7 @@ def write_output_catalog(
 
     asset_files = sorted({Path(p) for label, files in groups.items() if label not in tiles for p in files.values()}
                          | {Path(p) for per in tiles.values() for _, tf in per.values() for p in tf.values()})
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(max_workers=threads or min(4, os.cpu_count() or 1)) as pool:
         stats = dict(zip(asset_files, pool.map(lambda p: band_statistics(p, max_size=stats_max_size), asset_files),
                          strict=True))
 

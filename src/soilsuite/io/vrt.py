@@ -61,8 +61,9 @@ def write_mosaic_vrt(path: str | os.PathLike, tiles: Sequence[tuple[str | os.Pat
     shape : (int, int)
         Mosaic size (rows, columns) in pixels.
     resampling : str
-        GDAL resampling of the virtual overviews (factors 2, 4, ... as deep as every tile's
-        own overviews go; they are read from those overviews).
+        GDAL resampling of the virtual overviews: factors 2, 4, ... as deep as the largest
+        tile's own overviews go and as the tile offsets divide (no seams); they are read from
+        the tiles' overviews.
     overwrite : bool
         Replace an existing file.
 
@@ -97,7 +98,7 @@ def write_mosaic_vrt(path: str | os.PathLike, tiles: Sequence[tuple[str | os.Pat
             for md in band.findall("Metadata"):  # the first tile's statistics are not the mosaic's
                 for mdi in [m for m in md if m.get("key", "").startswith("STATISTICS_")]:
                     md.remove(mdi)
-        levels = None  # overview levels every tile has
+        levels = 0  # overview levels of the largest tile
         for tile, row_off, col_off in tiles:
             tile = Path(tile)
             with rasterio.open(tile) as src:
@@ -105,16 +106,20 @@ def write_mosaic_vrt(path: str | os.PathLike, tiles: Sequence[tuple[str | os.Pat
                 if this != ref:
                     raise InputError(f"{tile}: bands/dtype/CRS/resolution {this} differ from {first}'s {ref}")
                 size, block = (src.height, src.width), src.block_shapes[0]
-                levels = len(src.overviews(1)) if levels is None else min(levels, len(src.overviews(1)))
+                levels = max(levels, len(src.overviews(1)))
             if (row_off < 0 or col_off < 0 or row_off + size[0] > shape[0] or col_off + size[1] > shape[1]):
                 raise InputError(f"{tile}: {size[0]} x {size[1]} px at row {row_off}, column {col_off} "
                                  f"lies outside the mosaic of {shape[0]} x {shape[1]} px")
             href = os.path.relpath(tile.resolve(), path.parent.resolve()).replace(os.sep, "/")
             for i, band in enumerate(bands, start=1):
                 band.append(_source(i, href, size, block, gdal_type, (row_off, col_off)))
+        # factors whose overview pixels the tile offsets hit exactly (no seams)
+        while levels and any(off % 2**levels for _, r, c in tiles for off in (r, c)):
+            levels -= 1
         if levels:
             # virtual overviews: GDAL reads a decimated mosaic from the tiles' own overviews
-            # (quicklooks, QGIS zoomed out) instead of every full-resolution pixel
+            # (quicklooks, QGIS zoomed out) instead of every full-resolution pixel; a small
+            # edge tile without overviews of its own is decimated from its full resolution
             ov = ET.SubElement(root, "OverviewList", resampling=resampling)
             ov.text = " ".join(str(2**k) for k in range(1, levels + 1))
         ET.indent(root)

@@ -7,7 +7,7 @@ Flow (one read of the archive):
    size follows the memory budget;
 3. each tile is one Dask task (:func:`process_tile`): load with odc-stac (fused by solar day,
    SCL with a halo for the dilation, the bands without), offset-correct, run the kernels, save the encoded
-   products of the window and of each period to ``<out>/.work/tiles/<tile>/``;
+   products of the window and of each period to ``<out>/.work/tiles/side<N>/<tile>/``;
    a finished tile is never recomputed, so an interrupted run resumes with the same command;
 4. mosaic the tiles into COGs, write quicklooks, the STAC catalog and the run record.
 """
@@ -547,6 +547,18 @@ def _prepare_out(cfg: CompositeConfig) -> Path:
     return out
 
 
+def _resume_side(tiles_dir: Path, side: int) -> int:
+    """The tile side of an interrupted run in ``tiles_dir`` (folders ``side<N>``) if it has
+    finished tiles and fits this run's budget (``<= side``), so that they are reused; else
+    ``side``. Tiles of another side are never mixed: each side has its own folder."""
+    prev = []
+    for d in tiles_dir.glob("side*"):
+        if d.name[4:].isdigit() and any(d.glob("*/done")):
+            prev.append(int(d.name[4:]))
+    fits = [p for p in prev if p <= side]
+    return max(fits) if fits else side
+
+
 def run(cfg: CompositeConfig, *, progress: bool = False) -> RunSummary:
     """Run a composite configured by ``cfg``; see :func:`composite`."""
     from .cluster import n_local_workers
@@ -563,8 +575,9 @@ def run(cfg: CompositeConfig, *, progress: bool = False) -> RunSummary:
 
     n_workers = 1 if (cfg.engine.scheduler == "sync") else n_local_workers(cfg.engine)
     side = tile_side_for_budget(cfg.engine.max_memory, n_workers, len(meta.dates), len(periods), cfg.engine.tile_size)
+    side = _resume_side(out / WORK_DIR / "tiles", side)
     tiles = plan_tiles(geobox, side)
-    tile_root = out / WORK_DIR / "tiles"
+    tile_root = out / WORK_DIR / "tiles" / f"side{side}"
     halo = cfg.mask.dilation_px // 2
     tasks = [
         TileTask(t, _items_over(sel.items, t.geobox.pad(halo)), assets, periods, cfg.model_dump(),

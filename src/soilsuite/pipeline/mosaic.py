@@ -74,6 +74,18 @@ def _blocks(tiles: list[Tile], tile_root: Path, label: str, name: str, stats: di
         yield Window(c0, r0, w, h), arr
 
 
+def _remove_other_layout(out: Path, labels: list[str], layout: str) -> None:
+    """Delete product files of an earlier attempt with another layout (a run interrupted while
+    writing its products can be resumed with another ``--layout`` or ``--out-tile-px``), so
+    that the folder holds one layout only; and stale output tiles."""
+    for label in labels:
+        base = out if label == "window" else out / label
+        for name in P.COMPOSITE_PRODUCTS:
+            other = base / f"{name}.{'tif' if layout == 'tiles' else 'vrt'}"
+            other.unlink(missing_ok=True)
+        shutil.rmtree(base / "tiles", ignore_errors=True)
+
+
 def _merge_stats(parts: list[dict]) -> dict:
     merged: dict = {}
     for d in parts:
@@ -98,6 +110,7 @@ def write_outputs(out: Path, geobox, tiles, tile_root: Path, periods: list[str],
 
     t0 = time.perf_counter()
     layout = resolve_layout(cfg, geobox)
+    _remove_other_layout(out, ["window", *periods], layout)
     crs = geobox.crs.to_wkt()
     shape = (geobox.shape.y, geobox.shape.x)
     out_tiles = plan_tiles(geobox, cfg.out_tile_px) if layout == "tiles" else [None]
@@ -169,7 +182,7 @@ def write_outputs(out: Path, geobox, tiles, tile_root: Path, periods: list[str],
                         "tiles": [ot.name for ot in out_tiles] if layout == "tiles" else None}
     write_output_catalog(
         out, written, geobox=geobox, start=cfg.start, end=cfg.end, run_record=record,
-        quicklooks=qls, overwrite=True, tiles=tile_files or None,
+        quicklooks=qls, overwrite=True, tiles=tile_files or None, threads=n_local_workers(cfg.engine),
     )
     summary.timings["stac_s"] = time.perf_counter() - t2
     record["summary"]["timings"] = summary.timings
