@@ -550,12 +550,12 @@ def build_stack(
         pdir = Path(products)
         if not pdir.is_dir():
             raise InputError(f"product folder {pdir} does not exist")
+        present = product_files(pdir)
         for name in product_names:
             try:
                 spec = _products.get(name)
             except KeyError as exc:
                 raise ConfigError(str(exc.args[0])) from None
-            present = product_files(pdir)
             if spec.name not in present:
                 raise InputError(f"product {spec.name} not found: neither {pdir / spec.name}.tif nor .vrt exists "
                                  f"(found: {sorted(present)})")

@@ -68,6 +68,13 @@ def _window_or_y(a, b, w, n_out):
     return r
 
 
+@njit(cache=True, nogil=True)
+def _in_set(bits, cls):
+    """1 if SCL class ``cls`` is in the 64-bit set ``bits`` (see :func:`class_bits`), else 0."""
+    c = np.uint64(cls)
+    return np.uint8((bits >> (c & np.uint64(63))) & np.uint64(1)) & np.uint8(c < 64)
+
+
 def _valid_mask_impl(scl, refl, sun_zenith, invalid_bits, dilate_bits, radius, max_sun_zenith, out):
     n_t, n_b, n_y, n_x = refl.shape
     h = (scl.shape[1] - n_y) // 2  # halo of scl around refl's grid
@@ -87,8 +94,7 @@ def _valid_mask_impl(scl, refl, sun_zenith, invalid_bits, dilate_bits, radius, m
             row = scl[t, y]
             dst = a[y + radius, radius:]
             for x in range(s_x):
-                c = np.uint64(row[x])
-                dst[x] = np.uint8((dilate_bits >> (c & np.uint64(63))) & np.uint64(1)) & np.uint8(c < 64)
+                dst[x] = _in_set(dilate_bits, row[x])
         # square dilation = window OR along x, then along y (separable)
         hx = _window_or_x(a, np.empty_like(a), w, s_x)
         near = _window_or_y(hx, np.empty_like(hx), w, s_y)
@@ -97,9 +103,7 @@ def _valid_mask_impl(scl, refl, sun_zenith, invalid_bits, dilate_bits, radius, m
             nr = near[y + h, h:]
             dst = o8[t, y]
             for x in range(n_x):
-                c = np.uint64(row[x])
-                inv = np.uint8((invalid_bits >> (c & np.uint64(63))) & np.uint64(1)) & np.uint8(c < 64)
-                dst[x] = (nr[x] | inv) ^ np.uint8(1)
+                dst[x] = (nr[x] | _in_set(invalid_bits, row[x])) ^ np.uint8(1)
         for y in range(n_y):
             dst = o8[t, y]
             for b in range(n_b):

@@ -190,21 +190,22 @@ def load_tile_inputs(items: list, assets: dict[str, str], geobox, cfg: Composite
     with rasterio.Env(GDAL_CACHEMAX=64 * 2**20, GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"):
         if items:
             meta = S.observation_meta(items, assets)
-            refl = np.empty((len(meta.dates), len(BANDS), ny, nx), dtype=np.int16)
-            scl = None
-            for bands, grid in ((BANDS, geobox), (("SCL",), gb)):
+
+            def load(bands, grid):
                 ds = S.load_cube(items, grid, assets, chunks=None, bands=bands)
                 if ds.sizes["time"] != len(meta.dates):
                     raise InputError(
                         f"odc-stac grouped {ds.sizes['time']} solar days, expected {len(meta.dates)} "
                         f"(items {', '.join(it.id for it in items[:5])}...)"
                     )
-                if bands == ("SCL",):
-                    scl = ds["SCL"].values.astype(np.uint8)
-                else:
-                    for b, name in enumerate(BANDS):
-                        refl[:, b] = S.to_reflectance(ds[name].values, meta.offset_dn)
-                del ds
+                return ds
+
+            ds = load(BANDS, geobox)
+            refl = np.empty((len(meta.dates), len(BANDS), ny, nx), dtype=np.int16)
+            for b, name in enumerate(BANDS):
+                refl[:, b] = S.to_reflectance(ds[name].values, meta.offset_dn)
+            del ds
+            scl = load(("SCL",), gb)["SCL"].values.astype(np.uint8)
         else:
             meta = S.ObservationMeta([], np.array([], "datetime64[ns]"), np.zeros(0, np.int32),
                                      np.zeros(0, np.float32), [])

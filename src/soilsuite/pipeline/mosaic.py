@@ -2,7 +2,8 @@
 
 Tiles are streamed block by block into each COG, so memory stays bounded by one tile whatever
 the area. Layout ``single``: one COG per product; ``tiles`` (large areas): one COG per product
-and output tile plus a VRT mosaic per product (:mod:`soilsuite.io.vrt`). The run record (``run.json``) is written last: its presence marks a finished run.
+and output tile plus a VRT mosaic per product (:mod:`soilsuite.io.vrt`). The run record
+(``run.json``) is written last: its presence marks a finished run.
 """
 
 from __future__ import annotations
@@ -31,17 +32,20 @@ def resolve_layout(cfg: CompositeConfig, geobox) -> str:
     return "tiles" if geobox.shape.y * geobox.shape.x > AUTO_TILES_PIXELS else "single"
 
 
+def _label_dir(out: Path, label: str) -> Path:
+    """``<out>`` for the window, ``<out>/<period>`` for a period."""
+    return out if label == "window" else out / label
+
+
 def product_path(out: Path, label: str, name: str, layout: str = "single") -> Path:
     """``<out>/<name>.tif`` for the window, ``<out>/<period>/<name>.tif`` for a period;
     ``.vrt`` (the mosaic of the tile COGs) with ``layout="tiles"``."""
-    base = out if label == "window" else out / label
-    return base / f"{name}.{'vrt' if layout == 'tiles' else 'tif'}"
+    return _label_dir(out, label) / f"{name}.{'vrt' if layout == 'tiles' else 'tif'}"
 
 
 def tile_product_path(out: Path, label: str, name: str, tile: Tile) -> Path:
     """``<out>/[<period>/]tiles/<tile>/<name>.tif``: one output tile COG (layout "tiles")."""
-    base = out if label == "window" else out / label
-    return base / "tiles" / tile.name / f"{name}.tif"
+    return _label_dir(out, label) / "tiles" / tile.name / f"{name}.tif"
 
 
 def _blocks(tiles: list[Tile], tile_root: Path, label: str, name: str, stats: dict | None = None,
@@ -78,12 +82,11 @@ def _remove_other_layout(out: Path, labels: list[str], layout: str) -> None:
     """Delete product files of an earlier attempt with another layout (a run interrupted while
     writing its products can be resumed with another ``--layout`` or ``--out-tile-px``), so
     that the folder holds one layout only; and stale output tiles."""
+    other = "single" if layout == "tiles" else "tiles"
     for label in labels:
-        base = out if label == "window" else out / label
         for name in P.COMPOSITE_PRODUCTS:
-            other = base / f"{name}.{'tif' if layout == 'tiles' else 'vrt'}"
-            other.unlink(missing_ok=True)
-        shutil.rmtree(base / "tiles", ignore_errors=True)
+            product_path(out, label, name, other).unlink(missing_ok=True)
+        shutil.rmtree(_label_dir(out, label) / "tiles", ignore_errors=True)
 
 
 def _merge_stats(parts: list[dict]) -> dict:
