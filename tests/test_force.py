@@ -331,14 +331,52 @@ def test_read_force_tile_round_trip(cube):
 
 
 # ----------------------------------------------------------------------------- refusal, options
-def test_refuses_existing_output(cube, sim):
-    with pytest.raises(OutputExistsError, match=re.escape(str(cube.out / "datacube-definition.prj"))):
+def test_rerun_is_complete_and_other_parameters_refused(cube, sim):
+    stamps = {p: p.stat().st_mtime_ns for p in cube.files}
+    again = F.export_force(sim.catalog_path, out=cube.out, start=START, end=END, bbox=sim.bbox_lonlat,
+                           crs=f"EPSG:{sim.epsg}", resolution=RES, tile_size_m=TILE, block_size_m=BLOCK,
+                           min_sun_elevation=MIN_SUN)
+    assert again.already_complete and sorted(again.files) == sorted(cube.files)
+    assert again.tiles == cube.tiles and again.dates == cube.dates
+    with pytest.raises(OutputExistsError, match=re.escape(str(cube.out)) + ".*other parameters"):
         F.export_force(sim.catalog_path, out=cube.out, start=START, end=END, bbox=sim.bbox_lonlat,
                        tile_size_m=TILE, block_size_m=BLOCK)
+    assert {p: p.stat().st_mtime_ns for p in cube.files} == stamps
+
+
+def test_interrupted_export_resumes(sim, cube, tmp_path, monkeypatch):
+    """An export stopped after its first tile resumes with the same call: the finished tile is
+    not written again and the cube equals an uninterrupted export."""
+    out = tmp_path / "cube"
+    kw = dict(out=out, start=START, end=END, bbox=sim.bbox_lonlat, crs=f"EPSG:{sim.epsg}", resolution=RES,
+              tile_size_m=TILE, block_size_m=BLOCK, min_sun_elevation=MIN_SUN)
+    real = F._export_tile
+    calls = []
+
+    def stop_after_first(*a, **k):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(F, "_export_tile", stop_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        F.export_force(sim.catalog_path, **kw)
+    monkeypatch.setattr(F, "_export_tile", real)
+    first = sorted(p for p in out.glob("X*/*.tif"))
+    assert first and len(cube.tiles) > 1
+    stamps = {p: p.stat().st_mtime_ns for p in first}
+    r = F.export_force(sim.catalog_path, **kw)
+    assert not r.already_complete and r.tiles == cube.tiles and r.dates == cube.dates
+    assert {p: p.stat().st_mtime_ns for p in first} == stamps  # not written again
+    assert sorted(p.relative_to(out) for p in r.files) == sorted(p.relative_to(cube.out) for p in cube.files)
+    for p in r.files:
+        assert p.read_bytes() == (cube.out / p.relative_to(out)).read_bytes()
 
 
 def test_overwrite_and_other_crs(sim, tmp_path):
-    """EPSG:3035 (LAEA Europe) cube of a short window; then overwrite replaces it."""
+    """EPSG:3035 (LAEA Europe) cube of a short window; then overwrite replaces it, but never a
+    file soilsuite did not write."""
     day = START + dt.timedelta(days=20)
     out = tmp_path / "laea"
     r = F.export_force(sim.catalog_path, out=out, start=START, end=day, bbox=sim.bbox_lonlat, crs="EPSG:3035",
@@ -346,11 +384,17 @@ def test_overwrite_and_other_crs(sim, tmp_path):
     prj = (out / "datacube-definition.prj").read_text().splitlines()
     assert CRS.from_wkt(prj[0]) == CRS.from_epsg(3035)
     assert r.files and all(p.exists() for p in r.files)
-    stale = out / "X9999_Y9999"
-    stale.mkdir()
-    r2 = F.export_force(sim.catalog_path, out=out, start=START, end=day, bbox=sim.bbox_lonlat, crs="EPSG:3035",
-                        tile_size_m=TILE, block_size_m=BLOCK, overwrite=True, min_sun_elevation=MIN_SUN)
-    assert not stale.exists() and sorted(r2.files) == sorted(r.files)
+    mine = out / "X9999_Y9999" / "notes.txt"
+    mine.parent.mkdir()
+    mine.write_text("user's")
+    kw = dict(start=START, end=day, bbox=sim.bbox_lonlat, crs="EPSG:3035", tile_size_m=TILE, block_size_m=BLOCK,
+              overwrite=True, min_sun_elevation=MIN_SUN)
+    with pytest.raises(OutputExistsError, match="notes.txt"):
+        F.export_force(sim.catalog_path, out=out, **kw)
+    assert all(p.exists() for p in r.files)
+    mine.unlink()
+    r2 = F.export_force(sim.catalog_path, out=out, **kw)
+    assert sorted(r2.files) == sorted(r.files)
 
 
 def test_bad_sizes_rejected(sim, tmp_path):
@@ -386,4 +430,6 @@ def test_cli_export_force(sim, tmp_path):
     assert r.exit_code == 0, r.output
     assert (out / "datacube-definition.prj").exists() and list(out.glob("X*_Y*/*_BOA.tif"))
     r = CliRunner().invoke(app, args)
-    assert r.exit_code == 2 and "exists" in r.output
+    assert r.exit_code == 0 and "already complete" in r.output, r.output
+    r = CliRunner().invoke(app, [*args, "--resolution", "40"])
+    assert r.exit_code == 2 and "other parameters" in r.output, r.output

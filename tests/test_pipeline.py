@@ -166,11 +166,17 @@ def test_stac_output_and_run_record(run_local, sim_archive):
 def test_refuses_to_overwrite_without_flag(run_local, sim_archive):
     out, _ = run_local
     before = (out / "BSF.tif").read_bytes()
+    # other parameters: refused
     with pytest.raises(OutputExistsError, match="--overwrite"):
-        composite(sim_archive.catalog_path, out=out, **_opts(sim_archive, scheduler="sync"))
+        composite(sim_archive.catalog_path, out=out, **_opts(sim_archive, scheduler="sync", threshold=0.25))
     r = CliRunner().invoke(app, ["composite", str(sim_archive.catalog_path), "--out", str(out),
                                  "--start", str(START), "--end", str(END)])
     assert r.exit_code == 2 and "--overwrite" in r.output
+    # the same parameters: already complete, exit 0, nothing written (a batch retry succeeds)
+    r = CliRunner().invoke(app, ["composite", str(sim_archive.catalog_path), "--out", str(out),
+                                 "--start", str(START), "--end", str(END), "--crs", f"EPSG:{sim_archive.epsg}",
+                                 "--worldcover", str(sim_archive.worldcover_path), "--periods", "year"])
+    assert r.exit_code == 0 and "already complete" in r.output, r.output
     assert (out / "BSF.tif").read_bytes() == before
 
 

@@ -415,8 +415,22 @@ def test_refuses_existing_output(tmp_path):
     with pytest.raises(OutputExistsError, match="arch"):
         simulate(out, size=16, start=dt.date(2022, 1, 1), end=dt.date(2022, 1, 10))
     assert (out / "x.txt").exists()
-    r = simulate(out, size=16, start=dt.date(2022, 1, 1), end=dt.date(2022, 1, 10), overwrite=True)
-    assert not (out / "x.txt").exists() and r.catalog_path.exists()
+    # a folder that holds no simulated archive is never wiped (it was, with overwrite)
+    with pytest.raises(OutputExistsError, match="not a soilsuite output"):
+        simulate(out, size=16, start=dt.date(2022, 1, 1), end=dt.date(2022, 1, 10), overwrite=True)
+    assert [p.name for p in out.iterdir()] == ["x.txt"]
+    r = simulate(out, size=16, start=dt.date(2022, 1, 1), end=dt.date(2022, 1, 10), force_clean=True)
+    assert (out / "x.txt").read_text() == "keep me" and r.catalog_path.exists()
+    # an earlier archive is replaced, the user's file beside it only with force_clean, and kept
+    with pytest.raises(OutputExistsError, match="x.txt"):
+        simulate(out, size=16, start=dt.date(2022, 1, 1), end=dt.date(2022, 1, 20), overwrite=True)
+    r2 = simulate(out, size=16, start=dt.date(2022, 1, 1), end=dt.date(2022, 1, 20), overwrite=True, force_clean=True)
+    assert (out / "x.txt").read_text() == "keep me" and r2.n_items > r.n_items
+    (out / "x.txt").unlink()
+    r3 = simulate(out, size=16, start=dt.date(2022, 1, 1), end=dt.date(2022, 1, 10), overwrite=True)
+    assert r3.n_items == r.n_items
+    # nothing of the longer archive is left behind
+    assert len(list(out.glob("sentinel-2-l2a/*/*.json"))) == r.n_items
 
 
 @pytest.mark.parametrize(

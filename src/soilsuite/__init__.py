@@ -22,6 +22,8 @@ _API = {
     "composite": "soilsuite.pipeline.composite",
     "open_products": "soilsuite.io.products",
     "export_force": "soilsuite.io.force",
+    "index_safe": "soilsuite.sources.safe",
+    "read_safe": "soilsuite.sources.safe",
 }
 
 __all__ = [*_API, "__version__"]

@@ -27,25 +27,75 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 
+def _chain(exc: BaseException):
+    """``exc`` and the exceptions it was raised from (cause or context), outermost first."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def _one_line(exc: BaseException) -> list[str] | None:
+    """The one-line message(s) for an error caused by input or the machine, else None.
+
+    The one place where errors become user messages: soilsuite's own errors, pydantic
+    validation, a full disk (ENOSPC anywhere in the chain), a permission problem, and known
+    third-party error types raised by bad input (pystac, rasterio/GDAL, Dask workers).
+    Anything else is a bug and keeps its traceback.
+    """
+    import errno
+
+    from pydantic import ValidationError
+
+    for e in _chain(exc):  # a full disk, however deep it was wrapped
+        if (isinstance(e, OSError) and e.errno == errno.ENOSPC) or "No space left on device" in str(e):
+            where = getattr(e, "filename", None) or next(
+                (x.filename for x in _chain(exc) if getattr(x, "filename", None)), None)
+            return [f"no space left on device writing {where or '(a file of the output folder)'}; "
+                    "free space and re-run the same command to resume"]
+    if isinstance(exc, SoilsuiteError):
+        return [str(exc)]
+    if isinstance(exc, ValidationError):
+        return [f"option {'.'.join(str(p) for p in err['loc']) or 'options'}: {err['msg']}" for err in exc.errors()]
+    if isinstance(exc, PermissionError):
+        return [f"permission denied: {exc.filename or exc}: {exc.strerror or 'not allowed'} "
+                "(choose a folder you can write to, or fix its permissions)"]
+    mod = type(exc).__module__.split(".")[0]
+    if mod == "pystac":
+        return [f"STAC: {exc}"]
+    if mod == "rasterio":
+        return [f"GDAL: {' '.join(str(exc).split())}"]
+    if type(exc).__name__ == "KilledWorker":
+        return [f"a Dask worker died while running {exc} (out of memory?); lower --tile-size or "
+                "--workers, or raise --max-memory; re-run the same command to resume"]
+    return None
+
+
 def _friendly(fn):
-    """Turn SoilsuiteError and pydantic validation errors into one clear line and exit 2."""
+    """Turn errors from input or the machine (:func:`_one_line`) into one clear line and exit 2."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from pydantic import ValidationError
-
         try:
             return fn(*args, **kwargs)
-        except SoilsuiteError as exc:
-            console.print(f"[bold red]error:[/] {exc}")
-            raise typer.Exit(2) from None
-        except ValidationError as exc:
-            for err in exc.errors():
-                loc = ".".join(str(p) for p in err["loc"]) or "options"
-                console.print(f"[bold red]error:[/] option {loc}: {err['msg']}")
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            lines = _one_line(exc)
+            if lines is None:
+                raise  # a bug: keep the traceback
+            from rich.markup import escape
+
+            for line in lines:
+                console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper
+
+
+FORCE_CLEAN_HELP = ("with --overwrite: also replace soilsuite's files that were changed since; and write beside "
+                    "files soilsuite did not write (those are never removed)")
 
 
 def _date(text: str) -> dt.date:
@@ -66,16 +116,42 @@ def simulate(
     seed: Annotated[int, typer.Option(help="random seed (same seed, same archive)")] = 0,
     epsg: Annotated[int, typer.Option(help="UTM CRS of the scene (EPSG code)")] = 32633,
     cloud_fraction: Annotated[float, typer.Option(help="mean cloud cover of the scenes (0-1)")] = 0.35,
-    overwrite: Annotated[bool, typer.Option(help="replace an existing archive")] = False,
+    overwrite: Annotated[bool, typer.Option(help="replace an earlier simulated archive in OUT (only the files soilsuite wrote)")] = False,
+    force_clean: Annotated[bool, typer.Option(help=FORCE_CLEAN_HELP)] = False,
+    hrefs: Annotated[str, typer.Option(help="asset hrefs: 'relative' (movable folder) or 'absolute' (file:// URIs, for serving the items through a STAC API)")] = "relative",
+    format: Annotated[str, typer.Option("--format", help="'stac' (catalog of COGs) or 'safe' (Sentinel-2 L2A SAFE products: JPEG2000 + metadata XML)")] = "stac",  # noqa: A002
+    safe_zip: Annotated[bool, typer.Option(help="with --format safe: each product as <name>.zip")] = False,
 ):
     """Write a synthetic Sentinel-2 L2A archive with known truth (static STAC catalog of COGs)."""
     from .sources.simulate import simulate as _simulate
 
     res = _simulate(
         out, size=size, start=_date(start), end=_date(end), revisit_days=revisit_days, seed=seed,
-        epsg=epsg, cloud_fraction=cloud_fraction, overwrite=overwrite, progress=True,
+        epsg=epsg, cloud_fraction=cloud_fraction, overwrite=overwrite, force_clean=force_clean, progress=True,
+        hrefs=hrefs, format=format, safe_zip=safe_zip,
     )
     console.print(res.summary())
+
+
+@app.command("index-safe")
+@_friendly
+def index_safe(
+    source: Annotated[Path, typer.Argument(help="a .SAFE folder, a .zip of one, or a folder of them (Sentinel-2 L2A)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="the static STAC catalog JSON to write (items in sentinel-2-l2a/ beside it)")] = Path("catalog.json"),
+    overwrite: Annotated[bool, typer.Option(help="replace a catalog written earlier by index-safe (only its own files)")] = False,
+):
+    """Index Sentinel-2 L2A SAFE products (folders or zips) as a static STAC catalog."""
+    import pystac
+
+    from .sources.safe import SUPERSEDED_REASON
+    from .sources.safe import index_safe as _index_safe
+
+    path = _index_safe(source, out, overwrite=overwrite)
+    items = list(pystac.Catalog.from_file(str(path)).get_items(recursive=True))
+    console.print(f"{len(items)} product(s) indexed -> {path}")
+    for it in items:
+        if SUPERSEDED_REASON in it.properties:
+            console.print(f"  superseded (composite will reject it): {it.id}: {it.properties[SUPERSEDED_REASON]}")
 
 
 def _bbox(text: str | None) -> tuple[float, float, float, float] | None:
@@ -116,7 +192,7 @@ def print_summary(summary) -> None:
 @app.command()
 @_friendly
 def composite(
-    source: Annotated[str, typer.Argument(help="STAC catalog/collection JSON (or folder), or STAC API URL")],
+    source: Annotated[str, typer.Argument(help="STAC catalog/collection JSON (or folder), STAC API URL, or Sentinel-2 SAFE folder/zip(s) (docs/safe.md)")],
     out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
     start: Annotated[str, typer.Option(help="first day YYYY-MM-DD (inclusive)")],
     end: Annotated[str, typer.Option(help="last day YYYY-MM-DD (inclusive)")],
@@ -145,7 +221,10 @@ def composite(
     max_memory: Annotated[str, typer.Option(help="memory budget of the run, e.g. 2GB")] = "2GB",
     scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address (default: local cluster; 'sync': in-process)", envvar="SOILSUITE_SCHEDULER")] = None,
     n_workers: Annotated[int | None, typer.Option("--workers", help="local cluster workers (default: cores)")] = None,
-    overwrite: Annotated[bool, typer.Option(help="replace existing outputs")] = False,
+    overwrite: Annotated[bool, typer.Option(help="replace an earlier run in --out (only the files soilsuite wrote; refuses if others are there)")] = False,
+    force_clean: Annotated[bool, typer.Option(help=FORCE_CLEAN_HELP)] = False,
+    on_error: Annotated[str, typer.Option(help="broken scene (asset unreadable or truncated, CRS mismatch): 'fail' stops naming it, 'skip' leaves it out and lists it in run.json and the summary")] = "fail",
+    allow_partial_coverage: Annotated[bool, typer.Option(help="accept a --worldcover/--threshold-raster that covers only part of the area (warn instead of refusing)")] = False,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ):
     """Bare-soil composites (SRC), statistics (VPC, BSC, BSF, MREF) and MASK from a Sentinel-2 L2A archive."""
@@ -158,9 +237,14 @@ def composite(
         min_sun_elevation=min_sun_elevation, dilation_px=dilation_px, max_sun_zenith=max_sun_zenith,
         max_nbr2=max_nbr2, blue_k_bare=blue_k_bare, blue_k_mref=blue_k_mref, min_bare_obs=min_bare_obs,
         ci_method=ci_method, periods=periods, layout=layout, out_tile_px=out_tile_px, tile_size=tile_size, max_memory=max_memory,
-        scheduler=scheduler, n_workers=n_workers, overwrite=overwrite,
+        scheduler=scheduler, n_workers=n_workers, overwrite=overwrite, force_clean=force_clean,
+        on_error=on_error, allow_partial_coverage=allow_partial_coverage,
     )
     summary = run(cfg, progress=not quiet)
+    if summary.already_complete:
+        console.print(f"[green]already complete:[/] {out} holds a finished run of these parameters; nothing to do "
+                      "(--overwrite recomputes it)")
+        return
     print_summary(summary)
 
 
@@ -211,7 +295,8 @@ def export_force(
     origin: Annotated[str | None, typer.Option(help="grid origin x,y in the cube CRS (m); default: area corner snapped to the tile size")] = None,
     max_cloud_cover: Annotated[float, typer.Option(help="scene filter: max eo:cloud_cover (%)")] = 80.0,
     min_sun_elevation: Annotated[float, typer.Option(help="scene filter: min view:sun_elevation (deg)")] = 20.0,
-    overwrite: Annotated[bool, typer.Option(help="replace an existing export in --out")] = False,
+    overwrite: Annotated[bool, typer.Option(help="replace an earlier export in --out (only the files soilsuite wrote)")] = False,
+    force_clean: Annotated[bool, typer.Option(help=FORCE_CLEAN_HELP)] = False,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ):
     """Export the archive as a FORCE Level-2 datacube (BOA + QAI per date, FORCE tiles and .prj)."""
@@ -229,8 +314,12 @@ def export_force(
         source, out=out, start=_date(start), end=_date(end), bbox=_bbox(bbox), crs=crs,
         resolution=resolution, tile_size_m=tile_size, block_size_m=block_size, origin=xy,
         max_cloud_cover=max_cloud_cover, min_sun_elevation=min_sun_elevation, collection=collection,
-        overwrite=overwrite, progress=not quiet,
+        overwrite=overwrite, force_clean=force_clean, progress=not quiet,
     )
+    if res.already_complete:
+        console.print(f"[green]already complete:[/] {out} holds a finished export of these parameters; nothing to "
+                      "do (--overwrite exports again)")
+        return
     Console().print(res.summary())
 
 

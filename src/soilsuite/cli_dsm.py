@@ -144,16 +144,20 @@ def validate(
     k: Annotated[int, typer.Option(help="folds")] = 10,
     block_size: Annotated[float | None, typer.Option(help="spatial: block side (m, CRS units); default 1/8 of the sample extent")] = None,
     seed: Annotated[int, typer.Option(help="seed of the fold assignment")] = 0,
-    overwrite: Annotated[bool, typer.Option(help="replace an existing report folder")] = False,
+    overwrite: Annotated[bool, typer.Option(help="replace an earlier report in --out (only the files soilsuite wrote)")] = False,
+    force_clean: Annotated[bool, typer.Option(help="with --overwrite: also replace soilsuite's files changed since; write beside other files (kept)")] = False,
 ):
     """Validate a model (out-of-bag, k-fold or spatially blocked k-fold) and write a report."""
     from . import dsm
+    from .io.manifest import OutputFolder
 
+    OutputFolder(out, "validation-report").check_build(overwrite=overwrite, force_clean=force_clean,
+                                                        what="report")  # refuse before the work
     m = dsm.load_model(model)
     if method == "spatial" and block_size is None:
         block_size = default_block_size(m)
     res = dsm.cross_validate(m, method=method, k=k, block_size=block_size, seed=seed)
-    folder = res.write(out, overwrite=overwrite)
+    folder = res.write(out, overwrite=overwrite, force_clean=force_clean)
     Console().print(res.summary_line())
     Console().print(f"report -> {folder / 'report.html'}")
 
@@ -177,13 +181,14 @@ def predict(
     products: Annotated[Path | None, typer.Option(help="product folder, if moved since training")] = None,
     block_size: Annotated[int, typer.Option(help="block side (px)")] = 256,
     aoa: Annotated[bool, typer.Option(help="also write dissimilarity index, AOA and outside-range layers")] = True,
-    overwrite: Annotated[bool, typer.Option(help="replace existing outputs")] = False,
+    overwrite: Annotated[bool, typer.Option(help="replace maps an earlier prediction wrote in --out (never other files)")] = False,
+    force_clean: Annotated[bool, typer.Option(help="with --overwrite: also replace such maps if they were changed since")] = False,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ):
     """Predict the map: COGs of Q0.05, Q0.50, Q0.95, mean, uncertainty ratio and area of applicability."""
     from . import dsm
 
     paths = dsm.predict_map(model, out, products=products, block_size=block_size, aoa=aoa,
-                            overwrite=overwrite, progress=not quiet)
+                            overwrite=overwrite, force_clean=force_clean, progress=not quiet)
     for name, p in paths.items():
         Console().print(f"{name:14s} {p}")

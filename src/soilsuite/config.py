@@ -71,6 +71,33 @@ class EngineOptions(_Model):
     tile_size: int = Field(1024, ge=64, le=8192, description="tile side in pixels of the target grid")
     max_memory: str = Field("2GB", description="memory budget for the whole run (e.g. 2GB, 512MB)")
     scheduler: str | None = Field(None, description="address of an existing Dask scheduler; None starts a LocalCluster")
+
+    @field_validator("max_memory")
+    @classmethod
+    def _bytes(cls, v: str) -> str:
+        try:
+            n = parse_bytes(v)
+        except (ValueError, TypeError):
+            raise ValueError(f"expected a size such as 2GB, 512MB or 4GiB, got {v!r}") from None
+        if n <= 0:
+            raise ValueError(f"expected a positive size such as 2GB, got {v!r}")
+        return v
+
+    @field_validator("scheduler")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v is None or v == "sync":
+            return v
+        from distributed.comm.addressing import parse_address, parse_host_port
+
+        try:
+            _, loc = parse_address(v)
+            if "://" not in v or v.startswith(("tcp://", "tls://")):
+                parse_host_port(loc)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"expected 'sync' or a Dask scheduler address such as tcp://host:8786, "
+                             f"got {v!r} ({exc}; from --scheduler or $SOILSUITE_SCHEDULER)") from None
+        return v
     n_workers: int | None = Field(None, ge=1, description="LocalCluster workers (default: one per core)")
     progress: bool = True
 
@@ -89,12 +116,21 @@ class CompositeConfig(_Model):
     resolution: float = Field(20.0, gt=0, description="target pixel size in CRS units (m)")
     worldcover: Path | None = Field(None, description="ESA WorldCover raster (any CRS), nearest onto the grid")
     out: Path = Field(..., description="output folder")
-    overwrite: bool = False
+    overwrite: bool = Field(False, description="replace an earlier soilsuite run in `out` (only the files it wrote)")
+    force_clean: bool = Field(
+        False, description="with overwrite: also replace soilsuite's files that were changed since; and write beside "
+                           "files soilsuite did not write (those are always kept)")
     periods: Literal["none", "year"] = Field("none", description="also write per-period products")
     layout: Literal["auto", "single", "tiles"] = Field(
         "auto", description="product files: 'single' = one COG per product; 'tiles' = tile COGs of out_tile_px "
                             "plus a <NAME>.vrt mosaic and one STAC Item per tile; 'auto' = tiles above 2**30 px")
     out_tile_px: int = Field(8192, ge=64, le=65536, description="side of the output tile COGs (px) with layout 'tiles'")
+    on_error: Literal["fail", "skip"] = Field(
+        "fail", description="a broken scene (an asset that does not open or read, a CRS that disagrees with its "
+                            "COG): 'fail' stops with one line naming it, 'skip' leaves it out and lists it in the run record")
+    allow_partial_coverage: bool = Field(
+        False, description="accept a WorldCover or threshold raster that covers only part of the grid (warn) "
+                           "instead of refusing the run")
     scene: SceneFilter = SceneFilter()
     mask: MaskOptions = MaskOptions()
     bare: BareOptions = BareOptions()

@@ -70,6 +70,7 @@ def predict_map(
     overwrite: bool = False,
     progress: bool | Callable[[int, int], None] = False,
     prefix: str | None = None,
+    force_clean: bool = False,
 ) -> dict[str, Path]:
     """Predict a soil map block by block and write COGs.
 
@@ -89,7 +90,10 @@ def predict_map(
     aoa : bool
         Also write the DI, AOA and outside-range layers.
     overwrite : bool
-        Replace existing output files.
+        Replace the maps an earlier prediction wrote into ``out`` (listed in its manifest);
+        a file of that name that soilsuite did not write is never replaced.
+    force_clean : bool
+        Also replace such maps if they were changed since.
     progress : bool or callable
         True shows a rich progress bar; a callable gets ``(done_blocks, total_blocks)``.
     prefix : str, optional
@@ -100,7 +104,6 @@ def predict_map(
     dict of str to Path
         Layer name -> COG path.
     """
-    import rasterio
 
     if not isinstance(model, SoilModel):
         model = SoilModel.load(model)
@@ -119,11 +122,24 @@ def predict_map(
     out = Path(out)
     names = output_names(model, aoa)
     final = {n: out / f"{prefix}_{n}.tif" for n in names}
-    exists = [str(p) for p in final.values() if p.exists()]
-    if exists and not overwrite:
-        raise OutputExistsError(f"outputs exist: {exists[:3]}{' ...' if len(exists) > 3 else ''}; "
-                                "pass overwrite=True (CLI: --overwrite) to replace them")
-    out.mkdir(parents=True, exist_ok=True)
+    # the folder may hold other files (samples, models, reports): only the maps soilsuite wrote
+    # there before are replaced (io/manifest.py)
+    from ..io.manifest import OutputFolder
+
+    folder = OutputFolder(out, "dsm")
+    folder.claim(final.values(), overwrite=overwrite, force_clean=force_clean)
+    with folder.lock():
+        folder.claim(final.values(), overwrite=overwrite, force_clean=force_clean)  # again, under the lock
+        _predict_into(model, stack, out, final, names, prefix, block_size, aoa, progress)
+        folder.record(final.values(), state="complete")
+    return final
+
+
+def _predict_into(model, stack, out: Path, final: dict, names: list[str], prefix: str, block_size: int,
+                  aoa: bool, progress) -> None:
+    """Predict block by block into temporary GeoTIFFs, then COGs moved to ``final``."""
+    import rasterio
+
     tmp = Path(tempfile.mkdtemp(prefix=f".{prefix}-predict-", dir=out))
     h, w = stack.shape
     dtypes = {n: ("uint8" if n in ("aoa", "outside_range") else "float32") for n in names}
@@ -197,7 +213,6 @@ def predict_map(
         if bar is not None:
             bar.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    return final
 
 
 def stock_map(

@@ -256,6 +256,20 @@ def _find_xy(columns: Sequence[str]) -> tuple[str, str] | None:
     return None
 
 
+def _check_degrees(gdf, path: Path) -> None:
+    """Refuse coordinates outside +-180 / +-90 in a geographic CRS: they look projected (e.g.
+    UTM metres declared as EPSG:4326), and no covariate would be found at them."""
+    if gdf.crs is None or not gdf.crs.is_geographic or gdf.empty:
+        return
+    xmin, ymin, xmax, ymax = (float(v) for v in gdf.total_bounds)
+    if xmin < -180 or xmax > 180 or ymin < -90 or ymax > 90:
+        raise InputError(
+            f"{path}: the coordinates look projected, not degrees: x {xmin:.6g}..{xmax:.6g}, "
+            f"y {ymin:.6g}..{ymax:.6g} are outside +-180/+-90 of {gdf.crs.to_string()}; give their CRS "
+            "with --crs (crs= in Python), e.g. --crs EPSG:32633 for UTM zone 33N metres"
+        )
+
+
 def _read_table(path: Path, *, x: str | None, y: str | None, crs: Any, layer: str | None,
                 sep: str | None):
     import geopandas as gpd
@@ -486,6 +500,7 @@ def read_samples(
         if k not in props:
             raise ConfigError(f"units given for {k!r}, which is not among the properties {list(props)}")
     gdf = _read_table(path, x=x, y=y, crs=crs, layer=layer, sep=sep)
+    _check_degrees(gdf, path)
     if id_column is not None:
         if id_column not in gdf.columns:
             raise InputError(f"{path}: id column {id_column!r} not found; columns: {list(gdf.columns)}")

@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import ConfigError, InputError, OutputExistsError
+from ..errors import ConfigError, InputError
 from .model import SoilModel, qname
 
 #: Quantiles predicted in cross-validation for the coverage-by-quantile plot.
@@ -247,18 +244,17 @@ class ValidationResult:
             images["coverage by quantile"] = "coverage.png"
         return images
 
-    def write(self, folder: str | Path, *, overwrite: bool = False) -> Path:
+    def write(self, folder: str | Path, *, overwrite: bool = False, force_clean: bool = False) -> Path:
         """Write ``report.md``, ``report.html``, PNG plots, ``predictions.csv``, ``metrics.json``.
 
-        The folder is written under a temporary name and renamed; an existing folder is
-        replaced only with ``overwrite=True``.
+        The files are written into a scratch folder and moved in when complete. An earlier
+        report in ``folder`` is replaced only with ``overwrite=True``, and only the files
+        soilsuite wrote: files of the user's in the folder make it refuse (``force_clean``
+        keeps them and writes beside them), see :mod:`soilsuite.io.manifest`.
         """
-        folder = Path(folder)
-        if folder.exists() and not overwrite:
-            raise OutputExistsError(f"{folder} exists; pass overwrite=True (CLI: --overwrite) to replace it")
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-        try:
+        from ..io.manifest import OutputFolder
+
+        def fill(tmp: Path) -> None:
             images = self._plots(tmp)
             md = self.to_markdown(images)
             (tmp / "report.md").write_text(md)
@@ -267,12 +263,10 @@ class ValidationResult:
             (tmp / "metrics.json").write_text(json.dumps(
                 {"method": self.method, "target": self.target, "unit": self.unit, **self.metrics,
                  "info": {k: str(v) for k, v in self.info.items()}}, indent=2))
-            if folder.exists():
-                shutil.rmtree(folder)
-            os.replace(tmp, folder)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+
+        folder = Path(folder)
+        OutputFolder(folder, "validation-report").build(fill, overwrite=overwrite, force_clean=force_clean,
+                                                         what="report")
         return folder
 
 

@@ -45,17 +45,19 @@ The QAI is derived from Sen2Cor's scene classification (SCL); see :data:`SCL_TO_
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import math
 import os
 import re
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, InputError, OutputExistsError
+from ..errors import ConfigError, InputError
 from ..sentinel2 import BANDS, REFL_NODATA, WAVELENGTH_UM
 
 #: FORCE's Sentinel-2 band names (band domains), in FORCE's Level-2 band order. Same order as
@@ -263,6 +265,7 @@ class ForceExportResult:
     n_items_found: int = 0
     n_items_used: int = 0
     skipped_empty: int = 0
+    already_complete: bool = False  # the folder held a finished export of the same parameters
 
     def summary(self):
         """A rich table of the export."""
@@ -360,21 +363,17 @@ def _write_tif(path: Path, data: np.ndarray, profile: dict, descriptions: Sequen
     os.replace(tmp, path)
 
 
-def _clear_previous(out: Path, overwrite: bool) -> None:
-    prj = out / DATACUBE_DEFINITION
-    tiles = sorted(p for p in out.iterdir() if p.is_dir() and _TILE_RE.match(p.name)) if out.is_dir() else []
-    existing = ([prj] if prj.exists() else []) + tiles
-    if not existing:
-        return
-    if not overwrite:
-        raise OutputExistsError(
-            f"FORCE datacube output exists: {existing[0]} (and {len(existing) - 1} more); "
-            "use overwrite=True (--overwrite) or another output folder"
-        )
-    if prj.exists():
-        prj.unlink()
-    for t in tiles:
-        shutil.rmtree(t)
+def is_force_output(rel: str) -> bool:
+    """True where an export writes (the datacube definition and the ``X####_Y####`` tile
+    folders): a file there that soilsuite did not write makes the export refuse."""
+    parts = rel.split("/")
+    return rel == DATACUBE_DEFINITION or (len(parts) > 1 and bool(_TILE_RE.match(parts[0])))
+
+
+def _export_hash(**params: Any) -> str:
+    """Hash of every parameter that changes the exported files: a resume needs the same."""
+    d = {k: (str(v) if isinstance(v, (dt.date, Path)) else v) for k, v in params.items()}
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def export_force(
@@ -393,6 +392,7 @@ def export_force(
     min_sun_elevation: float = 20,
     collection: str | None = None,
     overwrite: bool = False,
+    force_clean: bool = False,
     progress: bool = False,
 ) -> ForceExportResult:
     """Export a Sentinel-2 L2A STAC archive (time window, area) as a FORCE Level-2 datacube.
@@ -429,7 +429,14 @@ def export_force(
     collection : str, optional
         Collection id (required for a STAC API).
     overwrite : bool
-        Replace an existing export in ``out`` (its .prj and ``X####_Y####`` folders).
+        Replace an earlier export in ``out``: only the files soilsuite wrote are removed, and
+        only if no other file is there and none was changed (:mod:`soilsuite.io.manifest`).
+        Without it, an interrupted export of the same parameters is resumed (finished tiles
+        are kept) and a finished one is left as it is (``already_complete``).
+    force_clean : bool
+        With ``overwrite``, also replace soilsuite's files that were changed since, and write
+        beside files soilsuite did not write (kept; one that stands where an output goes
+        makes the export refuse).
     progress : bool
         Show a progress bar.
 
@@ -441,7 +448,7 @@ def export_force(
     Raises
     ------
     OutputExistsError
-        ``out`` holds a datacube definition or tile folders and ``overwrite`` is False.
+        ``out`` holds another export and ``overwrite`` is False, or files soilsuite did not write.
     ConfigError
         Inconsistent sizes, bad CRS or dates.
     InputError
@@ -464,8 +471,24 @@ def export_force(
         raise ConfigError(f"tile_size_m {tile_size_m} must be a multiple of block_size_m {block_size_m} (FORCE rule)")
     scene = SceneFilter(max_cloud_cover=max_cloud_cover, min_sun_elevation=min_sun_elevation)
 
+    if bbox is not None:
+        _area([], bbox)  # check the bbox before searching
     out = Path(out)
-    _clear_previous(out, overwrite)
+    from .manifest import OutputFolder
+
+    folder = OutputFolder(out, "export-force", namespace=is_force_output)
+    params_hash = _export_hash(source=str(source), start=start_d, end=end_d, bbox=list(bbox) if bbox else None,
+                               crs=crs, resolution=res, tile_size_m=float(tile_size_m),
+                               block_size_m=float(block_size_m), origin=list(origin) if origin else None,
+                               scene=scene.model_dump(), collection=collection)
+
+    def check() -> str:
+        return folder.check(overwrite=overwrite, force_clean=force_clean, params_hash=params_hash,
+                            resumable=True, what="datacube export")
+
+    action = check()  # refuse early, before any work
+    if action == "complete":
+        return _finished_export(folder)
 
     found = S.search_items(source, start=start_d, end=end_d, bbox=bbox, collection=collection)
     sel = S.filter_scenes(found, scene)
@@ -515,14 +538,51 @@ def export_force(
             if c1 > c0 and r1 > r0:
                 plan.append((tx, ty, (r0, r1, c0, c1)))
 
-    out.mkdir(parents=True, exist_ok=True)
-    prj = out / DATACUBE_DEFINITION
-    tmp = prj.with_name(prj.name + ".tmp")
-    tmp.write_text(grid.to_prj())
-    os.replace(tmp, prj)
+    with folder.lock():
+        action = check()  # again, under the lock
+        if action == "complete":
+            return _finished_export(folder)
+        if action == "replace":
+            folder.clear(force_clean=force_clean)
+        m = folder.start(params_hash=params_hash, keep=action == "resume")
+        done: dict[str, list[str]] = dict(m.get("done_tiles", {})) if action == "resume" else {}
+        m["done_tiles"] = done
+        prj = out / DATACUBE_DEFINITION
+        tmp = prj.with_name(prj.name + ".tmp")
+        tmp.write_text(grid.to_prj())
+        os.replace(tmp, prj)
+        m = folder.record([prj], manifest=m)
+        result = ForceExportResult(out=out, prj_path=prj, grid=grid, resolution=res,
+                                   n_items_found=len(found), n_items_used=len(sel.items))
+        _export_tiles(plan, done, folder, m, result, sel, assets, grid, res, block_rows, progress, S)
+        folder.record([], state="complete", manifest=m)
+    return result
 
-    result = ForceExportResult(out=out, prj_path=prj, grid=grid, resolution=res,
-                               n_items_found=len(found), n_items_used=len(sel.items))
+
+def _finished_export(folder) -> ForceExportResult:
+    """The result of a finished export of the same parameters, from its manifest."""
+    m = folder.read() or {}
+    prj = folder.path / DATACUBE_DEFINITION
+    done = m.get("done_tiles", {})
+    res = ForceExportResult(out=folder.path, prj_path=prj, grid=ForceGrid.from_prj(prj),
+                            resolution=float(m.get("resolution", 0.0)), already_complete=True)
+    res.tiles = sorted((t for t, ds in done.items() if ds), key=_tile_order)  # as planned: rows, then columns
+    res.dates = sorted({dt.date.fromisoformat(d) for ds in done.values() for d in ds})
+    res.files = [folder.path / r for r in sorted(m.get("files", {})) if r != DATACUBE_DEFINITION]
+    return res
+
+
+def _tile_order(name: str) -> tuple[int, int]:
+    """Sort key of a FORCE tile folder name: (Y, X), the order tiles are planned in."""
+    m = _TILE_RE.match(name)
+    return (int(m.group(2)), int(m.group(1))) if m else (0, 0)
+
+
+def _export_tiles(plan, done, folder, m, result, sel, assets, grid, res, block_rows, progress, S) -> None:
+    """Export the planned tiles; a tile finished by an earlier attempt (listed in the manifest)
+    is not exported again. After each tile the manifest lists its files."""
+    out = folder.path
+    m["resolution"] = res
     by_id = {it.id: it for it in sel.items}
     dates: set[dt.date] = set()
 
@@ -536,11 +596,18 @@ def export_force(
     try:
         for tx, ty, (r0, r1, c0, c1) in plan:
             name = f"X{tx:04d}_Y{ty:04d}"
-            full = grid.tile_geobox(tx, ty, res)
-            sub = full[r0:r1, c0:c1]
-            items_t = _items_over(sel.items, sub.geographic_extent)
-            written = _export_tile(items_t, assets, by_id, full, sub, (r0, r1, c0, c1), grid, out / name,
-                                   block_rows, result, S)
+            if name in done:  # finished by an earlier attempt
+                written = [dt.date.fromisoformat(d) for d in done[name]]
+                result.files += [out / r for r in sorted(m["files"]) if r.startswith(f"{name}/")]
+            else:
+                full = grid.tile_geobox(tx, ty, res)
+                sub = full[r0:r1, c0:c1]
+                items_t = _items_over(sel.items, sub.geographic_extent)
+                n_files = len(result.files)
+                written = _export_tile(items_t, assets, by_id, full, sub, (r0, r1, c0, c1), grid, out / name,
+                                       block_rows, result, S)
+                done[name] = [str(d) for d in written]
+                folder.record(result.files[n_files:], manifest=m)
             if written:
                 result.tiles.append(name)
                 dates.update(written)
@@ -550,7 +617,6 @@ def export_force(
         if bar is not None:
             bar.stop()
     result.dates = sorted(dates)
-    return result
 
 
 def _int_array(a: np.ndarray, dtype) -> np.ndarray:

@@ -27,7 +27,11 @@ def _cores() -> int:
 
 
 def n_local_workers(engine: EngineOptions) -> int:
-    """Worker processes of the local cluster: ``n_workers``, else as many cores as the budget allows."""
+    """Worker processes of the local cluster: ``n_workers``, else as many cores as the budget allows.
+
+    Raises :class:`ConfigError` if the request exceeds this machine (see :func:`check_machine`).
+    """
+    check_machine(engine)
     most, _ = workers_for_budget(engine.max_memory, engine.n_workers or _cores())
     if engine.n_workers and engine.n_workers > most:
         raise ConfigError(
@@ -35,6 +39,48 @@ def n_local_workers(engine: EngineOptions) -> int:
             f"(at most {most} worker(s)); raise the budget or use fewer workers"
         )
     return engine.n_workers or most
+
+
+#: A local cluster may have at most this many worker processes per core (they are single-threaded
+#: and partly wait on I/O; more only thrash).
+MAX_WORKERS_PER_CORE = 4
+
+
+def _total_memory() -> int:
+    import psutil
+
+    return int(psutil.virtual_memory().total)
+
+
+def check_machine(engine: EngineOptions) -> None:
+    """Refuse a local-cluster request this machine cannot hold, before any worker is spawned.
+
+    Only for the embedded LocalCluster (no ``scheduler`` address): the memory budget
+    (``max_memory``, which covers every worker) must not exceed the physical memory, and
+    ``n_workers`` must not exceed ``MAX_WORKERS_PER_CORE`` x cores.
+
+    Raises
+    ------
+    ConfigError
+        Naming the option, the value asked for and what the machine has.
+    """
+    address = engine.scheduler or os.environ.get(ENV_SCHEDULER)
+    if address:  # sync (one process) or a remote cluster: its machines are not ours to judge
+        return
+    from .tiles import _bytes
+
+    cores, ram = _cores(), _total_memory()
+    budget = _bytes(engine.max_memory)
+    if budget > ram:
+        raise ConfigError(
+            f"--max-memory {engine.max_memory} ({budget / 1e9:.1f} GB) exceeds this machine's memory "
+            f"({ram / 1e9:.1f} GB); give at most --max-memory {int(ram * 0.8 / 1e9)}GB for a local cluster"
+        )
+    if engine.n_workers and engine.n_workers > MAX_WORKERS_PER_CORE * cores:
+        raise ConfigError(
+            f"--workers {engine.n_workers} is too many for this machine ({cores} core(s); at most "
+            f"{MAX_WORKERS_PER_CORE * cores} workers, one per core is best)"
+        )
 
 
 @contextlib.contextmanager
@@ -49,8 +95,9 @@ def dask_client(engine: EngineOptions) -> Iterator[object | None]:
     if address:
         try:
             client = Client(address, timeout="20s")
-        except OSError as exc:
-            raise ConfigError(f"scheduler {address!r}: cannot connect ({exc})") from exc
+        except (OSError, ValueError, TypeError) as exc:  # unreachable, or not an address at all
+            raise ConfigError(f"scheduler {address!r}: cannot connect ({exc}); expected 'sync' or an address "
+                              f"such as tcp://host:8786 (--scheduler or ${ENV_SCHEDULER})") from exc
         try:
             yield client
         finally:

@@ -14,10 +14,12 @@ Flow (one read of the archive):
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -29,9 +31,11 @@ import numpy as np
 from .. import __version__
 from .. import products as P
 from ..config import BareOptions, CompositeConfig, EngineOptions, MaskOptions, SceneFilter
-from ..errors import ConfigError, InputError, OutputExistsError
+from ..errors import ConfigError, InputError
+from ..io.manifest import OutputFolder
 from ..sentinel2 import BANDS, REFL_NODATA, WORLDCOVER_NEVER_BARE, WORLDCOVER_OTHER
 from ..sources import stac as S
+from .preflight import preflight
 from .tiles import Tile, plan_tiles, tile_side_for_budget
 
 WORK_DIR = ".work"
@@ -67,7 +71,7 @@ def build_config(**kwargs: Any) -> CompositeConfig:
 def _params_hash(cfg: CompositeConfig) -> str:
     """Hash of everything that changes the products (not engine settings, the file layout or
     overwrite): a resumed run must have the same hash."""
-    d = cfg.model_dump(mode="json", exclude={"engine", "overwrite", "out", "layout", "out_tile_px"})
+    d = cfg.model_dump(mode="json", exclude={"engine", "overwrite", "force_clean", "out", "layout", "out_tile_px"})
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -86,6 +90,8 @@ def target_geobox(cfg: CompositeConfig, items: list):
             raise InputError(f"area file {cfg.area}: cannot be read: {exc}") from exc
         if gdf.crs is None:
             raise InputError(f"area file {cfg.area}: has no CRS")
+        if gdf.empty or gdf.geometry.isna().all() or gdf.geometry.is_empty.all():
+            raise InputError(f"area file {cfg.area}: has no features (no geometry to take the area from)")
         geom = Geometry(gdf.to_crs(4326).union_all(), "EPSG:4326")
     elif cfg.bbox is not None:
         geom = box(*cfg.bbox, "EPSG:4326")
@@ -200,12 +206,21 @@ def load_tile_inputs(items: list, assets: dict[str, str], geobox, cfg: Composite
                     )
                 return ds
 
-            ds = load(BANDS, geobox)
-            refl = np.empty((len(meta.dates), len(BANDS), ny, nx), dtype=np.int16)
-            for b, name in enumerate(BANDS):
-                refl[:, b] = S.to_reflectance(ds[name].values, meta.offset_dn)
-            del ds
-            scl = load(("SCL",), gb)["SCL"].values.astype(np.uint8)
+            try:
+                ds = load(BANDS, geobox)
+                refl = np.empty((len(meta.dates), len(BANDS), ny, nx), dtype=np.int16)
+                for b, name in enumerate(BANDS):
+                    refl[:, b] = S.to_reflectance(ds[name].values, meta.offset_dn)
+                del ds
+                scl = load(("SCL",), gb)["SCL"].values.astype(np.uint8)
+            except InputError as exc:  # e.g. odc-stac's "Chunk and warp failed": name the file
+                from .preflight import find_broken
+
+                broken = find_broken(items, assets, gb)
+                if broken is None:
+                    raise
+                raise InputError(f"{broken.message()} (while loading the tile; the checks before the run read "
+                                 "a sample of the archive)") from exc
         else:
             meta = S.ObservationMeta([], np.array([], "datetime64[ns]"), np.zeros(0, np.int32),
                                      np.zeros(0, np.float32), [])
@@ -441,6 +456,7 @@ class RunSummary:
     timings: dict[str, float] = field(default_factory=dict)
     products: dict[str, str] = field(default_factory=dict)
     quicklooks: list[str] = field(default_factory=list)
+    already_complete: bool = False  # the folder held a finished run of the same parameters
 
 
 def composite(
@@ -504,48 +520,62 @@ def _jsonable(obj):
     return obj
 
 
-def _check_out(cfg: CompositeConfig) -> None:
-    """Raise :class:`OutputExistsError` if the output folder may not be used; changes nothing.
+def is_composite_output(rel: str) -> bool:
+    """True for a path (relative, POSIX) where a composite run writes: product files and their
+    sidecars, per-period folders, ``items/``, ``quicklooks/``, output ``tiles/``, the run
+    record and the STAC collection. Files there that soilsuite did not write make a run refuse
+    (it would replace them); files elsewhere in the folder are left alone."""
+    parts = rel.split("/")
+    if len(parts) > 1 and re.fullmatch(r"\d{4}", parts[0]):  # a period folder
+        parts = parts[1:]
+    if len(parts) > 1:
+        return parts[0] in (WORK_DIR, "items", "quicklooks", "tiles")
+    name = parts[0]
+    return name in (RUN_RECORD, "collection.json") or name.split(".")[0] in P.PRODUCTS
 
-    Allowed: a missing or empty folder; a finished soilsuite run with ``overwrite``; an
-    unfinished run of the same parameters (resume) or, with ``overwrite``, of any parameters.
-    Never: a folder holding other files, whatever ``overwrite`` says.
+
+def output_folder(cfg: CompositeConfig) -> OutputFolder:
+    """The run's output folder with its manifest and lock (:mod:`soilsuite.io.manifest`)."""
+    return OutputFolder(cfg.out, "composite", owned_dirs=(WORK_DIR,), namespace=is_composite_output)
+
+
+def _check_out(cfg: CompositeConfig) -> str:
+    """What the run may do with its output folder (``new``, ``resume``, ``replace`` or
+    ``complete``); raises :class:`OutputExistsError` if it may not use it. Changes nothing.
+
+    Allowed: a missing or empty folder; an unfinished run of the same parameters (resume); with
+    ``overwrite``, an earlier soilsuite composite run (only the files it wrote are removed, and
+    only if the folder holds no other and none was changed, unless ``force_clean``). Never: a
+    non-empty folder that is not a soilsuite run (unless ``force_clean``: the files there are
+    kept and the run writes beside them).
     """
-    out = Path(cfg.out)
-    if out.exists() and not out.is_dir():
-        raise OutputExistsError(f"output {out} is a file, not a folder")
-    if not out.exists() or not any(out.iterdir()):
-        return
-    work = out / WORK_DIR
-    finished = (out / RUN_RECORD).exists()
-    if not finished and not (work / "params.json").exists():
-        raise OutputExistsError(
-            f"output folder {out} is not empty and holds no soilsuite run; choose an empty or new folder "
-            "(--overwrite only replaces an earlier soilsuite run)"
-        )
-    if cfg.overwrite:
-        return
-    if finished:
-        raise OutputExistsError(f"output folder {out} holds a finished run ({RUN_RECORD}); use --overwrite to replace it")
-    if json.loads((work / "params.json").read_text()).get("hash") != _params_hash(cfg):
-        raise OutputExistsError(
-            f"output folder {out} holds an unfinished run with other parameters; "
-            "run the same command to resume it, or use --overwrite to start again"
-        )
+    return output_folder(cfg).check(overwrite=cfg.overwrite, force_clean=cfg.force_clean,
+                                    params_hash=_params_hash(cfg), resumable=True, what="run")
 
 
-def _prepare_out(cfg: CompositeConfig) -> Path:
-    """Create the output folder, or empty an earlier run (``overwrite``), or keep it (resume)."""
-    _check_out(cfg)
+def _prepare_out(cfg: CompositeConfig, folder: OutputFolder, action: str) -> Path:
+    """Under the folder's lock: remove an earlier run's files (``replace``), then mark the run
+    as started in the manifest and create the work folder."""
     out = Path(cfg.out)
-    work = out / WORK_DIR
-    if cfg.overwrite and out.exists():
-        for p in out.iterdir():
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
-    work.mkdir(parents=True, exist_ok=True)
-    (work / "params.json").write_text(
-        json.dumps({"hash": _params_hash(cfg), "config": cfg.model_dump(mode="json")}, indent=1))
+    if action == "replace":
+        folder.clear(force_clean=cfg.force_clean)
+    folder.start(params_hash=_params_hash(cfg), keep=action == "resume")
+    (out / WORK_DIR).mkdir(parents=True, exist_ok=True)
     return out
+
+
+def _already_complete(cfg: CompositeConfig, t0: float) -> RunSummary:
+    """The summary of a finished run of the same parameters, from its run record."""
+    from ..io.products import read_run_record
+
+    rec = read_run_record(cfg.out)
+    s = dict(rec.get("summary", {}))
+    names = {f.name for f in dataclasses.fields(RunSummary)}
+    kw = {k: v for k, v in s.items() if k in names}
+    kw["shape"] = tuple(kw.get("shape", (0, 0)))
+    return RunSummary(out=Path(cfg.out), products=rec.get("products", {}).get("window", {}),
+                      quicklooks=rec.get("quicklooks", []), already_complete=True,
+                      **{k: v for k, v in kw.items() if k not in ("out", "products", "quicklooks", "already_complete")})
 
 
 def _resume_side(tiles_dir: Path, side: int) -> int:
@@ -561,17 +591,34 @@ def _resume_side(tiles_dir: Path, side: int) -> int:
 
 
 def run(cfg: CompositeConfig, *, progress: bool = False) -> RunSummary:
-    """Run a composite configured by ``cfg``; see :func:`composite`."""
-    from .cluster import n_local_workers
+    """Run a composite configured by ``cfg``; see :func:`composite`.
 
+    A folder that holds a finished run of the same parameters is left as it is: the summary of
+    that run is returned with ``already_complete=True``.
+    """
     t0 = time.perf_counter()
-    _check_out(cfg)  # refuse early, before any work
+    if _check_out(cfg) == "complete":  # refuse early, before any work
+        return _already_complete(cfg, t0)
 
     found, sel = select_items(cfg)
     assets = S.resolve_assets(sel.items)
     meta = S.observation_meta(sel.items, assets)
     geobox = target_geobox(cfg, sel.items)
-    out = _prepare_out(cfg)  # inputs are fine: now create / resume the output folder
+    sel, meta = preflight(cfg, sel, assets, geobox, progress=progress)  # inputs checked before any tile
+    folder = output_folder(cfg)
+    with folder.lock():  # inputs are fine: now create / resume the output folder
+        action = _check_out(cfg)  # again, under the lock: another run may have finished meanwhile
+        if action == "complete":
+            return _already_complete(cfg, t0)
+        out = _prepare_out(cfg, folder, action)
+        return _run_locked(cfg, t0, out, folder, found, sel, assets, meta, geobox, progress)
+
+
+def _run_locked(cfg: CompositeConfig, t0: float, out: Path, folder: OutputFolder, found, sel, assets, meta,
+                geobox, progress: bool) -> RunSummary:
+    """The run once its output folder is locked and prepared."""
+    from .cluster import n_local_workers
+
     periods = sorted({str(d.year) for d in meta.dates}) if cfg.periods == "year" else []
 
     n_workers = 1 if (cfg.engine.scheduler == "sync") else n_local_workers(cfg.engine)
@@ -614,6 +661,9 @@ def run(cfg: CompositeConfig, *, progress: bool = False) -> RunSummary:
     }
     summary.timings = {"search_and_plan_s": t_plan - t0, "tiles_s": t_tiles - t_plan}
     write_outputs(out, geobox, tiles, tile_root, periods, summary, record, cfg)
+    s = folder.survey()
+    folder.record(s.owned + s.changed, state="complete")  # the run is finished: list what it wrote
+    shutil.rmtree(out / WORK_DIR, ignore_errors=True)
     summary.seconds = time.perf_counter() - t0
     return summary
 

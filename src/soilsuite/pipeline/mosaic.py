@@ -191,4 +191,3 @@ def write_outputs(out: Path, geobox, tiles, tile_root: Path, periods: list[str],
     record["summary"]["timings"] = summary.timings
     record["summary"]["seconds"] = sum(summary.timings.values())
     write_run_record(out, record)
-    shutil.rmtree(out / ".work", ignore_errors=True)

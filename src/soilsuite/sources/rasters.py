@@ -36,7 +36,9 @@ def read_on_grid(
         Output dtype (default: the source's).
     fill : float, optional
         Value for target pixels outside the source or at source nodata (default: the source
-        nodata, else 0; NaN is allowed for float output).
+        nodata, else 0; NaN is allowed for float output). Pixels outside the source's extent
+        get ``fill`` also when the source has no nodata value (GDAL's warp alpha marks them),
+        so they are never read as 0.
 
     Returns
     -------
@@ -61,8 +63,13 @@ def read_on_grid(
                 resampling=Resampling[resampling], src_nodata=nodata,
                 tolerance=1e-9,  # (almost) exact transformer: the same pixels whatever the tiling
                 nodata=nodata if nodata is not None else None,
+                # without a nodata value, an alpha band is the only way to tell "outside"
+                add_alpha=nodata is None,
             ) as vrt:
                 arr = vrt.read(band, out_dtype=out_dtype, masked=True)
+                if nodata is None:
+                    outside = vrt.read(vrt.count) == 0
+                    arr = np.ma.masked_array(np.ma.getdata(arr), mask=np.ma.getmaskarray(arr) | outside)
     except rasterio.errors.RasterioError as exc:
         raise InputError(f"raster {path}: cannot be read: {exc}") from exc
     return np.ma.filled(arr, fill_value).astype(out_dtype, copy=False)

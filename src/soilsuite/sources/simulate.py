@@ -31,14 +31,13 @@ import datetime as dt
 import json
 import math
 import os
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, OutputExistsError
+from ..errors import ConfigError
 from ..sentinel2 import (
     BANDS,
     BOA_ADD_OFFSET_PB04,
@@ -270,7 +269,12 @@ def simulate(
     cloud_fraction: float = 0.35,
     overlap_tiles: bool = True,
     overwrite: bool = False,
+    force_clean: bool = False,
     progress: bool = False,
+    hrefs: str = "relative",
+    format: str = "stac",  # noqa: A002
+    safe_zip: bool = False,
+    safe_duplicate: bool = False,
 ) -> SimulationResult:
     """Write a simulated Sentinel-2 L2A archive (static STAC catalog of COGs) with truth.
 
@@ -295,9 +299,28 @@ def simulate(
         western quarter of the area with the same pixel values (as real overlapping tiles), so
         readers must fuse same-day items (``groupby="solar_day"``).
     overwrite : bool
-        Replace an existing non-empty ``out``.
+        Replace an earlier simulated archive in ``out``: only the files soilsuite wrote are
+        removed, and only if no other file is there and none was changed
+        (:mod:`soilsuite.io.manifest`).
+    force_clean : bool
+        With ``overwrite``, also replace soilsuite's files that were changed, and write beside
+        files soilsuite did not write (they are kept).
     progress : bool
         Show a rich progress bar.
+    hrefs : {"relative", "absolute"}
+        Asset hrefs of the items: ``"relative"`` (``./red.tif``, the archive folder can be moved)
+        or ``"absolute"`` (``file://`` URIs of the COGs in ``out``), which stay valid when the
+        items are served by a STAC API (relative hrefs would resolve against the API URL, and
+        bare absolute paths against its host, see docs/products.md "STAC APIs").
+    format : {"stac", "safe"}
+        ``"safe"``: write the archive as Sentinel-2 L2A SAFE products (real layout, metadata XML,
+        lossless JPEG2000; ``composite`` reads the folder) instead of the STAC catalog of COGs;
+        WorldCover and truth as always (docs/safe.md).
+    safe_zip : bool
+        With ``format="safe"``: each product as ``<name>.zip`` holding ``<name>.SAFE/``.
+    safe_duplicate : bool
+        With ``format="safe"``: add one older-baseline twin of a product (same tile and time,
+        DN + 50), which readers must drop (newest baseline wins).
 
     Returns
     -------
@@ -308,43 +331,40 @@ def simulate(
     ConfigError
         A parameter out of range (the message names it).
     OutputExistsError
-        ``out`` exists, is not empty and ``overwrite`` is False.
+        ``out`` holds an archive and ``overwrite`` is False, or files soilsuite did not write.
     """
     import time
 
     t_start = time.perf_counter()
     _check(size, start, end, revisit_days, epsg, cloud_fraction)
+    if hrefs not in ("relative", "absolute"):
+        raise ConfigError(f"hrefs: expected 'relative' or 'absolute', got {hrefs!r}")
+    if format not in ("stac", "safe"):
+        raise ConfigError(f"format: expected 'stac' or 'safe', got {format!r}")
     size = int(size)
     out = Path(out).absolute()  # relative paths would leak the temporary folder into the hrefs
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise OutputExistsError(f"simulate: output folder {out} exists and is not empty; use overwrite=True "
-                                "(--overwrite) or another folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}-tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    try:
+    from ..io.manifest import OutputFolder
+
+    def fill(tmp: Path) -> SimulationResult:
         res = _simulate_into(tmp, out, size=size, start=start, end=end, revisit_days=int(revisit_days),
                              seed=int(seed), epsg=int(epsg), cloud_fraction=float(cloud_fraction),
-                             overlap_tiles=bool(overlap_tiles), progress=progress)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if out.exists():
-        old = out.parent / f".{out.name}-old-{os.getpid()}"
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
+                             overlap_tiles=bool(overlap_tiles), progress=progress, hrefs=hrefs)
+        if format == "safe":  # SAFE products instead of the catalog of COGs (_sim_safe.py)
+            from ._sim_safe import to_safe
+
+            to_safe(tmp, res, zip=safe_zip, duplicate=safe_duplicate)
+        return res
+
+    # written into a scratch folder inside ``out``, then moved in; an earlier archive's files
+    # are removed only with overwrite, never a file soilsuite did not write (io/manifest.py)
+    res = OutputFolder(out, "simulate").build(fill, overwrite=overwrite, force_clean=force_clean, what="archive")
     res.n_bytes = _dir_bytes(out)
     res.seconds = time.perf_counter() - t_start
     return res
 
 
 def _simulate_into(tmp: Path, out: Path, *, size, start, end, revisit_days, seed, epsg, cloud_fraction,
-                   overlap_tiles, progress) -> SimulationResult:
+                   overlap_tiles, progress, hrefs="relative") -> SimulationResult:
     import pystac
     from affine import Affine
     from pyproj import Transformer
@@ -608,7 +628,8 @@ def _simulate_into(tmp: Path, out: Path, *, size, start, end, revisit_days, seed
                 sub_cc = float(np.isin(scl[:, c0:c1], (8, 9, 10))[sub_valid].sum()) / max(1, int(sub_valid.sum())) * 100
                 nd_pct = float(sub_nd.mean() * 100)
                 item = _make_item(iid, idir, when, platform, pb, epsg, zone, lat_band, sq, sub_cc if c0 or c1 != n else cc,
-                                  nd_pct, elev, az, (n, c1 - c0), tr20, tr10, to_ll, offset, date)
+                                  nd_pct, elev, az, (n, c1 - c0), tr20, tr10, to_ll, offset, date,
+                                  asset_root=out if hrefs == "absolute" else None)
                 items.append(item)
                 item_ids.append(iid)
             cloud_cover.append(cc)
@@ -740,8 +761,17 @@ def _scl(rng, refl, lc, alpha, cirrus, shadow, haze, snow, nodata, n) -> np.ndar
 
 
 def _make_item(iid, idir, when, platform, pb, epsg, zone, lat_band, sq, cc, nd_pct, elev, az, shape20,
-               tr20, tr10, to_ll, offset, date):
+               tr20, tr10, to_ll, offset, date, asset_root=None):
+    """One Earth Search style item. ``asset_root`` (the final archive folder) makes the asset
+    hrefs absolute ``file://`` URIs there instead of paths in the temporary folder ``idir``."""
     import pystac
+
+    def href(name: str) -> str:
+        if asset_root is None:
+            return str(idir / name)  # made relative to the item JSON when the catalog is saved
+        # a file:// URI, not a bare path: behind a STAC API a bare "/path" resolves against the
+        # API host (http://host/path), a URI stays what it is (pystac, odc-stac, rasterio)
+        return (Path(asset_root) / idir.parent.name / idir.name / name).as_uri()
 
     ny, nx = shape20
     x0, y0 = tr20.c, tr20.f
@@ -770,7 +800,7 @@ def _make_item(iid, idir, when, platform, pb, epsg, zone, lat_band, sq, cc, nd_p
         tr = tr10 if res == 10 else tr20
         shp = [ny * 2, nx * 2] if res == 10 else [ny, nx]
         item.add_asset(EARTH_SEARCH_KEYS[b], pystac.Asset(
-            href=str(idir / f"{EARTH_SEARCH_KEYS[b]}.tif"), media_type=_COG_TYPE,
+            href=href(f"{EARTH_SEARCH_KEYS[b]}.tif"), media_type=_COG_TYPE,
             title=f"{COMMON_NAME[b]} ({b}) - {res}m", roles=["data", "reflectance"],
             extra_fields={
                 "eo:bands": [{"name": b, "common_name": COMMON_NAME[b], "description": f"{COMMON_NAME[b]} ({b})",
@@ -780,7 +810,7 @@ def _make_item(iid, idir, when, platform, pb, epsg, zone, lat_band, sq, cc, nd_p
                                   "spatial_resolution": res, "scale": 0.0001, "offset": scale_off}],
             }))
     item.add_asset("scl", pystac.Asset(
-        href=str(idir / "scl.tif"), media_type=_COG_TYPE, title="Scene classification map (SCL)", roles=["data"],
+        href=href("scl.tif"), media_type=_COG_TYPE, title="Scene classification map (SCL)", roles=["data"],
         extra_fields={"gsd": 20, "proj:shape": [ny, nx], "proj:transform": list(tr20)[:6],
                       "raster:bands": [{"nodata": 0, "data_type": "uint8", "spatial_resolution": 20}]}))
     return item

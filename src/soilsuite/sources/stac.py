@@ -7,7 +7,10 @@ A *source* is either a static STAC catalog/collection on disk (path to its JSON)
 - items of the same solar day (overlapping MGRS tiles) are fused into one observation
   (``groupby="solar_day"``), so an overlap is never counted twice;
 - DN are offset-corrected per observation: ``refl = DN + BOA_ADD_OFFSET`` (x 10000), with the
-  offset read from ``raster:bands`` offset, else ``s2:processing_baseline``, else the date.
+  offset 0 where ``earthsearch:boa_offset_applied`` is true, else read from the raster
+  metadata offset, else the processing baseline, else the date (:func:`item_offset_dn`);
+- a STAC API is searched page by page (:data:`API_PAGE_SIZE` items a page); its items must
+  carry absolute asset hrefs (:func:`check_api_hrefs`).
 """
 
 from __future__ import annotations
@@ -31,17 +34,10 @@ from ..sentinel2 import (
     REFL_NODATA,
     boa_add_offset,
 )
+from .items import Rejection, _bbox_intersects, _item_interval
 
 REFLECTANCE_ASSETS = BANDS
 ALL_ASSETS = (*BANDS, "SCL")
-
-
-@dataclass
-class Rejection:
-    """A scene left out, and why."""
-
-    item_id: str
-    reason: str
 
 
 @dataclass
@@ -59,26 +55,131 @@ class SceneSelection:
         return out
 
 
-def _as_utc(d: dt.datetime) -> dt.datetime:
-    return d if d.tzinfo else d.replace(tzinfo=dt.UTC)
+def _read_error(exc: BaseException) -> str:
+    """The innermost message of a pystac read error (the real reason, not "does not resolve")."""
+    msgs = [str(exc)]
+    while (exc := exc.__cause__ or exc.__context__) is not None:
+        msgs.append(str(exc))
+    return msgs[-1] if msgs[-1] else msgs[0]
 
 
-def _item_interval(item: pystac.Item) -> tuple[dt.datetime, dt.datetime]:
-    if item.datetime is not None:
-        t = _as_utc(item.datetime)
-        return t, t
-    p = item.properties
+def _static_items(root: pystac.Catalog, path: Path) -> list[pystac.Item]:
+    """Items of a static catalog/collection and its children (depth first).
+
+    Unlike pystac's ``get_items(recursive=True)``, a link cycle (a child that links back to an
+    ancestor) and an unreadable item (e.g. no datetime) raise :class:`InputError` naming the
+    files; a child reached twice by different paths is read once.
+    """
+    items: list[pystac.Item] = []
+    seen: set[str] = set()
+
+    def href(obj) -> str:
+        return obj.get_self_href() or f"{obj.id} (in {path})"
+
+    def resolve(link, cat, what):
+        try:
+            link.resolve_stac_object(root=cat.get_root())
+        except Exception as exc:  # noqa: BLE001 - pystac raises many types for a bad file
+            raise InputError(f"{what} {link.get_absolute_href()}: cannot be read: {_read_error(exc)}") from exc
+        return link.target
+
+    def walk(cat, ancestors: list[str]) -> None:
+        me = href(cat)
+        if me in ancestors:
+            cycle = " -> ".join([*ancestors[ancestors.index(me):], me])
+            raise InputError(f"STAC source {path}: its links form a cycle ({cycle})")
+        if me in seen:
+            return
+        seen.add(me)
+        for link in cat.get_links(pystac.RelType.ITEM):
+            it = resolve(link, cat, "STAC item")
+            if isinstance(it, pystac.Item):
+                items.append(it)
+        for link in cat.get_child_links():
+            child = resolve(link, cat, "STAC catalog")
+            if isinstance(child, pystac.Catalog):
+                walk(child, [*ancestors, me])
+
+    walk(root, [])
+    return items
+
+
+_BAND_ASSET_KEYS = frozenset(k for keys in ASSET_ALIASES.values() for k in keys)
+#: Items per page asked of a STAC API (``limit``); soilsuite follows the ``next`` links.
+API_PAGE_SIZE = 100
+
+
+def _search_api(url: str, collection: str | None, t0: dt.datetime, t1: dt.datetime,
+                bbox: Sequence[float] | None) -> list[pystac.Item]:
+    """Items of one collection of a STAC API (item search, every page), asset hrefs checked.
+
+    The server filters by datetime and bbox; the same filters are applied again here so an
+    API answers exactly as the static catalog would. An item id served twice (pages of a
+    changing backend) is kept once.
+    """
+    if not collection:
+        raise InputError(f"STAC API {url}: give the collection id (e.g. --collection sentinel-2-l2a)")
+    from pystac_client import Client
+
     try:
-        return (_as_utc(dt.datetime.fromisoformat(p["start_datetime"].replace("Z", "+00:00"))),
-                _as_utc(dt.datetime.fromisoformat(p["end_datetime"].replace("Z", "+00:00"))))
-    except KeyError:
-        raise InputError(f"STAC item {item.id!r} has no datetime nor start/end_datetime") from None
+        client = Client.open(url)
+    except Exception as exc:  # network errors, not a STAC API, bad JSON
+        raise InputError(f"STAC API {url}: cannot be opened as a STAC API: {exc}") from exc
+    try:
+        search = client.search(
+            collections=[collection], bbox=list(bbox) if bbox else None,
+            datetime=f"{t0.isoformat()}/{t1.isoformat()}", limit=API_PAGE_SIZE,
+        )
+        found = list(search.items())
+    except Exception as exc:  # network and API errors, named
+        raise InputError(f"STAC API {url} (collection {collection!r}): search failed: {exc}") from exc
+    if not found:
+        try:
+            have = [c.id for c in client.get_collections()]
+        except Exception:  # noqa: BLE001 - only for a better message
+            have = None
+        if have is not None and collection not in have:
+            raise InputError(f"STAC API {url}: no collection {collection!r} (collections: "
+                             f"{', '.join(have) or 'none'})")
+    items, seen = [], set()
+    for it in found:
+        if it.id in seen:
+            continue
+        seen.add(it.id)
+        a, b = _item_interval(it)
+        if b < t0 or a > t1 or not _bbox_intersects(it.bbox, bbox):
+            continue
+        check_api_hrefs(it, url)
+        items.append(it)
+    return items
 
 
-def _bbox_intersects(a: Sequence[float] | None, b: Sequence[float] | None) -> bool:
-    if a is None or b is None:
-        return True
-    return not (a[2] < b[0] or a[0] > b[2] or a[3] < b[1] or a[1] > b[3])
+def check_api_hrefs(item: pystac.Item, api_url: str) -> None:
+    """Refuse an item from a STAC API whose data assets have relative hrefs.
+
+    A relative href (``./red.tif``) resolves against the item's URL on the API
+    (``http://host/collections/c/items/red.tif``), which serves no such file: every read
+    would fail with a 404. Absolute URLs, ``file://`` URIs and cloud URIs (``s3://``...) pass.
+
+    Raises
+    ------
+    InputError
+        Naming the item, the asset, its href and the URL it resolves to.
+    """
+    from urllib.parse import urlparse
+
+    for key, asset in item.assets.items():
+        if key not in _BAND_ASSET_KEYS:
+            continue  # assets soilsuite never reads (thumbnails, metadata, AOT...)
+        href = asset.href
+        if urlparse(href).scheme or href.startswith("/"):
+            continue
+        raise InputError(
+            f"STAC item {item.id!r} from STAC API {api_url}: asset {key!r} has the relative href "
+            f"{href!r}, which resolves to {asset.get_absolute_href()} on the API server (not a file it "
+            f"serves); the items must carry absolute asset hrefs (https://, s3:// or file:// URIs; for a "
+            f"simulated archive: soilsuite simulate --hrefs absolute)"
+        )
 
 
 def search_items(
@@ -94,7 +195,8 @@ def search_items(
     Parameters
     ----------
     source : str or Path
-        Path of a static catalog/collection JSON (or its folder), or a STAC API URL.
+        Path of a static catalog/collection JSON (or its folder), a STAC API URL, or Sentinel-2
+        L2A SAFE input (a ``.SAFE`` folder, a ``.zip``, or a folder of them: docs/safe.md).
     start, end : datetime.date
         First and last day of the window (UTC days, inclusive).
     bbox : sequence of 4 floats, optional
@@ -110,19 +212,12 @@ def search_items(
     t0 = dt.datetime.combine(start, dt.time.min, tzinfo=dt.UTC)
     t1 = dt.datetime.combine(end, dt.time.max, tzinfo=dt.UTC)
     src = str(source)
-    if src.startswith(("http://", "https://")) and not src.endswith(".json"):
-        if not collection:
-            raise InputError(f"STAC API {src}: give the collection id (e.g. --collection sentinel-2-l2a)")
-        try:
-            from pystac_client import Client
+    from .safe import is_safe_source, search_safe
 
-            search = Client.open(src).search(
-                collections=[collection], bbox=list(bbox) if bbox else None,
-                datetime=f"{t0.isoformat()}/{t1.isoformat()}",
-            )
-            items = list(search.items())
-        except Exception as exc:  # network and API errors, named
-            raise InputError(f"STAC API {src} (collection {collection!r}): search failed: {exc}") from exc
+    if is_safe_source(src):  # Sentinel-2 SAFE folders / zips (sources/safe.py)
+        return search_safe(src, t0=t0, t1=t1, bbox=bbox)
+    if src.startswith(("http://", "https://")) and not src.endswith(".json"):
+        items = _search_api(src, collection, t0, t1, bbox)
     else:
         path = Path(src)
         if path.is_dir():
@@ -139,7 +234,7 @@ def search_items(
         if isinstance(root, pystac.Item):
             candidates: Iterable[pystac.Item] = [root]
         else:
-            candidates = root.get_items(recursive=True)
+            candidates = _static_items(root, path)
         items = []
         for it in candidates:
             if collection and it.collection_id not in (None, collection):
@@ -154,6 +249,17 @@ def search_items(
     return items
 
 
+def sun_elevation(item: pystac.Item) -> float | None:
+    """Sun elevation of an item in degrees: ``view:sun_elevation`` (Earth Search, Copernicus
+    Data Space), else 90 - ``s2:mean_solar_zenith`` (Planetary Computer), else None."""
+    p = item.properties
+    if p.get("view:sun_elevation") is not None:
+        return float(p["view:sun_elevation"])
+    if p.get("s2:mean_solar_zenith") is not None:
+        return 90.0 - float(p["s2:mean_solar_zenith"])
+    return None
+
+
 def filter_scenes(items: Sequence[pystac.Item], scene: SceneFilter) -> SceneSelection:
     """Keep items with ``eo:cloud_cover <= max`` and ``view:sun_elevation >= min`` (SPEC 1).
 
@@ -164,8 +270,10 @@ def filter_scenes(items: Sequence[pystac.Item], scene: SceneFilter) -> SceneSele
     for it in items:
         p = it.properties
         cc = p.get("eo:cloud_cover")
-        elev = p.get("view:sun_elevation")
-        if cc is not None and float(cc) > scene.max_cloud_cover:
+        elev = sun_elevation(it)
+        if p.get("soilsuite:superseded_by"):  # older duplicate of a SAFE product (sources/safe.py)
+            rejected.append(Rejection(it.id, str(p.get("soilsuite:superseded_reason") or "duplicate product")))
+        elif cc is not None and float(cc) > scene.max_cloud_cover:
             rejected.append(Rejection(it.id, f"cloud cover > {scene.max_cloud_cover:g} % ({float(cc):.1f} %)"))
         elif elev is not None and float(elev) < scene.min_sun_elevation:
             rejected.append(Rejection(it.id, f"sun elevation < {scene.min_sun_elevation:g} deg ({float(elev):.1f})"))
@@ -204,23 +312,70 @@ def resolve_assets(items: Sequence[pystac.Item]) -> dict[str, str]:
     return mapping
 
 
-def item_offset_dn(item: pystac.Item, asset_key: str | None = None) -> int:
-    """BOA_ADD_OFFSET of an item in DN (0 or -1000).
+#: Item properties saying the served DN already have BOA_ADD_OFFSET added (Earth Search v1;
+#: ``sentinel:`` is the Earth Search v0 spelling).
+OFFSET_APPLIED_KEYS = ("earthsearch:boa_offset_applied", "sentinel:boa_offset_applied")
+#: Item properties holding the processing baseline: ``s2:processing_baseline`` (Earth Search,
+#: Planetary Computer), ``processing:version`` (Copernicus Data Space), Earth Search v0.
+BASELINE_KEYS = ("s2:processing_baseline", "processing:version", "sentinel:processing_baseline")
 
-    Read from the asset's ``raster:bands`` offset (reflectance units, -0.1 -> -1000 DN) if
-    present, else from ``s2:processing_baseline``, else from the acquisition date.
+
+def _declared_offset_dn(asset: pystac.Asset) -> int | None:
+    """Offset declared by an asset's raster metadata, in DN, or None if it declares none.
+
+    STAC 1.0 ``raster:bands[0]`` ``offset``/``scale`` (Earth Search), STAC 1.1 asset-level
+    ``raster:offset``/``raster:scale`` (Copernicus Data Space) or ``bands[0]`` with the same
+    fields. Only an explicit offset counts: a scale without an offset says nothing (Planetary
+    Computer declares none, although its DN carry the offset from baseline 04.00).
     """
+    f = asset.extra_fields
+    rb = f.get("raster:bands")
+    candidates = []
+    if rb and isinstance(rb, list) and isinstance(rb[0], dict):
+        candidates.append((rb[0].get("offset"), rb[0].get("scale")))
+    candidates.append((f.get("raster:offset"), f.get("raster:scale")))
+    bands = f.get("bands")
+    if bands and isinstance(bands, list) and isinstance(bands[0], dict):
+        candidates.append((bands[0].get("raster:offset"), bands[0].get("raster:scale")))
+    for off, scale in candidates:
+        if off is not None and scale:
+            return int(round(float(off) / float(scale)))
+    return None
+
+
+def item_offset_dn(item: pystac.Item, asset_key: str | None = None) -> int:
+    """BOA_ADD_OFFSET of an item in DN (0 or -1000), to add to the served DN.
+
+    In order:
+
+    1. ``earthsearch:boa_offset_applied: true`` (Earth Search v1): the served DN already have
+       the offset added, so 0 (Earth Search still declares ``raster:bands`` offset -0.1 on
+       these items: applying it would subtract it twice);
+    2. the offset declared by the asset's raster metadata (``raster:bands`` offset, or
+       ``raster:offset``; reflectance units, -0.1 -> -1000 DN);
+    3. the processing baseline (``s2:processing_baseline``, or ``processing:version`` on
+       Copernicus Data Space): -1000 from 04.00;
+    4. the acquisition date (from 2022-01-25).
+
+    Raises
+    ------
+    InputError
+        A processing baseline that is not a number (the message names the item).
+    """
+    p = item.properties
+    if any(p.get(k) is True or str(p.get(k)).lower() == "true" for k in OFFSET_APPLIED_KEYS):
+        return 0
     if asset_key and asset_key in item.assets:
-        rb = item.assets[asset_key].extra_fields.get("raster:bands")
-        if rb and "offset" in rb[0] and "scale" in rb[0]:
-            scale = float(rb[0]["scale"])
-            return int(round(float(rb[0]["offset"]) / scale)) if scale else 0
-    pb = item.properties.get("s2:processing_baseline")
+        declared = _declared_offset_dn(item.assets[asset_key])
+        if declared is not None:
+            return declared
+    key = next((k for k in BASELINE_KEYS if p.get(k) not in (None, "")), BASELINE_KEYS[0])
+    pb = p.get(key)
     start, _ = _item_interval(item)
     try:
         return boa_add_offset(pb, start.date())
     except ValueError:
-        raise InputError(f"STAC item {item.id!r}: bad s2:processing_baseline {pb!r}") from None
+        raise InputError(f"STAC item {item.id!r}: bad {key} {pb!r} (expected a processing baseline such as '05.09')") from None
 
 
 def item_lon(item: pystac.Item) -> float:
@@ -303,7 +458,7 @@ def observation_meta(items: Sequence[pystac.Item], assets: dict[str, str]) -> Ob
                 f"items of solar day {d} ({', '.join(it.id for it in g)}) disagree on BOA_ADD_OFFSET {sorted(o)}"
             )
         offs.append(o.pop())
-        elev = [float(it.properties["view:sun_elevation"]) for it in g if "view:sun_elevation" in it.properties]
+        elev = [e for it in g if (e := sun_elevation(it)) is not None]
         zen.append(90.0 - float(np.mean(elev)) if elev else 0.0)
         ids.append([it.id for it in g])
         times.append(np.datetime64(_item_interval(g[0])[0].replace(tzinfo=None), "ns"))
@@ -363,6 +518,7 @@ __all__ = [
     "ObservationMeta",
     "Rejection",
     "SceneSelection",
+    "check_api_hrefs",
     "filter_scenes",
     "item_offset_dn",
     "load_cube",
@@ -372,6 +528,7 @@ __all__ = [
     "search_items",
     "select_tile",
     "solar_day",
+    "sun_elevation",
     "to_reflectance",
     "utm_crs",
 ]
