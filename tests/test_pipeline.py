@@ -10,6 +10,7 @@ fails them.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import signal
@@ -53,9 +54,22 @@ def metrics(sim_archive, run_local):
     flags = observation_flags(sim_archive.catalog_path, start=START, end=END, crs=f"EPSG:{sim_archive.epsg}",
                               worldcover=sim_archive.worldcover_path)
     m = evaluate(run_local[0], sim_archive.out, flags=flags)
+    m["flags_sha256"] = hashlib.sha256(flags["flags"].values.tobytes()).hexdigest()
     print({k: v for k, v in m.items() if k != "confusion"})
     print(m["confusion"])
     return m
+
+
+# ----------------------------------------------------------------------------- byte identity
+#: Checksums recorded before the seams refactor (issue 13): refactors keep every byte.
+RECORDED = json.loads((Path(__file__).parent / "data" / "product_checksums.json").read_text())
+
+
+def test_products_and_flags_byte_identical_to_recorded(run_local, metrics):
+    out = run_local[0]
+    got = {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.rglob("*.tif"))}
+    assert got == RECORDED["products"]
+    assert metrics["flags_sha256"] == RECORDED["flags"]
 
 
 # ----------------------------------------------------------------------------- truth
@@ -80,6 +94,7 @@ def test_dry_vegetation_filter_trades_recall_for_precision(sim_archive, run_loca
     """The optional NBR2 limit (not in SCMaP) removes stubble/residue observations."""
     flags = observation_flags(sim_archive.catalog_path, start=START, end=END, crs=f"EPSG:{sim_archive.epsg}",
                               worldcover=sim_archive.worldcover_path, max_nbr2=0.1)
+    assert hashlib.sha256(flags["flags"].values.tobytes()).hexdigest() == RECORDED["flags_max_nbr2_0.1"]
     m = evaluate(run_local[0], sim_archive.out, flags=flags)
     assert m["precision"] > metrics["precision"] + 0.1, (m["precision"], metrics["precision"])
     assert m["recall"] < metrics["recall"]
