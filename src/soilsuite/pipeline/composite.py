@@ -35,6 +35,7 @@ from ..errors import ConfigError, InputError
 from ..io.manifest import OutputFolder
 from ..sentinel2 import BANDS, REFL_NODATA, WORLDCOVER_NEVER_BARE, WORLDCOVER_OTHER
 from ..sources import stac as S
+from .block import TileInputs, classify_inputs, composite_inputs, valid_observations
 from .preflight import preflight
 from .tiles import Tile, plan_tiles, tile_side_for_budget
 
@@ -157,25 +158,8 @@ class TileTask:
     halo: int = 5
 
 
-def _period_index(dates: list[dt.date], periods: list[str]) -> np.ndarray:
-    lookup = {p: i for i, p in enumerate(periods)}
-    return np.array([lookup.get(str(d.year), -1) for d in dates], dtype=np.int32)
-
-
 def _encode_all(results: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {name: P.get(name).encode(arr) for name, arr in results.items()}
-
-
-@dataclass
-class TileInputs:
-    """Kernel inputs of one tile (halo removed), all on the tile's grid."""
-
-    meta: S.ObservationMeta
-    refl: np.ndarray  # int16 [T, B, Y, X], offset-corrected x 10000
-    valid: np.ndarray  # bool [T, Y, X]
-    threshold: np.ndarray  # float32 [Y, X]
-    never_bare: np.ndarray  # bool [Y, X]
-    other: np.ndarray  # bool [Y, X]
 
 
 def load_tile_inputs(items: list, assets: dict[str, str], geobox, cfg: CompositeConfig, halo: int) -> TileInputs:
@@ -188,7 +172,6 @@ def load_tile_inputs(items: list, assets: dict[str, str], geobox, cfg: Composite
     """
     import rasterio
 
-    from ..kernels import masks
     from ..sources.rasters import read_on_grid
 
     gb = geobox.pad(halo)
@@ -227,11 +210,7 @@ def load_tile_inputs(items: list, assets: dict[str, str], geobox, cfg: Composite
             refl = np.full((0, len(BANDS), ny, nx), REFL_NODATA, np.int16)
             scl = np.zeros((0, gb.shape.y, gb.shape.x), np.uint8)
 
-        m = cfg.mask
-        valid = masks.valid_mask(
-            scl, refl, meta.sun_zenith, np.array(m.invalid_scl, np.uint8), np.array(m.dilate_scl, np.uint8),
-            m.dilation_px, m.max_sun_zenith,
-        )
+        valid = valid_observations(scl, refl, meta.sun_zenith, cfg.mask)
         del scl
 
         b = cfg.bare
@@ -248,54 +227,6 @@ def load_tile_inputs(items: list, assets: dict[str, str], geobox, cfg: Composite
             never_bare = np.zeros((ny, nx), bool)
             other = np.zeros((ny, nx), bool)
     return TileInputs(meta, refl, valid, thr, never_bare, other)
-
-
-def classify_inputs(inp: TileInputs, cfg: CompositeConfig) -> tuple[np.ndarray, np.ndarray]:
-    """PV+IR2 and the per-observation flags (SPEC 2.2-2.5) of a tile."""
-    from ..kernels import composite as K
-    from ..kernels import indices
-
-    b = cfg.bare
-    pv = indices.pvir2(inp.refl)
-    if b.max_nbr2 is not None:
-        # optional dry-vegetation filter: an observation with NBR2 above the limit does not
-        # count as below the PV+IR2 threshold (so it is neither bare nor "bare-like" for MASK)
-        with np.errstate(invalid="ignore"):
-            pv[indices.nbr2(inp.refl) > b.max_nbr2] = np.inf
-    flags = K.classify(inp.refl, inp.valid, pv, inp.threshold, inp.never_bare, b.blue_k_bare, b.blue_k_mref,
-                       b.blue_min_excess * 1e4)
-    return pv, flags
-
-
-def composite_inputs(inp: TileInputs, cfg: CompositeConfig, periods: list[str] | None = None
-                     ) -> dict[str, dict[str, np.ndarray]]:
-    """Products of one tile from its kernel inputs (SPEC 2-4), as physical float32 arrays.
-
-    Returns ``{label: {product: array}}`` with label ``"window"`` for the whole time window and
-    one label per period (calendar years) if ``periods`` is given. Arrays are float32 with NaN
-    for nodata ([Y, X] or [B, Y, X]); encode them with :meth:`soilsuite.products.ProductSpec.encode`.
-    ``inp.refl`` is released once the accumulators are built.
-    """
-    from ..kernels import composite as K
-
-    periods = list(periods or [])
-    pv, flags = classify_inputs(inp, cfg)
-    del pv
-    dates = inp.meta.dates
-    period = _period_index(dates, periods) if periods else np.zeros(len(dates), np.int32)
-    n_p = max(1, len(periods))
-    acc = K.accumulate(inp.refl, flags, period, n_p)
-    inp.refl = None  # free the cube before the products are built
-    del flags
-
-    b = cfg.bare
-    results: dict[str, dict[str, np.ndarray]] = {}
-    for i, label in enumerate(periods):
-        acc_i = type(acc)(*(a[i : i + 1] for a in acc))
-        results[label] = K.finalize(acc_i, inp.other, b.min_bare_obs, b.ci_method)
-    whole = K.collapse(acc) if n_p > 1 else acc
-    results["window"] = K.finalize(whole, inp.other, b.min_bare_obs, b.ci_method)
-    return results
 
 
 def process_tile(task: TileTask) -> str:
