@@ -26,10 +26,11 @@ import numba
 import numpy as np
 
 from soilsuite.kernels import composite as K
-from soilsuite.kernels import indices, masks
+from soilsuite.kernels import masks
 from soilsuite.kernels import reference as R
+from soilsuite.kernels.selectors import scmap
 
-STAGES = ("valid_mask", "pvir2", "classify", "accumulate", "collapse", "finalize")
+STAGES = ("valid_mask", "select", "classify", "accumulate", "collapse", "finalize")
 #: Dry soil and green vegetation spectra (DN = reflectance x 10000), BANDS order.
 SOIL = np.array([900, 1200, 1450, 1600, 1700, 1800, 1900, 2000, 2900, 2500], np.float64)
 VEG = np.array([300, 600, 350, 1100, 2600, 3200, 3500, 3600, 1900, 950], np.float64)
@@ -79,16 +80,17 @@ def make_cube(size: int = 512, dates: int = 40, seed: int = 0, cloud_fraction: f
 
 
 def _stages(impl, cube, n_periods=1):
-    """Run all stages with ``impl`` (module triple); return (times dict, results)."""
-    vm, ix, cp = impl
+    """Run all stages with ``impl`` (mask module, SCMaP selector function, composite module);
+    return (times dict, results)."""
+    vm, sel, cp = impl
     times = {}
     c = cube
     t0 = time.perf_counter()
     valid = vm.valid_mask(c["scl"], c["refl"], c["sun_zenith"], dilation_px=11, max_sun_zenith=70.0)
     t1 = time.perf_counter()
-    pv = ix.pvir2(c["refl"])
+    cand, pv = sel(c["refl"], valid, threshold=c["threshold"])
     t2 = time.perf_counter()
-    flags = cp.classify(c["refl"], valid, pv, c["threshold"], c["never_bare"], 3.0, 4.0, 80.0)
+    flags = cp.classify(c["refl"], valid, cand, c["never_bare"], 3.0, 4.0, 80.0)
     t3 = time.perf_counter()
     acc = cp.accumulate(c["refl"], flags, c["period"], n_periods)
     t4 = time.perf_counter()
@@ -104,7 +106,7 @@ def _check_same(ref, ker):
     valid_r, pv_r, flags_r, acc_r, prods_r = ref
     valid_k, pv_k, flags_k, acc_k, prods_k = ker
     assert np.array_equal(valid_r, valid_k), "valid_mask differs"
-    assert np.array_equal(pv_r, pv_k, equal_nan=True), "pvir2 differs"
+    assert np.array_equal(pv_r, pv_k, equal_nan=True), "select (pvir2) differs"
     assert np.array_equal(flags_r, flags_k), "classify differs"
     for name, a, b in zip(acc_r._fields, acc_r, acc_k, strict=True):
         assert np.array_equal(a, b), f"accumulate {name} differs"
@@ -140,7 +142,7 @@ def run(size: int = 512, dates: int = 40, repeat: int = 3, seed: int = 0, period
         - ``size``, ``dates``, ``periods``, ``repeat``, ``threads`` (always 1): the set-up;
         - ``pixel_observations``: ``dates * size * size``, the unit of all throughputs;
         - ``stages``: ``{name: {"reference_s", "kernel_s", "reference_pxobs_per_s",
-          "kernel_pxobs_per_s", "ratio"}}`` for ``valid_mask, pvir2, classify, accumulate,
+          "kernel_pxobs_per_s", "ratio"}}`` for ``valid_mask, select (SCMaP: PV+IR2 <= threshold), classify, accumulate,
           [collapse,] finalize, overall`` (seconds per run, pixel-observations per second,
           reference_s / kernel_s); ``collapse`` (numpy in both) only with ``periods > 1``;
           ``overall`` is the sum of the stages' best times;
@@ -150,18 +152,19 @@ def run(size: int = 512, dates: int = 40, repeat: int = 3, seed: int = 0, period
         - ``valid_fraction``, ``bare_fraction``: shares of valid / bare observations in the cube.
     """
     numba.set_num_threads(1)
-    kernels = (masks, indices, K)
+    kernels = (masks, scmap.select, K)
+    reference = (R, scmap.reference, R)
     # warm-up: compile (or load from cache) outside the timed region
     small = make_cube(32, 6, seed=1, n_periods=2)
     _stages(kernels, small, 2)
-    _stages((R, R, R), small, 2)  # imports (scipy.stats) outside the timed region
+    _stages(reference, small, 2)  # imports (scipy.stats) outside the timed region
     cube = make_cube(size, dates, seed=seed, n_periods=periods)
     n_obs = size * size * dates
     # each side runs back to back, so that its timings do not depend on the heap left behind
     # by the other (the reference's large temporaries are sensitive to malloc's state)
     t_ref = t_ker = None
     for _ in range(max(1, repeat)):
-        t, res_ref = _stages((R, R, R), cube, periods)
+        t, res_ref = _stages(reference, cube, periods)
         t_ref = t if t_ref is None else {k: min(t_ref[k], t[k]) for k in t}
     for _ in range(max(1, repeat)):
         t, res_ker = _stages(kernels, cube, periods)

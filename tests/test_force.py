@@ -43,7 +43,7 @@ def sim(tmp_path_factory):
 def cube(sim, tmp_path_factory):
     out = tmp_path_factory.mktemp("force_cube") / "cube"
     res = F.export_force(sim.catalog_path, out=out, start=START, end=END, bbox=sim.bbox_lonlat,
-                         crs=f"EPSG:{sim.epsg}", resolution=RES, tile_size_m=TILE, block_size_m=BLOCK,
+                         crs=f"EPSG:{sim.epsg}", resolution=RES, force_tile_m=TILE, force_block_m=BLOCK,
                          min_sun_elevation=MIN_SUN)
     return res
 
@@ -188,7 +188,7 @@ def test_dates_without_data_are_not_written(sim, tmp_path, monkeypatch):
 
     monkeypatch.setattr(stac, "to_reflectance", second_date_empty)
     r = F.export_force(sim.catalog_path, out=tmp_path / "c", start=START, end=END, bbox=sim.bbox_lonlat,
-                       crs=f"EPSG:{sim.epsg}", tile_size_m=TILE, block_size_m=BLOCK)
+                       crs=f"EPSG:{sim.epsg}", force_tile_m=TILE, force_block_m=BLOCK)
     assert r.skipped_empty > 0 and r.files
     for p in r.files:
         if p.name.endswith("_QAI.tif"):
@@ -334,13 +334,13 @@ def test_read_force_tile_round_trip(cube):
 def test_rerun_is_complete_and_other_parameters_refused(cube, sim):
     stamps = {p: p.stat().st_mtime_ns for p in cube.files}
     again = F.export_force(sim.catalog_path, out=cube.out, start=START, end=END, bbox=sim.bbox_lonlat,
-                           crs=f"EPSG:{sim.epsg}", resolution=RES, tile_size_m=TILE, block_size_m=BLOCK,
+                           crs=f"EPSG:{sim.epsg}", resolution=RES, force_tile_m=TILE, force_block_m=BLOCK,
                            min_sun_elevation=MIN_SUN)
     assert again.already_complete and sorted(again.files) == sorted(cube.files)
     assert again.tiles == cube.tiles and again.dates == cube.dates
     with pytest.raises(OutputExistsError, match=re.escape(str(cube.out)) + ".*other parameters"):
         F.export_force(sim.catalog_path, out=cube.out, start=START, end=END, bbox=sim.bbox_lonlat,
-                       tile_size_m=TILE, block_size_m=BLOCK)
+                       force_tile_m=TILE, force_block_m=BLOCK)
     assert {p: p.stat().st_mtime_ns for p in cube.files} == stamps
 
 
@@ -349,7 +349,7 @@ def test_interrupted_export_resumes(sim, cube, tmp_path, monkeypatch):
     not written again and the cube equals an uninterrupted export."""
     out = tmp_path / "cube"
     kw = dict(out=out, start=START, end=END, bbox=sim.bbox_lonlat, crs=f"EPSG:{sim.epsg}", resolution=RES,
-              tile_size_m=TILE, block_size_m=BLOCK, min_sun_elevation=MIN_SUN)
+              force_tile_m=TILE, force_block_m=BLOCK, min_sun_elevation=MIN_SUN)
     real = F._export_tile
     calls = []
 
@@ -380,14 +380,14 @@ def test_overwrite_and_other_crs(sim, tmp_path):
     day = START + dt.timedelta(days=20)
     out = tmp_path / "laea"
     r = F.export_force(sim.catalog_path, out=out, start=START, end=day, bbox=sim.bbox_lonlat, crs="EPSG:3035",
-                       tile_size_m=TILE, block_size_m=BLOCK, min_sun_elevation=MIN_SUN)
+                       force_tile_m=TILE, force_block_m=BLOCK, min_sun_elevation=MIN_SUN)
     prj = (out / "datacube-definition.prj").read_text().splitlines()
     assert CRS.from_wkt(prj[0]) == CRS.from_epsg(3035)
     assert r.files and all(p.exists() for p in r.files)
     mine = out / "X9999_Y9999" / "notes.txt"
     mine.parent.mkdir()
     mine.write_text("user's")
-    kw = dict(start=START, end=day, bbox=sim.bbox_lonlat, crs="EPSG:3035", tile_size_m=TILE, block_size_m=BLOCK,
+    kw = dict(start=START, end=day, bbox=sim.bbox_lonlat, crs="EPSG:3035", force_tile_m=TILE, force_block_m=BLOCK,
               overwrite=True, min_sun_elevation=MIN_SUN)
     with pytest.raises(OutputExistsError, match="notes.txt"):
         F.export_force(sim.catalog_path, out=out, **kw)
@@ -399,9 +399,20 @@ def test_overwrite_and_other_crs(sim, tmp_path):
 
 def test_bad_sizes_rejected(sim, tmp_path):
     with pytest.raises(ConfigError, match="multiple"):
-        F.export_force(sim.catalog_path, out=tmp_path / "x", start=START, end=END, tile_size_m=650, block_size_m=320)
-    with pytest.raises(ConfigError, match="block_size_m"):
-        F.export_force(sim.catalog_path, out=tmp_path / "x", start=START, end=END, tile_size_m=640, block_size_m=300)
+        F.export_force(sim.catalog_path, out=tmp_path / "x", start=START, end=END, force_tile_m=650, force_block_m=320)
+    with pytest.raises(ConfigError, match="force_block_m"):
+        F.export_force(sim.catalog_path, out=tmp_path / "x", start=START, end=END, force_tile_m=640, force_block_m=300)
+
+
+def test_old_size_keywords_still_work_with_a_warning(sim, tmp_path):
+    """``tile_size_m``/``block_size_m`` (earlier releases) are ``force_tile_m``/``force_block_m``."""
+    with pytest.warns(DeprecationWarning) as caught:
+        with pytest.raises(ConfigError, match="force_tile_m 640 must be a multiple of force_block_m 300"):
+            F.export_force(sim.catalog_path, out=tmp_path / "x", start=START, end=END, tile_size_m=640,
+                           block_size_m=300)
+    assert sorted(str(w.message).split(";")[0] for w in caught) == [
+        "option 'block_size_m' is renamed 'force_block_m'", "option 'tile_size_m' is renamed 'force_tile_m'"]
+    assert not (tmp_path / "x").exists()
 
 
 def test_grid_round_trip(tmp_path):
@@ -424,7 +435,7 @@ def test_cli_export_force(sim, tmp_path):
 
     out = tmp_path / "cli_cube"
     args = ["export-force", str(sim.catalog_path), "--out", str(out), "--start", str(START),
-            "--end", str(START + dt.timedelta(days=10)), "--tile-size", "640", "--block-size", "320", "--quiet",
+            "--end", str(START + dt.timedelta(days=10)), "--force-tile-m", "640", "--force-block-m", "320", "--quiet",
             "--min-sun-elevation", str(MIN_SUN)]
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output

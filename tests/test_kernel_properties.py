@@ -26,6 +26,11 @@ from soilsuite.kernels import indices, masks
 from soilsuite.kernels import reference as R
 from soilsuite.sentinel2 import BANDS, REFL_NODATA, SCL_INVALID
 
+
+def _cand(pv, threshold):
+    """SCMaP's selector decision (PV+IR2 <= threshold) from a PV+IR2 cube, as classify takes it."""
+    return np.less_equal(pv, np.asarray(threshold, np.float32)[None])
+
 NB = len(BANDS)
 #: "soil": clear sky and a bare-soil spectrum with noise, so that the blue filter has work to do
 SCENARIOS = ("random", "soil", "soil", "all_cloudy", "one_obs", "all_equal", "nodata")
@@ -91,7 +96,7 @@ def run_chain(d, mods=(masks, indices, K)):
     m_masks, m_idx, m_comp = mods
     valid = m_masks.valid_mask(d["scl"], d["refl"], d["sun"], dilation_px=d["dilation_px"], max_sun_zenith=70.0)
     pv = m_idx.pvir2(d["refl"])
-    flags = m_comp.classify(d["refl"], valid, pv, d["threshold"], d["never_bare"], 3.0, 4.0, 80.0)
+    flags = m_comp.classify(d["refl"], valid, _cand(pv, d["threshold"]), d["never_bare"], 3.0, 4.0, 80.0)
     acc = m_comp.accumulate(d["refl"], flags, d["period"], d["n_periods"])
     prods = {}
     for p in range(d["n_periods"]):
@@ -153,7 +158,7 @@ def test_adding_an_invalid_observation_changes_nothing(d, data):
     valid2 = np.insert(valid, at, np.zeros((n_y, n_x), bool), axis=0)
     pv2 = np.insert(pv, at, new_pv, axis=0)
     period2 = np.insert(d["period"], at, new_period)
-    flags2 = K.classify(refl2, valid2, pv2, d["threshold"], d["never_bare"], 3.0, 4.0, 80.0)
+    flags2 = K.classify(refl2, valid2, _cand(pv2, d["threshold"]), d["never_bare"], 3.0, 4.0, 80.0)
     assert not flags2[at].any()
     np.testing.assert_array_equal(np.delete(flags2, at, axis=0), flags)
     assert_same_acc(K.accumulate(refl2, flags2, period2, d["n_periods"]), acc)

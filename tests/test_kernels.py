@@ -13,6 +13,11 @@ from soilsuite.kernels import indices, masks
 from soilsuite.kernels import reference as R
 from soilsuite.sentinel2 import BAND_INDEX, REFL_NODATA
 
+
+def _cand(pv, threshold):
+    """SCMaP's selector decision (PV+IR2 <= threshold) from a PV+IR2 cube, as classify takes it."""
+    return np.less_equal(pv, np.asarray(threshold, np.float32)[None])
+
 NB = 10
 B02, B04, B08, B11, B12 = (BAND_INDEX[b] for b in ("B02", "B04", "B08", "B11", "B12"))
 INT_FIELDS = ("vpc", "n_below", "bsc", "mref_n")
@@ -49,7 +54,7 @@ def random_inputs(seed, n_t, n_y, n_x, *, blue_spread=300, cloud=0.2, nodata=0.0
 def chain(mod_masks, mod_idx, mod_comp, d, *, dilation_px=3, ci_method="t", min_bare_obs=3, **kw):
     valid = mod_masks.valid_mask(d["scl"], d["refl"], d["sun"], dilation_px=dilation_px, max_sun_zenith=70.0, **kw)
     pv = mod_idx.pvir2(d["refl"], **kw)
-    flags = mod_comp.classify(d["refl"], valid, pv, d["threshold"], d["never_bare"], 3.0, 4.0, 80.0, **kw)
+    flags = mod_comp.classify(d["refl"], valid, _cand(pv, d["threshold"]), d["never_bare"], 3.0, 4.0, 80.0, **kw)
     acc = mod_comp.accumulate(d["refl"], flags, d["period"], d["n_periods"], **kw)
     prods = mod_comp.finalize(mod_comp.collapse(acc), d["other"], min_bare_obs, ci_method, **kw)
     return valid, pv, flags, acc, prods
@@ -89,8 +94,8 @@ def one_pixel(blue, *, valid=None, pv=None, threshold=0.2, never_bare=False, k_b
     pv = np.full((n_t, 1, 1), 0.1, np.float32) if pv is None else np.asarray(pv, np.float32).reshape(n_t, 1, 1)
     thr = np.full((1, 1), threshold, np.float32)
     nb = np.full((1, 1), never_bare)
-    flags = K.classify(refl, valid, pv, thr, nb, k_bare, k_mref, 80.0)
-    ref = R.classify(refl, valid, pv, thr, nb, k_bare, k_mref, 80.0)
+    flags = K.classify(refl, valid, _cand(pv, thr), nb, k_bare, k_mref, 80.0)
+    ref = R.classify(refl, valid, _cand(pv, thr), nb, k_bare, k_mref, 80.0)
     np.testing.assert_array_equal(flags, ref)
     return flags[:, 0, 0], refl
 
@@ -331,17 +336,17 @@ def test_threshold_raster_and_never_bare():
     thr = np.array([[0.1, 0.3, 0.3]], np.float32)
     nb = np.array([[False, False, True]])
     for mod in (K, R):
-        flags = mod.classify(refl, valid, pv, thr, nb, 3.0, 4.0, 80.0)
+        flags = mod.classify(refl, valid, _cand(pv, thr), nb, 3.0, 4.0, 80.0)
         np.testing.assert_array_equal(is_set(flags, K.FLAG_BELOW).sum(axis=0), [[1, 3, 3]])
         np.testing.assert_array_equal(is_set(flags, K.FLAG_CANDIDATE).sum(axis=0), [[1, 3, 0]])
         np.testing.assert_array_equal(is_set(flags, K.FLAG_BARE).sum(axis=0), [[1, 3, 0]])
-    flags = K.classify(refl, valid, pv, thr, nb)
+    flags = K.classify(refl, valid, _cand(pv, thr), nb)
     prods = K.finalize(K.accumulate(refl, flags, np.zeros(n_t, np.int32), 1), None)
     # never-bare pixel: observations below the threshold exist, so it is not "permanent vegetation"
     np.testing.assert_array_equal(prods["MASK"], [[0, 1, 0]])
     np.testing.assert_array_equal(prods["BSC"], [[1, 3, 0]])
     # pixel with nothing below its threshold -> permanent vegetation (2)
-    prods = K.finalize(K.accumulate(refl, K.classify(refl, valid, pv, np.full((1, 3), -1.0, np.float32), nb),
+    prods = K.finalize(K.accumulate(refl, K.classify(refl, valid, _cand(pv, np.full((1, 3), -1.0, np.float32)), nb),
                                     np.zeros(n_t, np.int32), 1), None)
     np.testing.assert_array_equal(prods["MASK"], [[2, 2, 2]])
 
@@ -422,7 +427,7 @@ def test_t975_matches_scipy():
 def test_period_split_merge_equals_single_period():
     d = random_inputs(8, 24, 6, 7, n_periods=3)
     valid = masks.valid_mask(d["scl"], d["refl"], d["sun"], dilation_px=3)
-    flags = K.classify(d["refl"], valid, indices.pvir2(d["refl"]), d["threshold"], d["never_bare"])
+    flags = K.classify(d["refl"], valid, _cand(indices.pvir2(d["refl"]), d["threshold"]), d["never_bare"])
     period = d["period"]
     assert set(period.tolist()) == {-1, 0, 1, 2}
     acc3 = K.accumulate(d["refl"], flags, period, 3)
@@ -468,6 +473,5 @@ def test_input_validation():
         K.finalize(acc, None)
     with pytest.raises(ValueError, match="ci_method"):
         K.finalize(K.collapse(acc), None, 3, "normal")
-    with pytest.raises(ValueError, match="threshold"):
-        K.classify(d["refl"], flags.astype(bool), np.zeros((3, 2, 2), np.float32), np.zeros((3, 3), np.float32),
-                   False)
+    with pytest.raises(ValueError, match="candidate"):
+        K.classify(d["refl"], flags.astype(bool), np.zeros((3, 3, 2), bool), False)

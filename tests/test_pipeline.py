@@ -178,6 +178,22 @@ def test_stac_output_and_run_record(run_local, sim_archive):
     assert {o["boa_add_offset_dn"] for o in rec["observations"] if o["date"] >= "2022-01-25"} == {-1000}
 
 
+def test_run_plan_in_run_record(run_local):
+    """The plan decided once at the start is in run.json and agrees with the summary."""
+    from soilsuite.io.layout import run_record_path, work_dir
+
+    out, ds = run_local
+    rec = json.loads(run_record_path(out).read_text())
+    plan = rec["plan"]
+    summary = json.loads(ds.attrs["summary"])
+    assert plan["tile_side"] == summary["tile_side"] == 64
+    assert plan["tiles"] == summary["tiles"] == 4  # 96 x 96 px in tiles of 64
+    assert plan["workers"] == 2 and plan["layout"] == "single" and plan["cog_tile_px"] is None
+    assert plan["grid"] == rec["grid"] and plan["periods"] == rec["periods"] == ["2021", "2022"]
+    assert Path(out / plan["tile_store"]).parent.parent == work_dir(out)
+    assert not work_dir(out).exists()  # the tile store is removed once the run is finished
+
+
 def test_refuses_to_overwrite_without_flag(run_local, sim_archive):
     out, _ = run_local
     before = (out / "BSF.tif").read_bytes()
@@ -325,7 +341,7 @@ def test_named_grid_tile_selects_its_items_and_extent(sim_archive, tmp_path):
     assert len(tiles) == 2  # the simulator's main tile and the overlapping neighbour
     by_tile = {t: S.select_tile(items, "T" + t) for t in tiles}
     boxes = {t: target_geobox(build_config(source=str(sim_archive.catalog_path), start=START, end=END,
-                                           out=Path("x"), tile=t), by_tile[t]) for t in tiles}
+                                           out=Path("x"), mgrs=t), by_tile[t]) for t in tiles}
     main = max(boxes, key=lambda t: boxes[t].shape.x)
     other = next(t for t in tiles if t != main)
     assert (boxes[main].shape.y, boxes[main].shape.x) == tuple(sim_archive.shape)
@@ -334,9 +350,51 @@ def test_named_grid_tile_selects_its_items_and_extent(sim_archive, tmp_path):
     with pytest.raises(InputError, match=main):
         S.select_tile(items, "31TCJ")
     r = CliRunner().invoke(app, ["composite", str(sim_archive.catalog_path), "--out", str(tmp_path / "o"),
-                                 "--start", str(START), "--end", str(END), "--tile", "31TCJ"])
+                                 "--start", str(START), "--end", str(END), "--mgrs", "31TCJ"])
     assert r.exit_code == 2 and "31TCJ" in r.output
     assert not (tmp_path / "o").exists()  # bad input is found before the output folder is made
+
+
+def test_old_option_names_still_work_with_a_warning():
+    """``tile`` and ``out_tile_px`` (earlier releases) are ``mgrs`` and ``cog_tile_px`` now."""
+    from soilsuite.errors import ConfigError
+    from soilsuite.pipeline.composite import build_config
+
+    kw = dict(source="x", start=START, end=END, out=Path("x"))
+    with pytest.warns(DeprecationWarning, match="'tile' is renamed 'mgrs'"):
+        assert build_config(**kw, tile="33UUU").mgrs == "33UUU"
+    with pytest.warns(DeprecationWarning, match="'out_tile_px' is renamed 'cog_tile_px'"):
+        assert build_config(**kw, out_tile_px=512).cog_tile_px == 512
+    with pytest.raises(ConfigError, match="give only 'mgrs'"):
+        build_config(**kw, tile="33UUU", mgrs="33UUV")
+
+
+def test_cli_options_take_default_and_help_from_the_config():
+    """No default is written twice: each ``composite``/``export-force`` option that is a config
+    field has the field's default and description."""
+    import typer
+
+    from soilsuite.config import (
+        BareOptions,
+        CompositeConfig,
+        EngineOptions,
+        ForceExportConfig,
+        MaskOptions,
+        SceneFilter,
+    )
+
+    cmds = typer.main.get_command(app).commands
+    for cmd, models in (("composite", (CompositeConfig, SceneFilter, MaskOptions, BareOptions, EngineOptions)),
+                        ("export-force", (ForceExportConfig, SceneFilter))):
+        fields = {k: f for m in models for k, f in m.model_fields.items()}
+        checked = 0
+        for p in cmds[cmd].params:
+            if p.name in fields and not p.hidden and p.name != "source":
+                f = fields[p.name]
+                assert p.help == f.description, (cmd, p.name)
+                assert p.required if f.is_required() else p.default == f.default, (cmd, p.name, p.default)
+                checked += 1
+        assert checked >= (30 if cmd == "composite" else 14), (cmd, checked)
 
 
 def test_memory_budget_sets_workers_and_tiles():
@@ -396,7 +454,7 @@ def test_tiled_layout_vrt_mosaics_equal_the_single_cogs(run_local, sim_archive, 
     from soilsuite.io.products import open_products
 
     out = tmp_path / "tiled"
-    r = subprocess.run(_cmd(sim_archive, out, "--scheduler", "sync", "--layout", "tiles", "--out-tile-px", "80"),
+    r = subprocess.run(_cmd(sim_archive, out, "--scheduler", "sync", "--layout", "tiles", "--cog-tile-px", "80"),
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     single = run_local[0]
@@ -432,7 +490,7 @@ def test_tiled_layout_vrt_mosaics_equal_the_single_cogs(run_local, sim_archive, 
     coll = json.loads((out / "collection.json").read_text())
     assert "quicklook_MASK" in coll["assets"] and "run_record" in coll["assets"]
     rec = json.loads((out / "run.json").read_text())
-    assert rec["layout"] == {"layout": "tiles", "out_tile_px": 80, "tiles": names}
+    assert rec["layout"] == {"layout": "tiles", "cog_tile_px": 80, "tiles": names}
     assert rec["summary"]["mask_share"] == json.loads((single / "run.json").read_text())["summary"]["mask_share"]
     assert len(list((out / "quicklooks").glob("*.png"))) >= 4
 

@@ -4,6 +4,7 @@ Public API (imported lazily so that ``import soilsuite`` stays fast):
 
 - :func:`simulate` / :func:`load_truth` - synthetic Sentinel-2 L2A archive with known truth
 - :func:`composite` - bare-soil composites and statistics from a STAC source
+- :func:`compute` - the same products of your own lazy cube (``odc.stac.load(chunks=...)``)
 - :func:`open_products` - open a product folder as an xarray Dataset
 - :mod:`soilsuite.dsm` - digital soil mapping (quantile regression forests)
 """
@@ -20,6 +21,7 @@ _API = {
     "load_truth": "soilsuite.sources.simulate",
     "SimulationResult": "soilsuite.sources.simulate",
     "composite": "soilsuite.pipeline.composite",
+    "compute": "soilsuite.pipeline.compute",
     "open_products": "soilsuite.io.products",
     "export_force": "soilsuite.io.force",
     "index_safe": "soilsuite.sources.safe",

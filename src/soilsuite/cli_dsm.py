@@ -2,7 +2,7 @@
 
 Thin: parse the options, call :mod:`soilsuite.dsm`, report. Errors raised on purpose
 (:class:`~soilsuite.errors.SoilsuiteError`) are shown as one line and exit with code 2, as in
-the main CLI (its ``_friendly`` decorator).
+the main CLI (:func:`soilsuite.cli_common.friendly`).
 """
 
 from __future__ import annotations
@@ -15,26 +15,24 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from .cli_common import console, friendly
 from .errors import ConfigError
 
 _HELP = "Digital soil mapping: quantile regression forest maps of soil properties with uncertainty."
 dsm_app = typer.Typer(name="dsm", help=_HELP, no_args_is_help=True, add_completion=False,
                       pretty_exceptions_enable=False)
-console = Console(stderr=True)
 
 
 def _friendly(fn):
-    """The main CLI's error handling (imported lazily: cli.py registers this app at its end)."""
+    """The main CLI's error handling (:func:`~soilsuite.cli_common.friendly`), and warnings shown once."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from .cli import _friendly as main_friendly
-
         with warnings.catch_warnings():
             warnings.simplefilter("always")
             with warnings.catch_warnings(record=True) as caught:
                 try:
-                    return main_friendly(fn)(*args, **kwargs)
+                    return friendly(fn)(*args, **kwargs)
                 finally:
                     _show_warnings(caught)
 

@@ -12,7 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .sentinel2 import SCL_DILATE, SCL_INVALID
+from .errors import ConfigError
+from .sensors import SENTINEL2_L2A
 
 
 class _Model(BaseModel):
@@ -22,17 +23,17 @@ class _Model(BaseModel):
 class SceneFilter(_Model):
     """Scene-level filter on STAC item metadata (SPEC 1)."""
 
-    max_cloud_cover: float = Field(80.0, ge=0, le=100, description="keep items with eo:cloud_cover <= this (%)")
-    min_sun_elevation: float = Field(20.0, ge=-90, le=90, description="keep items with view:sun_elevation >= this (degrees)")
+    max_cloud_cover: float = Field(80.0, ge=0, le=100, description="scene filter: max eo:cloud_cover (%)")
+    min_sun_elevation: float = Field(20.0, ge=-90, le=90, description="scene filter: min view:sun_elevation (deg)")
 
 
 class MaskOptions(_Model):
     """Per-observation validity (SPEC 2.1)."""
 
-    invalid_scl: tuple[int, ...] = Field(SCL_INVALID, description="SCL classes that make an observation invalid")
-    dilate_scl: tuple[int, ...] = Field(SCL_DILATE, description="SCL classes dilated before masking")
-    dilation_px: int = Field(11, ge=1, description="side of the square dilation window, pixels of the target grid (odd)")
-    max_sun_zenith: float = Field(70.0, ge=0, le=90, description="observations with sun zenith above this (degrees) are invalid")
+    invalid_scl: tuple[int, ...] = Field(SENTINEL2_L2A.quality.invalid, description="SCL classes that make an observation invalid")
+    dilate_scl: tuple[int, ...] = Field(SENTINEL2_L2A.quality.dilate, description="SCL classes dilated before masking")
+    dilation_px: int = Field(11, ge=1, description="cloud/shadow dilation window side (px, odd)")
+    max_sun_zenith: float = Field(70.0, ge=0, le=90, description="invalid above this sun zenith (deg)")
 
     @field_validator("invalid_scl", "dilate_scl")
     @classmethod
@@ -52,25 +53,34 @@ class MaskOptions(_Model):
 class BareOptions(_Model):
     """Bare-soil detection and the blue outlier filter (SPEC 2.3-2.5)."""
 
-    threshold: float = Field(0.2, ge=-2, le=2, description="PV+IR2 threshold (NDVI + NBR); bare candidate if <=")
-    threshold_raster: Path | None = Field(None, description="raster of per-region PV+IR2 thresholds (any CRS), bilinear onto the grid")
+    selector: str = Field("scmap", description="bare-soil selector, e.g. 'scmap'")
+    threshold: float = Field(0.2, ge=-2, le=2, description="bare candidate if PV+IR2 (NDVI+NBR) <= this")
+    threshold_raster: Path | None = Field(None, description="raster of regional PV+IR2 thresholds (bilinear)")
     max_nbr2: float | None = Field(
         None, ge=-1, le=1,
-        description="optional dry-vegetation filter (not in SCMaP; Dvorakova et al. 2021): a bare candidate "
-                    "also needs NBR2 = (B11-B12)/(B11+B12) <= this; None = off (SPEC)")
-    blue_k_bare: float = Field(3.0, gt=0, description="blue outlier filter k for the bare composite")
-    blue_k_mref: float = Field(4.0, gt=0, description="blue outlier filter k for the mean reflectance (MREF)")
+        description="dry-vegetation filter: bare only if NBR2 <= this")
+    blue_k_bare: float = Field(3.0, gt=0, description="blue outlier filter k, bare composite")
+    blue_k_mref: float = Field(4.0, gt=0, description="blue outlier filter k, MREF")
     blue_min_excess: float = Field(0.008, ge=0, description="outlier also needs B02 > median + this (reflectance; 80 DN)")
-    min_bare_obs: int = Field(3, ge=2, description="SRC products need at least this many bare observations")
-    ci_method: Literal["t", "z"] = Field("t", description="95 % CI: Student t (default) or 1.96 as in DLR's openEO code")
+    min_bare_obs: int = Field(3, ge=2, description="min bare observations for SRC products")
+    ci_method: Literal["t", "z"] = Field("t", description="95 % CI: 't' (Student) or 'z' (1.96)")
+
+    @field_validator("selector")
+    @classmethod
+    def _known_selector(cls, v: str) -> str:
+        from .kernels.selectors import SELECTORS
+
+        if v not in SELECTORS:
+            raise ValueError(f"unknown selector {v!r}; known: {', '.join(sorted(SELECTORS))}")
+        return v
 
 
 class EngineOptions(_Model):
     """How the work is executed (tiles, memory, Dask cluster)."""
 
-    tile_size: int = Field(1024, ge=64, le=8192, description="tile side in pixels of the target grid")
-    max_memory: str = Field("2GB", description="memory budget for the whole run (e.g. 2GB, 512MB)")
-    scheduler: str | None = Field(None, description="address of an existing Dask scheduler; None starts a LocalCluster")
+    tile_size: int = Field(1024, ge=64, le=8192, description="max processing tile side (px)")
+    max_memory: str = Field("2GB", description="memory budget of the run (2GB, 512MB...)")
+    scheduler: str | None = Field(None, description="Dask scheduler address or 'sync'; default: local cluster")
 
     @field_validator("max_memory")
     @classmethod
@@ -98,7 +108,7 @@ class EngineOptions(_Model):
             raise ValueError(f"expected 'sync' or a Dask scheduler address such as tcp://host:8786, "
                              f"got {v!r} ({exc}; from --scheduler or $SOILSUITE_SCHEDULER)") from None
         return v
-    n_workers: int | None = Field(None, ge=1, description="LocalCluster workers (default: one per core)")
+    n_workers: int | None = Field(None, ge=1, description="local cluster workers; default: one per core")
     progress: bool = True
 
 
@@ -109,28 +119,24 @@ class CompositeConfig(_Model):
     collection: str | None = Field(None, description="collection id when source is a STAC API")
     bbox: tuple[float, float, float, float] | None = Field(None, description="area: lon/lat bbox (west, south, east, north)")
     area: Path | None = Field(None, description="area: vector file (its union is used)")
-    tile: str | None = Field(None, description="area: a named grid tile, the MGRS tile of Sentinel-2 (e.g. 33UUU): its items and their native extent")
+    mgrs: str | None = Field(None, description="area: an MGRS tile, e.g. 33UUU (its items, extent)")
     start: dt.date = Field(..., description="first day of the time window (inclusive)")
     end: dt.date = Field(..., description="last day of the time window (inclusive)")
     crs: str | None = Field(None, description="target CRS; default: the UTM zone of the area")
     resolution: float = Field(20.0, gt=0, description="target pixel size in CRS units (m)")
-    worldcover: Path | None = Field(None, description="ESA WorldCover raster (any CRS), nearest onto the grid")
+    worldcover: Path | None = Field(None, description="ESA WorldCover raster: built-up/water never bare")
     out: Path = Field(..., description="output folder")
-    overwrite: bool = Field(False, description="replace an earlier soilsuite run in `out` (only the files it wrote)")
+    overwrite: bool = Field(False, description="replace an earlier run in `out` (only files it wrote)")
     force_clean: bool = Field(
-        False, description="with overwrite: also replace soilsuite's files that were changed since; and write beside "
-                           "files soilsuite did not write (those are always kept)")
-    periods: Literal["none", "year"] = Field("none", description="also write per-period products")
+        False, description="with overwrite: replace changed files, write beside others")
+    periods: Literal["none", "year"] = Field("none", description="'year': also write per-year products")
     layout: Literal["auto", "single", "tiles"] = Field(
-        "auto", description="product files: 'single' = one COG per product; 'tiles' = tile COGs of out_tile_px "
-                            "plus a <NAME>.vrt mosaic and one STAC Item per tile; 'auto' = tiles above 2**30 px")
-    out_tile_px: int = Field(8192, ge=64, le=65536, description="side of the output tile COGs (px) with layout 'tiles'")
+        "auto", description="'single' COG, 'tiles' (+ .vrt) or 'auto'")
+    cog_tile_px: int = Field(8192, ge=64, le=65536, description="COG tile side (px), layout 'tiles'")
     on_error: Literal["fail", "skip"] = Field(
-        "fail", description="a broken scene (an asset that does not open or read, a CRS that disagrees with its "
-                            "COG): 'fail' stops with one line naming it, 'skip' leaves it out and lists it in the run record")
+        "fail", description="broken scene: 'fail', or 'skip' (run.json)")
     allow_partial_coverage: bool = Field(
-        False, description="accept a WorldCover or threshold raster that covers only part of the grid (warn) "
-                           "instead of refusing the run")
+        False, description="warn (not refuse) if a raster covers part of the area")
     scene: SceneFilter = SceneFilter()
     mask: MaskOptions = MaskOptions()
     bare: BareOptions = BareOptions()
@@ -145,6 +151,84 @@ class CompositeConfig(_Model):
             if not (-180 <= w < e <= 180 and -90 <= s < n <= 90):
                 raise ValueError(f"bbox must be lon/lat (west, south, east, north) with west<east, south<north; got {self.bbox}")
         return self
+
+
+class ForceExportConfig(_Model):
+    """Everything an ``export-force`` run needs (a FORCE Level-2 datacube, :mod:`soilsuite.io.force`)."""
+
+    source: str = Field(..., description="STAC static catalog/collection JSON path, or STAC API URL")
+    collection: str | None = Field(None, description="collection id when source is a STAC API")
+    out: Path = Field(..., description="FORCE datacube folder (.prj + X####_Y#### tiles)")
+    start: dt.date = Field(..., description="first day of the time window (inclusive)")
+    end: dt.date = Field(..., description="last day of the time window (inclusive)")
+    bbox: tuple[float, float, float, float] | None = Field(None, description="area: lon/lat bbox; default: all items")
+    crs: str | None = Field(None, description="projected CRS, e.g. EPSG:3035; default: UTM")
+    resolution: float = Field(20.0, description="pixel size (m)")
+    force_tile_m: float = Field(30000.0, description="FORCE TILE_SIZE (m)")
+    force_block_m: float = Field(3000.0, description="FORCE BLOCK_SIZE (m)")
+    origin: tuple[float, float] | None = Field(None, description="grid origin in the cube CRS (m); default: snapped corner")
+    overwrite: bool = Field(False, description="replace an earlier export in `out` (only files it wrote)")
+    force_clean: bool = Field(False, description=CompositeConfig.model_fields["force_clean"].description)
+    scene: SceneFilter = SceneFilter()
+
+
+#: Option names of earlier releases -> today's names (accepted with a DeprecationWarning).
+COMPOSITE_RENAMED = {"tile": "mgrs", "out_tile_px": "cog_tile_px"}
+FORCE_RENAMED = {"tile_size_m": "force_tile_m", "block_size_m": "force_block_m"}
+
+
+def renamed_options(options: dict, renamed: dict[str, str]) -> dict:
+    """``options`` with the keyword names of earlier releases replaced by today's names.
+
+    Parameters
+    ----------
+    options : dict
+        Keyword options as given by the caller.
+    renamed : dict of str to str
+        Old name -> new name (e.g. :data:`COMPOSITE_RENAMED`).
+
+    Returns
+    -------
+    dict
+        The same options under today's names; each old name used gives a
+        :class:`DeprecationWarning`. Giving both names of one option is an error.
+    """
+    import warnings
+
+    out = dict(options)
+    for old, new in renamed.items():
+        if old in out:
+            if new in out:
+                raise ConfigError(f"option {old!r} is the old name of {new!r}; give only {new!r}")
+            warnings.warn(f"option {old!r} is renamed {new!r}; the old name goes in the next release",
+                          DeprecationWarning, stacklevel=3)
+            out[new] = out.pop(old)
+    return out
+
+
+def parse_date(value: str | dt.date, name: str = "date") -> dt.date:
+    """A day from ``YYYY-MM-DD`` text, a date or a datetime (its date).
+
+    Parameters
+    ----------
+    value : str or datetime.date
+        The day; a :class:`datetime.datetime` gives its (naive or UTC) calendar date.
+    name : str
+        Option name for the message.
+
+    Raises
+    ------
+    ConfigError
+        ``value`` is not a date ``YYYY-MM-DD``.
+    """
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise ConfigError(f"{name}: expected a date YYYY-MM-DD, got {value!r}") from None
 
 
 def parse_bytes(text: str) -> int:

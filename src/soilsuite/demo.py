@@ -15,6 +15,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from .cli_common import print_summary
+from .config import parse_date
 from .errors import OutputExistsError
 
 
@@ -26,32 +28,31 @@ def run_demo(out: str | Path = "demo_out", *, size: int = 256, start: str = "202
 
     console = console or Console()
     out = Path(out)
+    start, end = parse_date(start, "start"), parse_date(end, "end")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise OutputExistsError(f"demo folder {out} exists; use --overwrite or another folder")
     timings: dict[str, float] = {}
 
     console.rule("[bold]1/3 simulate a Sentinel-2 L2A archive")
     t = time.perf_counter()
-    sim = simulate(out / "archive", size=size, start=_d(start), end=_d(end), seed=seed, overwrite=True, progress=True)
+    sim = simulate(out / "archive", size=size, start=start, end=end, seed=seed, overwrite=True, progress=True)
     timings["simulate_s"] = time.perf_counter() - t
     console.print(sim.summary())
 
     console.rule("[bold]2/3 composite: bare-soil products")
     t = time.perf_counter()
     cfg = build_config(
-        source=str(sim.catalog_path), start=_d(start), end=_d(end), out=out / "products", bbox=None,
+        source=str(sim.catalog_path), start=start, end=end, out=out / "products", bbox=None,
         crs=f"EPSG:{sim.epsg}", worldcover=sim.worldcover_path, periods="year", overwrite=True,
     )
     summary = run(cfg, progress=True)
     timings["composite_s"] = time.perf_counter() - t
-    from .cli import print_summary  # noqa: PLC0415 - presentation only
-
     print_summary(summary)
     console.rule("[bold]products vs the simulator's truth")
     from .evaluate import evaluate, format_metrics
     from .pipeline.composite import observation_flags
 
-    flags = observation_flags(sim.catalog_path, start=_d(start), end=_d(end), crs=f"EPSG:{sim.epsg}",
+    flags = observation_flags(sim.catalog_path, start=start, end=end, crs=f"EPSG:{sim.epsg}",
                               worldcover=sim.worldcover_path)
     metrics = evaluate(out / "products", out / "archive", flags=flags)
     del flags
@@ -87,9 +88,3 @@ def _dsm_step(out: Path, sim, console: Console) -> dict | None:
         console.print("[yellow]soil mapping step not available in this build[/]")
         return None
     return demo_soil_map(out, sim, console=console)
-
-
-def _d(text: str):
-    import datetime as dt
-
-    return dt.date.fromisoformat(text) if isinstance(text, str) else text

@@ -6,6 +6,7 @@ Writers (COG, STAC) and readers look products up here. Values on disk are
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -57,6 +58,15 @@ class ProductSpec:
     description: str
     bands: tuple[str, ...] = ("value",)
     classes: dict[int, str] = field(default_factory=dict)
+    #: accumulator fields the product is computed from (:data:`FIELDS`)
+    fields: tuple[str, ...] = ()
+    #: ``"composite"``: written by every composite run (mosaic, STAC, quicklooks follow this
+    #: catalogue); other groups (e.g. soil maps) are described here but written by their own code
+    group: str = "composite"
+    #: ``finalize(fields) -> float32 array`` (physical values, NaN = nodata) from the fields of one
+    #: period (period axis removed); None for SCMaP's products, made together by
+    #: :func:`soilsuite.kernels.composite.finalize`
+    finalize: Callable[[Mapping[str, np.ndarray]], np.ndarray] | None = field(default=None, compare=False)
 
     @property
     def is_spectral(self) -> bool:
@@ -94,29 +104,126 @@ class ProductSpec:
 
 
 _REFL = dict(dtype="int16", nodata=-9999, scale=1e-4, offset=0.0, unit="reflectance (1)", bands=BANDS)
+_BARE = ("bsc", "bare_sum", "bare_sumsq")
+_MREF = ("mref_n", "mref_sum", "mref_sumsq")
 
 PRODUCTS: dict[str, ProductSpec] = {
     p.name: p
     for p in [
         ProductSpec("VPC", "uint16", 0, 1.0, 0.0, "count",
-                    "valid pixel count: number of valid (clear, sunlit, complete) observations"),
+                    "valid pixel count: number of valid (clear, sunlit, complete) observations", fields=("vpc",)),
         ProductSpec("BSC", "uint16", 0, 1.0, 0.0, "count",
-                    "bare soil count: number of bare observations after the blue outlier filter"),
+                    "bare soil count: number of bare observations after the blue outlier filter", fields=("bsc",)),
         ProductSpec("BSF", "float32", float("nan"), 1.0, 0.0, "fraction (0-1)",
-                    "bare soil frequency BSC / VPC; nodata where VPC = 0"),
-        ProductSpec("SRC_MEAN", description="mean reflectance of the bare observations; nodata where BSC < 3", **_REFL),
-        ProductSpec("SRC_STD", description="sample standard deviation (ddof=1) of the bare observations' reflectance", **_REFL),
-        ProductSpec("SRC_CI95", description="95 % confidence half-width of SRC_MEAN (Student t by default)", **_REFL),
-        ProductSpec("MREF_MEAN", description="mean reflectance of all valid observations after the blue filter (k=4)", **_REFL),
-        ProductSpec("MREF_STD", description="standard deviation of all valid observations after the blue filter (k=4)", **_REFL),
+                    "bare soil frequency BSC / VPC; nodata where VPC = 0", fields=("vpc", "bsc")),
+        ProductSpec("SRC_MEAN", description="mean reflectance of the bare observations; nodata where BSC < 3",
+                    fields=_BARE, **_REFL),
+        ProductSpec("SRC_STD", description="sample standard deviation (ddof=1) of the bare observations' reflectance",
+                    fields=_BARE, **_REFL),
+        ProductSpec("SRC_CI95", description="95 % confidence half-width of SRC_MEAN (Student t by default)",
+                    fields=_BARE, **_REFL),
+        ProductSpec("MREF_MEAN", description="mean reflectance of all valid observations after the blue filter (k=4)",
+                    fields=_MREF, **_REFL),
+        ProductSpec("MREF_STD", description="standard deviation of all valid observations after the blue filter (k=4)",
+                    fields=_MREF, **_REFL),
         ProductSpec("MASK", "uint8", 0, 1.0, 0.0, "class",
                     "1 bare surface, 2 permanent vegetation, 3 other surfaces, 0 nodata/undetermined",
-                    classes=MASK_CLASSES),
+                    classes=MASK_CLASSES, fields=("vpc", "n_below", "bsc")),
     ]
 }
 
-#: Products of the standard composite run, in writing order.
-COMPOSITE_PRODUCTS: tuple[str, ...] = tuple(PRODUCTS)
+#: SCMaP's products (SPEC 3), made together by :func:`soilsuite.kernels.composite.finalize`.
+SCMAP_PRODUCTS: tuple[str, ...] = tuple(PRODUCTS)
+
+
+# ----------------------------------------------------------------------------- the aggregator seam
+@dataclass(frozen=True)
+class ObservationBlock:
+    """What a field's ``compute`` sees of one block (tile) of observations; plain arrays.
+
+    ``refl`` int16 ``[T, B, Y, X]`` offset-corrected reflectance x 10000; ``flags`` uint8
+    ``[T, Y, X]`` (bits of :mod:`soilsuite.kernels.composite`: ``FLAG_VALID``, ``FLAG_BARE``...);
+    ``period`` int ``[T]`` (period index of each observation, -1 = none); ``n_periods``;
+    ``days`` int64 ``[T]``: days since 1970-01-01 of each observation's (solar) date.
+    """
+
+    refl: np.ndarray
+    flags: np.ndarray
+    period: np.ndarray
+    n_periods: int
+    days: np.ndarray
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """An accumulator field: a per-period partial result of a block, and how partials merge.
+
+    Attributes
+    ----------
+    name : str
+        Field name (products list the fields they need).
+    merge : {"sum", "min", "max", "all"}
+        How partials of two time splits or periods combine (:mod:`soilsuite.kernels.aggregate`).
+    compute : callable or None
+        ``compute(block: ObservationBlock) -> array [P, Y, X] or [P, B, Y, X]``; None for the
+        fields of :func:`soilsuite.kernels.composite.accumulate` (computed together, fused).
+    description : str
+        One line, with the unit.
+    """
+
+    name: str
+    merge: str
+    compute: Callable[[ObservationBlock], np.ndarray] | None = field(default=None, compare=False)
+    description: str = ""
+
+
+def _core_fields() -> dict[str, FieldSpec]:
+    from .kernels.composite import ACCUMULATOR_MERGE, Accumulator
+
+    docs = {"vpc": "valid observations (count)", "n_below": "valid observations selected as bare candidates (count)",
+            "bsc": "bare observations (count)", "mref_n": "observations in the MREF set (count)",
+            "bare_sum": "sum of DN of bare observations per band", "bare_sumsq": "sum of DN**2 of bare observations",
+            "mref_sum": "sum of DN of MREF observations per band", "mref_sumsq": "sum of DN**2 of MREF observations"}
+    return {f: FieldSpec(f, ACCUMULATOR_MERGE[f], None, docs[f]) for f in Accumulator._fields}
+
+
+#: Every accumulator field by name: SCMaP's (fused in one kernel) and any registered.
+FIELDS: dict[str, FieldSpec] = _core_fields()
+
+
+def register_product(spec: ProductSpec, *fields: FieldSpec) -> ProductSpec:
+    """Add a product (and the fields it needs) to the catalogue.
+
+    A product of group ``"composite"`` is then computed by every composite run, written as COG
+    (one file per period, mosaics, tiles), described in STAC and listed in the run record, with
+    no other change: one spec, its fields and their ``compute``, and the spec's ``finalize``
+    (see docs/dev/architecture.md, "add a product"). Re-registering the same name replaces it.
+    """
+    for f in fields:
+        if f.name in FIELDS and FIELDS[f.name].compute is None:
+            raise ValueError(f"field {f.name!r} is one of SCMaP's fields; choose another name")
+        FIELDS[f.name] = f
+    missing = [f for f in spec.fields if f not in FIELDS]
+    if missing:
+        raise ValueError(f"product {spec.name}: unknown fields {missing}; register them with the product")
+    if spec.group == "composite" and spec.finalize is None and spec.name not in SCMAP_PRODUCTS:
+        raise ValueError(f"product {spec.name}: give finalize= (how the product is made from its fields)")
+    PRODUCTS[spec.name] = spec
+    return spec
+
+
+def composite_products() -> tuple[str, ...]:
+    """Names of the products a composite run writes (group ``"composite"``), in writing order."""
+    return tuple(n for n, p in PRODUCTS.items() if p.group == "composite")
+
+
+def extra_products() -> tuple[ProductSpec, ...]:
+    """Registered composite products beyond SCMaP's (computed by their own ``finalize``)."""
+    return tuple(p for n, p in PRODUCTS.items() if p.group == "composite" and n not in SCMAP_PRODUCTS)
+
+
+#: Products of the standard composite run, in writing order (SCMaP's; see :func:`composite_products`).
+COMPOSITE_PRODUCTS: tuple[str, ...] = SCMAP_PRODUCTS
 
 
 def get(name: str) -> ProductSpec:

@@ -23,11 +23,10 @@ from .covariates import (
     spectral_indices,
     terrain_derivatives,
 )
-from .model import SoilModel, load_model, qname, stock, train, training_table, uncertainty_ratio
+from .model import SoilModel, load_model, qname, train, training_table, uncertainty_ratio
 from .predict import predict_map, stock_map
+from .properties import PROPERTIES, Property, stock
 from .samples import (
-    PROPERTIES,
-    Property,
     SampleReport,
     Samples,
     SampleWarning,

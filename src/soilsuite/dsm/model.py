@@ -21,49 +21,13 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from ..errors import ConfigError, InputError, OutputExistsError
+from .properties import PROPERTIES
 
 #: Default tuning grid (small on purpose: the forest is robust to both).
 DEFAULT_GRID: dict[str, list] = {"max_features": [0.33, 0.67, 1.0], "min_samples_leaf": [1, 3]}
 
 _FORMAT = "soilsuite.dsm.SoilModel"
 _FORMAT_VERSION = 1
-
-
-def stock(content_gkg: Any, bdod: Any, depth_m: float | Any, cfvo: Any = 0.0) -> Any:
-    """Stock of a content over a layer (SPEC 6).
-
-    ``stock = C * bdod * d * (1 - cfvo / 100)``, which is
-    ``C/1000 [kg/kg] * bdod*1000 [kg/m3] * d [m] * (1 - cfvo/100)``.
-
-    Parameters
-    ----------
-    content_gkg : float or ndarray
-        Content C (g/kg), e.g. SOC.
-    bdod : float or ndarray
-        Bulk density of the fine earth (kg/dm3 = t/m3).
-    depth_m : float or ndarray
-        Layer thickness d (m), > 0.
-    cfvo : float or ndarray
-        Coarse fragments (cm3/100cm3, 0-100).
-
-    Returns
-    -------
-    float or ndarray
-        Stock (kg/m2); NaN propagates.
-    """
-    c = np.asarray(content_gkg, dtype="float64")
-    b = np.asarray(bdod, dtype="float64")
-    d = np.asarray(depth_m, dtype="float64")
-    f = np.asarray(cfvo, dtype="float64")
-    if np.any(d[np.isfinite(d)] <= 0):
-        raise ConfigError(f"depth_m must be > 0 (metres), got {depth_m}")
-    if np.any((f[np.isfinite(f)] < 0) | (f[np.isfinite(f)] > 100)):
-        raise InputError("cfvo must be within 0-100 cm3/100cm3 (volume %); "
-                         f"found values from {np.nanmin(f):g} to {np.nanmax(f):g}")
-    if np.any(b[np.isfinite(b)] < 0):
-        raise InputError(f"bdod must be >= 0 kg/dm3; found minimum {np.nanmin(b):g}")
-    out = c * b * d * (1.0 - f / 100.0)
-    return float(out) if out.ndim == 0 else out
 
 
 def _rf_mean(forest: Any, X: np.ndarray) -> np.ndarray:
@@ -98,7 +62,7 @@ class SoilModel(BaseEstimator):
     ----------
     target : str
         Property name (``soc``, ``clay`` ... or any name); the unit is looked up in
-        :data:`soilsuite.dsm.samples.PROPERTIES` unless ``unit`` is given.
+        :data:`soilsuite.dsm.properties.PROPERTIES` unless ``unit`` is given.
     quantiles : tuple of float
         Quantiles to predict besides the mean (default 0.05, 0.5, 0.95).
     n_estimators : int
@@ -189,8 +153,6 @@ class SoilModel(BaseEstimator):
     def unit_(self) -> str:
         if self.unit is not None:
             return self.unit
-        from .samples import PROPERTIES
-
         p = PROPERTIES.get(self.target)
         return p.unit if p else ""
 

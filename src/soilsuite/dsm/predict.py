@@ -16,16 +16,14 @@ are written (float32, NaN = nodata) as Cloud Optimized GeoTIFFs:
                                (255 nodata)
 =============================  ==================================================================
 
-Blocks go to tiled GeoTIFFs in a temporary folder next to the output, are converted to COG
-with GDAL's COG driver and then renamed into place; existing files are replaced only with
-``overwrite=True``.
+The layers are written by the project's COG writer (:func:`soilsuite.io.cog.write_cogs_from_blocks`,
+one pass over the blocks for every layer) with their facts from :mod:`soilsuite.dsm.products`:
+staging GeoTIFFs next to the output, converted to COG and renamed into place; existing files
+are replaced only with ``overwrite=True``.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,19 +42,6 @@ def output_names(model: SoilModel, aoa: bool = True) -> list[str]:
     if aoa:
         names += ["di", "aoa", "outside_range"]
     return names
-
-
-def _cog_profile(dtype: str, nodata: float, block: int = 512) -> dict:
-    return {"driver": "COG", "compress": "DEFLATE", "predictor": 3 if dtype == "float32" else 2,
-            "blocksize": block, "overview_resampling": "nearest" if dtype == "uint8" else "average",
-            "BIGTIFF": "IF_SAFER"}
-
-
-def _to_cog(src_path: Path, dst_path: Path, dtype: str, nodata: float) -> None:
-    """Convert a tiled GeoTIFF to a COG (GDAL COG driver; builds overviews)."""
-    from rasterio.shutil import copy as rio_copy
-
-    rio_copy(str(src_path), str(dst_path), **_cog_profile(dtype, nodata))
 
 
 def predict_map(
@@ -137,20 +122,17 @@ def predict_map(
 
 def _predict_into(model, stack, out: Path, final: dict, names: list[str], prefix: str, block_size: int,
                   aoa: bool, progress) -> None:
-    """Predict block by block into temporary GeoTIFFs, then COGs moved to ``final``."""
-    import rasterio
+    """Predict block by block into the map COGs (:func:`soilsuite.io.cog.write_cogs_from_blocks`:
+    staging GeoTIFFs next to ``final``, converted to COG and renamed into place)."""
+    from ..io.cog import write_cogs_from_blocks
+    from .products import layer_spec
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{prefix}-predict-", dir=out))
-    h, w = stack.shape
-    dtypes = {n: ("uint8" if n in ("aoa", "outside_range") else "float32") for n in names}
-    nodatas = {n: (255 if dtypes[n] == "uint8" else float("nan")) for n in names}
     unit = model.unit_
-    desc = {"mean": f"{model.target} forest mean [{unit}]", "uncertainty": "(Q0.95-Q0.05)/Q0.50 [1]",
-            "di": "dissimilarity index (Meyer & Pebesma 2021) [1]",
-            "aoa": "area of applicability: 1 inside, 0 outside",
-            "outside_range": "number of covariates outside the training range"}
-    for q in model.quantiles:
-        desc[qname(q)] = f"{model.target} quantile {q:g} [{unit}]"
+    quantile_of = {qname(q): q for q in model.quantiles}
+    specs = {n: layer_spec(n, model.target, unit, quantile_of.get(n)) for n in names}
+    common = {"target": model.target, "aoa_threshold": f"{model.aoa_['threshold']:.6g}",
+              "covariates": ",".join(model.feature_names_), "software": "soilsuite.dsm"}
+    tags = {n: {**common, "unit": specs[n].unit, "layer": n} for n in names}
     windows = list(stack.windows(block_size))
     bar = None
     if progress is True:
@@ -166,53 +148,37 @@ def _predict_into(model, stack, out: Path, final: dict, names: list[str], prefix
                        TimeRemainingColumn(), transient=False)
         task = bar.add_task("blocks", total=len(windows))
         bar.start()
+
+    def blocks():
+        lo, med, hi = qname(0.05), qname(0.5), qname(0.95)
+        cols = ["mean", *[qname(q) for q in model.quantiles]]
+        for i, win in enumerate(windows):
+            cov = stack.read(win)
+            nb, bh, bw = cov.shape
+            X = cov.reshape(nb, -1).T
+            pred = model.predict_array(X)
+            layers = {c: pred[:, j] for j, c in enumerate(cols)}
+            if "uncertainty" in names:
+                layers["uncertainty"] = uncertainty_ratio(layers[lo], layers[hi], layers[med]).astype(np.float32)
+            if aoa:
+                di = model.dissimilarity(X).astype(np.float32)
+                layers["di"] = di
+                a = np.full(di.shape, 255, np.uint8)
+                a[np.isfinite(di)] = (di[np.isfinite(di)] <= model.aoa_["threshold"]).astype(np.uint8)
+                layers["aoa"] = a
+                layers["outside_range"] = model.outside_range(X)
+            yield win, {n: layers[n].reshape(bh, bw).astype(specs[n].dtype) for n in names}
+            if bar is not None:
+                bar.update(task, advance=1)
+            elif callable(progress):
+                progress(i + 1, len(windows))
+
     try:
-        dsts = {}
-        for n in names:
-            dsts[n] = rasterio.open(
-                tmp / f"{n}.tif", "w", driver="GTiff", width=w, height=h, count=1, dtype=dtypes[n],
-                crs=stack.crs, transform=stack.transform, nodata=nodatas[n], tiled=True,
-                blockxsize=256, blockysize=256, compress="DEFLATE", BIGTIFF="IF_SAFER")
-        try:
-            lo, med, hi = qname(0.05), qname(0.5), qname(0.95)
-            cols = ["mean", *[qname(q) for q in model.quantiles]]
-            for i, win in enumerate(windows):
-                cov = stack.read(win)
-                nb, bh, bw = cov.shape
-                X = cov.reshape(nb, -1).T
-                pred = model.predict_array(X)
-                layers = {c: pred[:, j] for j, c in enumerate(cols)}
-                if "uncertainty" in names:
-                    layers["uncertainty"] = uncertainty_ratio(layers[lo], layers[hi], layers[med]).astype(np.float32)
-                if aoa:
-                    di = model.dissimilarity(X).astype(np.float32)
-                    layers["di"] = di
-                    a = np.full(di.shape, 255, np.uint8)
-                    a[np.isfinite(di)] = (di[np.isfinite(di)] <= model.aoa_["threshold"]).astype(np.uint8)
-                    layers["aoa"] = a
-                    layers["outside_range"] = model.outside_range(X)
-                for n in names:
-                    dsts[n].write(layers[n].reshape(bh, bw).astype(dtypes[n]), 1, window=win)
-                if bar is not None:
-                    bar.update(task, advance=1)
-                elif callable(progress):
-                    progress(i + 1, len(windows))
-            for n in names:
-                dsts[n].set_band_description(1, desc.get(n, n))
-                dsts[n].update_tags(target=model.target, unit=unit if n not in ("aoa", "outside_range", "di", "uncertainty") else "1",
-                                    layer=n, aoa_threshold=f"{model.aoa_['threshold']:.6g}",
-                                    covariates=",".join(model.feature_names_), software="soilsuite.dsm")
-        finally:
-            for d in dsts.values():
-                d.close()
-        for n in names:
-            _to_cog(tmp / f"{n}.tif", tmp / f"{n}.cog.tif", dtypes[n], nodatas[n])
-        for n in names:
-            os.replace(tmp / f"{n}.cog.tif", final[n])
+        write_cogs_from_blocks({n: (final[n], specs[n]) for n in names}, geobox=stack.geobox, blocks=blocks(),
+                               band_names={n: [specs[n].description] for n in names}, tags=tags, overwrite=True)
     finally:
         if bar is not None:
             bar.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def stock_map(
@@ -235,13 +201,13 @@ def stock_map(
     """
     import rasterio
 
-    from .model import stock
+    from .properties import stock
 
     out = Path(out)
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{out} exists; pass overwrite=True to replace it")
     with rasterio.open(content) as src:
-        profile, shape, transform, crs = src.profile, src.shape, src.transform, src.crs
+        shape, transform, crs = src.shape, src.transform, src.crs
     others = {}
     for name, v in (("bdod", bdod), ("cfvo", cfvo)):
         if isinstance(v, str | Path):
@@ -249,14 +215,14 @@ def stock_map(
                 if s.shape != shape or not s.transform.almost_equals(transform) or s.crs != crs:
                     raise InputError(f"{name} raster {v} is not on the grid of {content}")
             others[name] = v
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{out.stem}-", dir=out.parent if out.parent.exists() else None))
-    try:
-        gt = tmpdir / "stock.tif"
-        profile.update(driver="GTiff", dtype="float32", count=1, nodata=float("nan"), tiled=True,
-                       blockxsize=256, blockysize=256, compress="DEFLATE")
-        from rasterio.windows import Window
+    from odc.geo.geobox import GeoBox
+    from rasterio.windows import Window
 
-        with rasterio.open(content) as c, rasterio.open(gt, "w", **profile) as dst:
+    from ..io.cog import write_cog_from_blocks
+    from .products import stock_spec
+
+    def blocks():
+        with rasterio.open(content) as c:
             srcs = {k: rasterio.open(v) for k, v in others.items()}
             try:
                 for r in range(0, shape[0], block_size):
@@ -266,15 +232,14 @@ def stock_map(
                         vals = {k: s.read(1, window=win, masked=True).filled(np.nan).astype("float64")
                                 for k, s in srcs.items()}
                         res = stock(cv, vals.get("bdod", bdod), depth_m, vals.get("cfvo", cfvo))
-                        dst.write(np.asarray(res, dtype="float32"), 1, window=win)
+                        yield win, np.asarray(res, dtype="float32")
             finally:
                 for s in srcs.values():
                     s.close()
-            dst.set_band_description(1, f"stock over {depth_m:g} m [kg/m2]")
-            dst.update_tags(unit="kg/m2", depth_m=str(depth_m))
-        out.parent.mkdir(parents=True, exist_ok=True)
-        _to_cog(gt, tmpdir / "stock.cog.tif", "float32", float("nan"))
-        os.replace(tmpdir / "stock.cog.tif", out)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
+
+    spec = stock_spec(depth_m)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_cog_from_blocks(out, spec, geobox=GeoBox(shape, transform, crs), blocks=blocks(),
+                          band_names=[spec.description], tags={"unit": "kg/m2", "depth_m": str(depth_m)},
+                          overwrite=True)
     return out

@@ -12,7 +12,7 @@ dropped silently: duplicates and points outside a raster extent are listed in a
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,124 +21,13 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, InputError
+from .properties import PROPERTIES, Property, stock  # noqa: F401 - Property: public name here too
 
 
 class SampleWarning(UserWarning):
     """A problem in the sample table that does not stop the run (duplicates, outside extent)."""
 
 
-@dataclass(frozen=True)
-class Property:
-    """Facts about one soil property (SPEC 6; SoilGrids names, conventional units).
-
-    Attributes
-    ----------
-    name : str
-        Key used everywhere (column name after reading, model target, output file prefix).
-    unit : str
-        Unit the package works in.
-    description : str
-        One line for reports.
-    valid : tuple of float
-        Hard limits (physically possible values) in ``unit``; values outside are an error.
-    conversions : dict of str to float
-        Other units a user may have, with the factor that converts them to ``unit``
-        (``value_in_unit = value * factor``).
-    suspect : callable or None
-        ``suspect(values) -> (unit, reason) or None``: a heuristic that recognises a
-        column given in another unit (e.g. SOC in %).
-    """
-
-    name: str
-    unit: str
-    description: str
-    valid: tuple[float, float]
-    conversions: dict[str, float] = field(default_factory=dict)
-    suspect: Callable[[np.ndarray], tuple[str, str] | None] | None = None
-
-
-def _median(v: np.ndarray) -> float:
-    return float(np.nanmedian(v)) if np.isfinite(v).any() else float("nan")
-
-
-def _suspect_percent_content(v: np.ndarray, low: float, high: float) -> tuple[str, str] | None:
-    """Content in g/kg whose median is below ``low`` and maximum below ``high`` g/kg: looks like %."""
-    med, mx = _median(v), float(np.nanmax(v))
-    if med < low and mx <= high:
-        return "%", f"median {med:.3g} and maximum {mx:.3g} are implausibly low for g/kg but typical for %"
-    return None
-
-
-def _suspect_gkg_fraction(v: np.ndarray) -> tuple[str, str] | None:
-    """Particle-size fraction (g/100g) above 100: looks like g/kg."""
-    mx = float(np.nanmax(v))
-    if mx > 100 and mx <= 1000:
-        return "g/kg", f"maximum {mx:.4g} exceeds 100 g/100g but fits g/kg"
-    if 0 < mx <= 1.0:
-        return "fraction", f"maximum {mx:.3g} <= 1 looks like a fraction (0-1), not g/100g"
-    return None
-
-
-def _suspect_ph(v: np.ndarray) -> tuple[str, str] | None:
-    med = _median(v)
-    if 20 <= med <= 110:
-        return "pH*10", f"median {med:.3g} looks like pH x 10 (SoilGrids storage), not pH"
-    return None
-
-
-def _suspect_bdod(v: np.ndarray) -> tuple[str, str] | None:
-    med = _median(v)
-    if 500 <= med <= 2700:
-        return "kg/m3", f"median {med:.4g} looks like kg/m3, not kg/dm3"
-    if 50 <= med <= 270:
-        return "cg/cm3", f"median {med:.4g} looks like cg/cm3 (SoilGrids storage), not kg/dm3"
-    return None
-
-
-def _suspect_cfvo(v: np.ndarray) -> tuple[str, str] | None:
-    mx = float(np.nanmax(v))
-    if 0 < mx <= 1.0:
-        return "fraction", f"maximum {mx:.3g} <= 1 looks like a volume fraction (0-1), not cm3/100cm3"
-    return None
-
-
-def _suspect_stock(v: np.ndarray) -> tuple[str, str] | None:
-    med = _median(v)
-    if med > 60:
-        return "t/ha", f"median {med:.4g} is implausibly high for kg/m2 but typical for t/ha"
-    return None
-
-
-#: Soil properties of SPEC 6: unit, hard limits, known alternative units and unit heuristics.
-PROPERTIES: dict[str, Property] = {
-    p.name: p
-    for p in [
-        Property("soc", "g/kg", "soil organic carbon content", (0.0, 600.0),
-                 {"g/kg": 1.0, "%": 10.0, "mg/g": 1.0, "dg/kg": 0.1},
-                 lambda v: _suspect_percent_content(v, 4.0, 15.0)),
-        Property("phh2o", "pH", "pH in water", (1.5, 11.5), {"pH": 1.0, "pH*10": 0.1}, _suspect_ph),
-        Property("nitrogen", "g/kg", "total nitrogen content", (0.0, 50.0),
-                 {"g/kg": 1.0, "%": 10.0, "cg/kg": 0.01}, lambda v: _suspect_percent_content(v, 0.4, 1.5)),
-        Property("bdod", "kg/dm3", "bulk density of the fine earth", (0.05, 2.7),
-                 {"kg/dm3": 1.0, "g/cm3": 1.0, "t/m3": 1.0, "kg/m3": 1e-3, "cg/cm3": 0.01}, _suspect_bdod),
-        Property("cfvo", "cm3/100cm3", "volume of coarse fragments (> 2 mm)", (0.0, 100.0),
-                 {"cm3/100cm3": 1.0, "%": 1.0, "fraction": 100.0, "cm3/dm3": 0.1}, _suspect_cfvo),
-        Property("sic", "g/kg", "soil inorganic carbon content", (0.0, 130.0),
-                 {"g/kg": 1.0, "%": 10.0}),
-        Property("sand", "g/100g", "sand fraction (0.05-2 mm)", (0.0, 100.0),
-                 {"g/100g": 1.0, "%": 1.0, "g/kg": 0.1, "fraction": 100.0}, _suspect_gkg_fraction),
-        Property("silt", "g/100g", "silt fraction (0.002-0.05 mm)", (0.0, 100.0),
-                 {"g/100g": 1.0, "%": 1.0, "g/kg": 0.1, "fraction": 100.0}, _suspect_gkg_fraction),
-        Property("clay", "g/100g", "clay fraction (< 0.002 mm)", (0.0, 100.0),
-                 {"g/100g": 1.0, "%": 1.0, "g/kg": 0.1, "fraction": 100.0}, _suspect_gkg_fraction),
-        Property("ocstk", "kg/m2", "organic carbon stock", (0.0, 150.0),
-                 {"kg/m2": 1.0, "t/ha": 0.1}, _suspect_stock),
-        Property("icstk", "kg/m2", "inorganic carbon stock", (0.0, 150.0),
-                 {"kg/m2": 1.0, "t/ha": 0.1}, _suspect_stock),
-        Property("nistk", "kg/m2", "total nitrogen stock", (0.0, 15.0),
-                 {"kg/m2": 1.0, "t/ha": 0.1}),
-    ]
-}
 
 _XY_NAMES = [("x", "y"), ("easting", "northing"), ("east", "north"), ("lon", "lat"),
              ("longitude", "latitude"), ("long", "lat"), ("lng", "lat")]
@@ -603,8 +492,6 @@ def stock_column(samples: Samples, content: str, *, bdod: str | float = "bdod", 
     name : str, optional
         Stock column name; default ``ocstk``/``icstk``/``nistk`` from ``content``.
     """
-    from .model import stock
-
     name = name or {"soc": "ocstk", "sic": "icstk", "nitrogen": "nistk"}.get(content)
     if name is None:
         raise ConfigError(f"give name= for the stock of {content!r}")

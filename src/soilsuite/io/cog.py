@@ -37,7 +37,7 @@ from rasterio.windows import Window
 from .. import __version__
 from ..errors import InputError, OutputExistsError
 from ..products import ProductSpec
-from ..sentinel2 import COMMON_NAME, WAVELENGTH_UM
+from ..sensors import SENTINEL2_L2A as _SENSOR
 
 __all__ = [
     "overview_resampling",
@@ -45,6 +45,7 @@ __all__ = [
     "validate_cog",
     "write_cog",
     "write_cog_from_blocks",
+    "write_cogs_from_blocks",
 ]
 
 #: Compression codecs accepted by :func:`write_cog`.
@@ -166,6 +167,24 @@ def _qml(spec: ProductSpec) -> str:
     )
 
 
+def _grid(geobox, crs, transform, shape, what: str) -> tuple[CRS, Affine, tuple[int, int] | None]:
+    """(rasterio CRS, Affine, (rows, cols) or None) of a GeoBox, or of the deprecated loose
+    ``crs``/``transform``/``shape`` keywords (a :class:`DeprecationWarning`)."""
+    if geobox is not None:
+        if crs is not None or transform is not None or shape is not None:
+            raise TypeError(f"{what}: give geobox= or the deprecated crs=/transform=/shape=, not both")
+        return (CRS.from_user_input(geobox.crs.to_wkt()), Affine(*tuple(geobox.affine)[:6]),
+                (int(geobox.shape.y), int(geobox.shape.x)))
+    if crs is None or transform is None:
+        raise TypeError(f"{what}: the grid is missing; give geobox= (an odc.geo GeoBox)")
+    import warnings
+
+    warnings.warn(f"{what}: crs=/transform=/shape= are deprecated; give geobox= (an odc.geo GeoBox)",
+                  DeprecationWarning, stacklevel=3)
+    return (CRS.from_user_input(crs), Affine(*tuple(transform)[:6]),
+            None if shape is None else (int(shape[0]), int(shape[1])))
+
+
 def _staging_profile(spec: ProductSpec, count: int, shape: tuple[int, int], crs, transform,
                      blocksize: int) -> dict:
     height, width = int(shape[0]), int(shape[1])
@@ -190,9 +209,9 @@ def _set_metadata(dst, spec: ProductSpec, names: list[str], tags: Mapping[str, o
     )
     for i, name in enumerate(names, start=1):
         band_tags: dict[str, str] = {"NAME": name}
-        if name in WAVELENGTH_UM:
-            band_tags.update(WAVELENGTH=f"{WAVELENGTH_UM[name]}", WAVELENGTH_UNIT="micrometres",
-                             COMMON_NAME=COMMON_NAME[name])
+        if name in _SENSOR.wavelength_um:
+            band_tags.update(WAVELENGTH=f"{_SENSOR.wavelength_um[name]}", WAVELENGTH_UNIT="micrometres",
+                             COMMON_NAME=_SENSOR.common_name[name])
         for value, label in spec.classes.items():
             band_tags[f"CLASS_{value}"] = label
         dst.update_tags(i, **band_tags)
@@ -254,8 +273,9 @@ def write_cog(
     data: np.ndarray,
     spec: ProductSpec,
     *,
-    crs,
-    transform,
+    geobox=None,
+    crs=None,
+    transform=None,
     band_names: Sequence[str] | None = None,
     tags: Mapping[str, object] | None = None,
     overwrite: bool = False,
@@ -276,10 +296,12 @@ def write_cog(
         scale 1, nodata NaN) is the same in both forms.
     spec : ProductSpec
         The product (:data:`soilsuite.products.PRODUCTS`): dtype, nodata, scale, offset, unit.
-    crs : str, rasterio.crs.CRS or anything ``CRS.from_user_input`` takes
-        Coordinate reference system of the grid.
-    transform : affine.Affine or 6 numbers
-        Pixel-corner to CRS transform (metres for projected CRSs).
+    geobox : odc.geo.geobox.GeoBox
+        The grid (CRS, pixel-corner transform in CRS units, shape); its shape must be the
+        data's ``[Y, X]``.
+    crs, transform : optional, deprecated
+        The grid as loose values (anything ``CRS.from_user_input`` takes; an Affine or 6
+        numbers) instead of ``geobox``: still accepted, with a :class:`DeprecationWarning`.
     band_names : sequence of str, optional
         Band descriptions; default ``spec.bands`` for multi-band products, ``(spec.name,)``
         otherwise.
@@ -306,10 +328,14 @@ def write_cog(
         The array's shape does not fit the product's bands, or the folder does not exist.
     """
     path = Path(path)
+    crs, transform, gshape = _grid(geobox, crs, transform, None, f"write_cog({path.name})")
     _check_target(path, overwrite)
     data = np.asarray(data)
     count = _n_bands(spec, band_names) if data.ndim == 3 or len(spec.bands) > 1 else 1
     arr = _as_3d(_as_stored(data, spec), count, spec, "data")
+    if gshape is not None and tuple(arr.shape[1:]) != gshape:
+        raise InputError(f"product {spec.name}: data of {arr.shape[1]} x {arr.shape[2]} px do not fit "
+                         f"the grid of {gshape[0]} x {gshape[1]} px (writing {path})")
     names = _band_names(spec, arr.shape[0], band_names)
     profile = _staging_profile(spec, arr.shape[0], arr.shape[1:], crs, transform, blocksize)
     profile.update(compress="NONE", sparse_ok=False)
@@ -326,10 +352,11 @@ def write_cog_from_blocks(
     path: str | os.PathLike,
     spec: ProductSpec,
     *,
-    crs,
-    transform,
-    shape: tuple[int, int],
     blocks: Iterable[tuple[Window, np.ndarray]],
+    geobox=None,
+    crs=None,
+    transform=None,
+    shape: tuple[int, int] | None = None,
     band_names: Sequence[str] | None = None,
     tags: Mapping[str, object] | None = None,
     overwrite: bool = False,
@@ -348,10 +375,11 @@ def write_cog_from_blocks(
         Target file; its folder must exist.
     spec : ProductSpec
         The product.
-    crs, transform
-        As for :func:`write_cog`.
-    shape : (int, int)
-        Size ``(rows, columns)`` of the whole grid in pixels.
+    geobox : odc.geo.geobox.GeoBox
+        The whole grid (CRS, transform, shape in pixels).
+    crs, transform, shape : optional, deprecated
+        The grid as loose values (``shape`` = ``(rows, columns)`` in pixels) instead of
+        ``geobox``, as for :func:`write_cog`.
     blocks : iterable of (rasterio.windows.Window, numpy.ndarray)
         Window of the grid (``col_off, row_off, width, height`` in pixels) and its values,
         ``[h, w]`` or ``[B, h, w]``; physical or stored values as for :func:`write_cog`.
@@ -364,6 +392,9 @@ def write_cog_from_blocks(
         The written file.
     """
     path = Path(path)
+    crs, transform, shape = _grid(geobox, crs, transform, shape, f"write_cog_from_blocks({path.name})")
+    if shape is None:
+        raise TypeError(f"write_cog_from_blocks({path.name}): the grid's shape is missing; give geobox=")
     _check_target(path, overwrite)
     count = _n_bands(spec, band_names)
     names = _band_names(spec, count, band_names)
@@ -375,27 +406,100 @@ def write_cog_from_blocks(
             with rasterio.open(staging, "w", **profile) as dst:
                 _set_metadata(dst, spec, names, tags)
                 for window, block in blocks:
-                    window = Window(*window.flatten()) if not isinstance(window, Window) else window
-                    h, w = int(window.height), int(window.width)
-                    if (window.col_off < 0 or window.row_off < 0 or window.col_off + w > width
-                            or window.row_off + h > height):
-                        raise InputError(
-                            f"product {spec.name}: block window {window} lies outside the "
-                            f"grid of {height} x {width} pixels"
-                        )
-                    arr = _as_3d(_as_stored(block, spec), count, spec, f"block at {window}")
-                    if arr.shape[1:] != (h, w):
-                        raise InputError(
-                            f"product {spec.name}: block of shape {arr.shape} does not fit its "
-                            f"window of {h} x {w} pixels at {window}"
-                        )
-                    dst.write(arr, window=window)
+                    _write_block(dst, spec, count, window, block, (height, width))
             with rasterio.open(staging) as src:
                 return _finish(src, path, spec, blocksize, compress)
     finally:
         for p in (staging, staging.with_name(staging.name + ".aux.xml")):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
+
+
+def _write_block(dst, spec: ProductSpec, count: int, window, block: np.ndarray, shape: tuple[int, int]) -> None:
+    """Check one block against its window and the grid, encode it, write it into ``dst``."""
+    height, width = shape
+    window = Window(*window.flatten()) if not isinstance(window, Window) else window
+    h, w = int(window.height), int(window.width)
+    if (window.col_off < 0 or window.row_off < 0 or window.col_off + w > width
+            or window.row_off + h > height):
+        raise InputError(
+            f"product {spec.name}: block window {window} lies outside the "
+            f"grid of {height} x {width} pixels"
+        )
+    arr = _as_3d(_as_stored(block, spec), count, spec, f"block at {window}")
+    if arr.shape[1:] != (h, w):
+        raise InputError(
+            f"product {spec.name}: block of shape {arr.shape} does not fit its "
+            f"window of {h} x {w} pixels at {window}"
+        )
+    dst.write(arr, window=window)
+
+
+def write_cogs_from_blocks(
+    targets: Mapping[str, tuple[str | os.PathLike, ProductSpec]],
+    *,
+    geobox,
+    blocks: Iterable[tuple[Window, Mapping[str, np.ndarray]]],
+    band_names: Mapping[str, Sequence[str]] | None = None,
+    tags: Mapping[str, Mapping[str, object]] | None = None,
+    overwrite: bool = False,
+    blocksize: int = 512,
+    compress: str = "DEFLATE",
+) -> dict[str, Path]:
+    """Write several single-grid COGs from one pass over blocks (e.g. the layers of a model's
+    prediction, computed together block by block), one block of each in memory at a time.
+
+    Each file is written as by :func:`write_cog_from_blocks`: a tiled staging GeoTIFF next
+    to its target, then GDAL's COG driver, then a rename over the target.
+
+    Parameters
+    ----------
+    targets : mapping of str to (path, ProductSpec)
+        Layer key -> target file and its product facts (dtype, nodata, unit...).
+    geobox : odc.geo.geobox.GeoBox
+        The grid of every file.
+    blocks : iterable of (rasterio.windows.Window, mapping of str to numpy.ndarray)
+        Window of the grid and the values of every layer key there (``[h, w]`` or
+        ``[B, h, w]``; physical or stored values as for :func:`write_cog`).
+    band_names, tags : mapping of layer key to band names / extra dataset tags, optional
+        As for :func:`write_cog`, per layer.
+    overwrite, blocksize, compress
+        As for :func:`write_cog`.
+
+    Returns
+    -------
+    dict of str to Path
+        Layer key -> written file.
+    """
+    crs, transform, shape = _grid(geobox, None, None, None, "write_cogs_from_blocks")
+    paths = {k: Path(p) for k, (p, _) in targets.items()}
+    for p in paths.values():
+        _check_target(p, overwrite)
+    band_names, tags = band_names or {}, tags or {}
+    staging = {k: _tmp_name(p, ".staging") for k, p in paths.items()}
+    done: dict[str, Path] = {}
+    try:
+        with rasterio.Env(GDAL_PAM_ENABLED=False), contextlib.ExitStack() as stack:
+            dsts, counts = {}, {}
+            for k, (_, spec) in targets.items():
+                counts[k] = _n_bands(spec, band_names.get(k))
+                names = _band_names(spec, counts[k], band_names.get(k))
+                profile = _staging_profile(spec, counts[k], shape, crs, transform, blocksize)
+                dsts[k] = stack.enter_context(rasterio.open(staging[k], "w", **profile))
+                _set_metadata(dsts[k], spec, names, tags.get(k))
+            for window, layers in blocks:
+                for k, dst in dsts.items():
+                    _write_block(dst, targets[k][1], counts[k], window, layers[k], shape)
+        with rasterio.Env(GDAL_PAM_ENABLED=False):
+            for k, (_, spec) in targets.items():
+                with rasterio.open(staging[k]) as src:
+                    done[k] = _finish(src, paths[k], spec, blocksize, compress)
+        return done
+    finally:
+        for st in staging.values():
+            for p in (st, st.with_name(st.name + ".aux.xml")):
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
 
 
 # ----------------------------------------------------------------------------- validation

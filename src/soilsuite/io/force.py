@@ -58,10 +58,14 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, InputError
-from ..sentinel2 import BANDS, REFL_NODATA, WAVELENGTH_UM
+from ..sensors import REFL_NODATA, SENTINEL2_L2A
 
+#: FORCE Level 2 written here is Sentinel-2 (``SEN2x``): the sensor whose bands are exported.
+SENSOR = SENTINEL2_L2A
+BANDS = SENSOR.band_names
+WAVELENGTH_UM = SENSOR.wavelength_um
 #: FORCE's Sentinel-2 band names (band domains), in FORCE's Level-2 band order. Same order as
-#: ``soilsuite.sentinel2.BANDS`` (B02 B03 B04 B05 B06 B07 B08 B8A B11 B12).
+#: ``SENSOR.band_names`` (B02 B03 B04 B05 B06 B07 B08 B8A B11 B12).
 FORCE_BANDS: tuple[str, ...] = (
     "BLUE", "GREEN", "RED", "REDEDGE1", "REDEDGE2", "REDEDGE3", "BROADNIR", "NIR", "SWIR1", "SWIR2",
 )
@@ -286,17 +290,6 @@ class ForceExportResult:
 
 
 # ----------------------------------------------------------------------------- export
-def _as_date(value: str | dt.date, name: str) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    try:
-        return dt.date.fromisoformat(str(value))
-    except ValueError:
-        raise ConfigError(f"{name}: expected a date YYYY-MM-DD, got {value!r}") from None
-
-
 def sensor_id(items: Sequence) -> str:
     """FORCE sensor id (SEN2A/SEN2B/SEN2C/SEN2D) from the items' ``platform``; SEN2A if unknown."""
     for it in items:
@@ -376,6 +369,11 @@ def _export_hash(**params: Any) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _given(**options: Any) -> dict[str, Any]:
+    """The options that were given (not None); the others take the config's default."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
 def export_force(
     source: str | Path,
     *,
@@ -384,16 +382,17 @@ def export_force(
     end: str | dt.date,
     bbox: Sequence[float] | None = None,
     crs: str | None = None,
-    resolution: float = 20,
-    tile_size_m: float = 30000,
-    block_size_m: float = 3000,
+    resolution: float | None = None,
+    force_tile_m: float | None = None,
+    force_block_m: float | None = None,
     origin: tuple[float, float] | None = None,
-    max_cloud_cover: float = 80,
-    min_sun_elevation: float = 20,
+    max_cloud_cover: float | None = None,
+    min_sun_elevation: float | None = None,
     collection: str | None = None,
     overwrite: bool = False,
     force_clean: bool = False,
     progress: bool = False,
+    **renamed: float,
 ) -> ForceExportResult:
     """Export a Sentinel-2 L2A STAC archive (time window, area) as a FORCE Level-2 datacube.
 
@@ -416,16 +415,21 @@ def export_force(
         Area in degrees; default: the union of the items' footprints.
     crs : str, optional
         Projected target CRS (e.g. ``"EPSG:3035"``); default: the UTM zone of the area centre.
-    resolution : float
-        Pixel size (m); 10 m bands are averaged onto it, SCL taken by nearest neighbour.
-    tile_size_m, block_size_m : float
-        FORCE TILE_SIZE and BLOCK_SIZE (m): multiples of ``resolution``, tile a multiple of block.
+    resolution : float, optional
+        Pixel size (m; default 20); 10 m bands are averaged onto it, SCL taken by nearest
+        neighbour.
+    force_tile_m, force_block_m : float, optional
+        FORCE TILE_SIZE and BLOCK_SIZE (m; default 30000 and 3000): multiples of
+        ``resolution``, tile a multiple of block. (``tile_size_m`` and ``block_size_m``, the
+        names of earlier releases, still work with a :class:`DeprecationWarning`.)
     origin : (x, y), optional
         Grid origin (upper-left corner of tile X0000_Y0000) in the target CRS (m). Default: the
         area's upper-left corner snapped outward to multiples of the tile size, so tile edges
-        are multiples of ``tile_size_m``. Pass an existing cube's origin to extend it.
-    max_cloud_cover, min_sun_elevation : float
-        Scene filter (``eo:cloud_cover`` %, ``view:sun_elevation`` degrees).
+        are multiples of ``force_tile_m``. Pass an existing cube's origin to extend it.
+    max_cloud_cover, min_sun_elevation : float, optional
+        Scene filter (``eo:cloud_cover`` %, ``view:sun_elevation`` degrees); default:
+        :class:`~soilsuite.config.SceneFilter`. (Options left None take the default of
+        :class:`~soilsuite.config.ForceExportConfig`, the one place for them.)
     collection : str, optional
         Collection id (required for a STAC API).
     overwrite : bool
@@ -454,22 +458,31 @@ def export_force(
     InputError
         No usable STAC items, missing assets, unreadable data.
     """
-    from ..config import SceneFilter
+    from ..config import FORCE_RENAMED, ForceExportConfig, SceneFilter, parse_date, renamed_options
     from ..sources import stac as S
 
-    start_d, end_d = _as_date(start, "start"), _as_date(end, "end")
+    given = renamed_options({**renamed, **_given(force_tile_m=force_tile_m, force_block_m=force_block_m)}, FORCE_RENAMED)
+    if unknown := set(given) - {"force_tile_m", "force_block_m"}:
+        raise TypeError(f"export_force() got unexpected keyword argument(s) {sorted(unknown)}")
+    start_d, end_d = parse_date(start, "start"), parse_date(end, "end")
     if end_d < start_d:
         raise ConfigError(f"end {end_d} is before start {start_d}")
-    res = float(resolution)
+    cfg = ForceExportConfig(
+        source=str(source), out=Path(out), start=start_d, end=end_d, bbox=bbox, crs=crs, origin=origin,
+        collection=collection, overwrite=overwrite, force_clean=force_clean,
+        scene=SceneFilter(**_given(max_cloud_cover=max_cloud_cover, min_sun_elevation=min_sun_elevation)),
+        **_given(resolution=resolution, **given),
+    )
+    res, tile_m, block_m = cfg.resolution, cfg.force_tile_m, cfg.force_block_m
     tol = 1e-6
     if res <= 0:
-        raise ConfigError(f"resolution must be > 0 m, got {resolution}")
-    for name, v in (("tile_size_m", tile_size_m), ("block_size_m", block_size_m)):
+        raise ConfigError(f"resolution must be > 0 m, got {res:g}")
+    for name, v in (("force_tile_m", tile_m), ("force_block_m", block_m)):
         if v <= 0 or abs(v / res - round(v / res)) > tol:
-            raise ConfigError(f"{name} must be a positive multiple of the resolution {res:g} m, got {v}")
-    if abs(tile_size_m / block_size_m - round(tile_size_m / block_size_m)) > tol:
-        raise ConfigError(f"tile_size_m {tile_size_m} must be a multiple of block_size_m {block_size_m} (FORCE rule)")
-    scene = SceneFilter(max_cloud_cover=max_cloud_cover, min_sun_elevation=min_sun_elevation)
+            raise ConfigError(f"{name} must be a positive multiple of the resolution {res:g} m, got {v:g}")
+    if abs(tile_m / block_m - round(tile_m / block_m)) > tol:
+        raise ConfigError(f"force_tile_m {tile_m:g} must be a multiple of force_block_m {block_m:g} (FORCE rule)")
+    scene = cfg.scene
 
     if bbox is not None:
         _area([], bbox)  # check the bbox before searching
@@ -478,8 +491,8 @@ def export_force(
 
     folder = OutputFolder(out, "export-force", namespace=is_force_output)
     params_hash = _export_hash(source=str(source), start=start_d, end=end_d, bbox=list(bbox) if bbox else None,
-                               crs=crs, resolution=res, tile_size_m=float(tile_size_m),
-                               block_size_m=float(block_size_m), origin=list(origin) if origin else None,
+                               crs=crs, resolution=res, tile_size_m=tile_m,  # the hash keys of earlier releases:
+                               block_size_m=block_m, origin=list(origin) if origin else None,  # exports resume
                                scene=scene.model_dump(), collection=collection)
 
     def check() -> str:
@@ -510,10 +523,10 @@ def export_force(
     except Exception as exc:
         raise ConfigError(f"crs {crs!r}: cannot project the area: {exc}") from exc
     minx, miny, maxx, maxy = area_m.boundingbox
-    ts = float(tile_size_m)
+    ts = tile_m
     if origin is None:
         origin = (math.floor(minx / ts) * ts, math.ceil(maxy / ts) * ts)
-    grid = make_grid(crs, (float(origin[0]), float(origin[1])), ts, float(block_size_m))
+    grid = make_grid(crs, (float(origin[0]), float(origin[1])), ts, block_m)
     n_px = int(round(ts / res))
     block_rows = int(round(grid.block_size / res))
 
@@ -554,7 +567,7 @@ def export_force(
         m = folder.record([prj], manifest=m)
         result = ForceExportResult(out=out, prj_path=prj, grid=grid, resolution=res,
                                    n_items_found=len(found), n_items_used=len(sel.items))
-        _export_tiles(plan, done, folder, m, result, sel, assets, grid, res, block_rows, progress, S)
+        _export_tiles(plan, done, folder, m, result, sel, assets, grid, res, block_rows, progress)
         folder.record([], state="complete", manifest=m)
     return result
 
@@ -578,7 +591,7 @@ def _tile_order(name: str) -> tuple[int, int]:
     return (int(m.group(2)), int(m.group(1))) if m else (0, 0)
 
 
-def _export_tiles(plan, done, folder, m, result, sel, assets, grid, res, block_rows, progress, S) -> None:
+def _export_tiles(plan, done, folder, m, result, sel, assets, grid, res, block_rows, progress) -> None:
     """Export the planned tiles; a tile finished by an earlier attempt (listed in the manifest)
     is not exported again. After each tile the manifest lists its files."""
     out = folder.path
@@ -586,13 +599,11 @@ def _export_tiles(plan, done, folder, m, result, sel, assets, grid, res, block_r
     by_id = {it.id: it for it in sel.items}
     dates: set[dt.date] = set()
 
-    bar = None
-    if progress:
-        from rich.progress import Progress
+    from ..progress import progress_bar
 
-        bar = Progress(transient=True)
-        bar.start()
-        task = bar.add_task("FORCE tiles", total=len(plan))
+    bar = progress_bar(progress, transient=True)
+    bar.start()
+    task = bar.add_task("FORCE tiles", total=len(plan))
     try:
         for tx, ty, (r0, r1, c0, c1) in plan:
             name = f"X{tx:04d}_Y{ty:04d}"
@@ -605,17 +616,15 @@ def _export_tiles(plan, done, folder, m, result, sel, assets, grid, res, block_r
                 items_t = _items_over(sel.items, sub.geographic_extent)
                 n_files = len(result.files)
                 written = _export_tile(items_t, assets, by_id, full, sub, (r0, r1, c0, c1), grid, out / name,
-                                       block_rows, result, S)
+                                       block_rows, result)
                 done[name] = [str(d) for d in written]
                 folder.record(result.files[n_files:], manifest=m)
             if written:
                 result.tiles.append(name)
                 dates.update(written)
-            if bar is not None:
-                bar.advance(task)
+            bar.advance(task)
     finally:
-        if bar is not None:
-            bar.stop()
+        bar.stop()
     result.dates = sorted(dates)
 
 
@@ -627,11 +636,12 @@ def _int_array(a: np.ndarray, dtype) -> np.ndarray:
 
 
 def _export_tile(items_t, assets, by_id, full, sub, window, grid: ForceGrid, tile_dir: Path,
-                 block_rows: int, result: ForceExportResult, S) -> list[dt.date]:
+                 block_rows: int, result: ForceExportResult) -> list[dt.date]:
     """Load one FORCE tile (clipped to the area) and write its BOA/QAI pairs date by date."""
     import rasterio
 
     from .. import __version__
+    from ..sources import stac as S
 
     if not items_t:
         return []

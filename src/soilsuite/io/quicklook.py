@@ -21,7 +21,7 @@ from matplotlib.patches import Patch
 
 from .. import products as P
 from ..errors import InputError, OutputExistsError
-from ..sentinel2 import BANDS
+from ..sensors import SENTINEL2_L2A as _SENSOR
 from .products import product_files, read_product
 
 __all__ = [
@@ -53,7 +53,8 @@ def _load(src: Source, *, bands: Sequence[str] | None, band_names: Sequence[str]
         if arr.ndim == 2:
             arr = arr[np.newaxis]
         names = list(band_names) if band_names is not None else (
-            list(BANDS) if arr.shape[0] == len(BANDS) else [f"band{i + 1}" for i in range(arr.shape[0])])
+            list(_SENSOR.band_names) if arr.shape[0] == len(_SENSOR.band_names)
+            else [f"band{i + 1}" for i in range(arr.shape[0])])
         step = max(1, int(np.ceil(max(arr.shape[1:]) / max_size)))
         arr = arr[:, ::step, ::step]
         if transform is not None and step > 1:
@@ -169,7 +170,7 @@ def quicklook_rgb(src: Source, out_png: str | os.PathLike, *, bands: Sequence[st
     src : path or numpy.ndarray
         A spectral product COG (SRC_MEAN, MREF_MEAN, ...), or physical reflectance ``[B, Y, X]``
         (0-1, NaN = nodata) whose bands are ``band_names`` (default
-        :data:`soilsuite.sentinel2.BANDS` when B = 10).
+        Sentinel-2's ``SENTINEL2_L2A.band_names`` when B = 10).
     out_png : path
         The PNG to write (atomic; its folder is created).
     bands : 3 band names

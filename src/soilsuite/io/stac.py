@@ -46,7 +46,7 @@ from pystac.extensions.raster import DataType, RasterBand, RasterExtension, Stat
 from .. import __version__
 from .. import products as P
 from ..errors import InputError, OutputExistsError
-from ..sentinel2 import COMMON_NAME, FWHM_UM, WAVELENGTH_UM
+from ..sensors import SENTINEL2_L2A as _SENSOR
 from .products import RUN_RECORD, read_product
 
 __all__ = ["band_statistics", "validate_output_catalog", "write_output_catalog"]
@@ -68,18 +68,23 @@ def _as_datetime(value: str | dt.date | dt.datetime, end: bool) -> dt.datetime:
 
 
 def _grid(geobox, crs, transform, shape, first_file: Path):
-    """-> (rasterio CRS, Affine, (rows, cols)) from a GeoBox, loose values, or a product file."""
+    """-> (rasterio CRS, Affine, (rows, cols)) of the products' grid.
+
+    The grid is a GeoBox: ``geobox``, else one built from the (deprecated) loose ``crs``,
+    ``transform`` and ``shape``, else the grid of ``first_file`` (a product file).
+    """
+    from odc.geo.geobox import GeoBox
     from rasterio.crs import CRS
 
-    if geobox is not None:
-        return (CRS.from_user_input(geobox.crs.to_wkt()), Affine(*tuple(geobox.affine)[:6]),
-                (int(geobox.shape.y), int(geobox.shape.x)))
-    if crs is not None and transform is not None and shape is not None:
-        return CRS.from_user_input(crs), Affine(*tuple(transform)[:6]), (int(shape[0]), int(shape[1]))
-    import rasterio
+    if geobox is None and crs is not None and transform is not None and shape is not None:
+        geobox = GeoBox((int(shape[0]), int(shape[1])), Affine(*tuple(transform)[:6]), CRS.from_user_input(crs))
+    if geobox is None:
+        import rasterio
 
-    with rasterio.open(first_file) as src:
-        return src.crs, src.transform, (src.height, src.width)
+        with rasterio.open(first_file) as src:
+            geobox = GeoBox((src.height, src.width), src.transform, src.crs)
+    return (CRS.from_user_input(geobox.crs.to_wkt()), Affine(*tuple(geobox.affine)[:6]),
+            (int(geobox.shape.y), int(geobox.shape.x)))
 
 
 def _footprint(crs, transform: Affine, shape: tuple[int, int], n: int = 10):
@@ -165,10 +170,10 @@ def _product_asset(item: pystac.Item, name: str, path: Path, items_dir: Path, re
             statistics=Statistics.create(**stats),
         ))
     RasterExtension.ext(asset, add_if_missing=True).bands = rbands
-    if all(b in WAVELENGTH_UM for b in band_names):
+    if all(b in _SENSOR.wavelength_um for b in band_names):
         EOExtension.ext(asset, add_if_missing=True).bands = [
-            Band.create(name=b, common_name=COMMON_NAME[b], center_wavelength=WAVELENGTH_UM[b],
-                        full_width_half_max=FWHM_UM[b], description=f"Sentinel-2 MSI {b}")
+            Band.create(name=b, common_name=_SENSOR.common_name[b], center_wavelength=_SENSOR.wavelength_um[b],
+                        full_width_half_max=_SENSOR.fwhm_um[b], description=f"{_SENSOR.platform} {b}")
             for b in band_names
         ]
     if spec.classes:

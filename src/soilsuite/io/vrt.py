@@ -44,8 +44,8 @@ def _source(band: int, href: str, size: tuple[int, int], block: tuple[int, int],
 
 
 def write_mosaic_vrt(path: str | os.PathLike, tiles: Sequence[tuple[str | os.PathLike, int, int]], *,
-                     transform: Affine, shape: tuple[int, int], resampling: str = "nearest",
-                     overwrite: bool = False) -> Path:
+                     geobox=None, transform: Affine | None = None, shape: tuple[int, int] | None = None,
+                     resampling: str = "nearest", overwrite: bool = False) -> Path:
     """Write ``path`` (.vrt): one raster of ``shape`` made of tile files on the same grid.
 
     Parameters
@@ -56,10 +56,12 @@ def write_mosaic_vrt(path: str | os.PathLike, tiles: Sequence[tuple[str | os.Pat
         Each tile file (same CRS, pixel size, band count, dtype and product as the others)
         and the pixel offsets of its top-left corner in the mosaic. Hrefs are stored relative
         to the VRT, so the folder can be moved.
-    transform : affine.Affine
-        Geotransform of the whole mosaic (the tiles' grid, from its top-left corner).
-    shape : (int, int)
-        Mosaic size (rows, columns) in pixels.
+    geobox : odc.geo.geobox.GeoBox
+        The whole mosaic's grid (the tiles' grid, from its top-left corner; its shape in
+        pixels). The CRS is the tiles' own.
+    transform, shape : optional, deprecated
+        The geotransform (Affine) and size (rows, columns) in pixels instead of ``geobox``;
+        still accepted, with a :class:`DeprecationWarning`.
     resampling : str
         GDAL resampling of the virtual overviews: factors 2, 4, ... as deep as the largest
         tile's own overviews go and as the tile offsets divide (no seams); they are read from
@@ -73,6 +75,17 @@ def write_mosaic_vrt(path: str | os.PathLike, tiles: Sequence[tuple[str | os.Pat
         The VRT.
     """
     path = Path(path)
+    if geobox is not None:
+        if transform is not None or shape is not None:
+            raise TypeError("write_mosaic_vrt: give geobox= or the deprecated transform=/shape=, not both")
+        transform, shape = geobox.affine, (geobox.shape.y, geobox.shape.x)
+    elif transform is None or shape is None:
+        raise TypeError("write_mosaic_vrt: the grid is missing; give geobox= (an odc.geo GeoBox)")
+    else:
+        import warnings
+
+        warnings.warn("write_mosaic_vrt: transform=/shape= are deprecated; give geobox= (an odc.geo GeoBox)",
+                      DeprecationWarning, stacklevel=2)
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path} exists already; use overwrite to replace it")
     if not tiles:

@@ -2,7 +2,9 @@
 
 Flow for one tile::
 
-    flags = classify(refl, valid, pv, threshold, never_bare, k_bare, k_mref, min_excess_dn)
+    candidate, _ = selector.select(refl, valid, threshold=threshold)   # kernels/selectors/
+    candidate = dry_vegetation_guard(refl, candidate, max_nbr2)       # optional filters
+    flags = classify(refl, valid, candidate, never_bare, k_bare, k_mref, min_excess_dn)
     acc   = accumulate(refl, flags, period, n_periods)      # leading period axis P
     prods = finalize(collapse(acc), other)                  # or finalize(acc[p]) per period
 
@@ -22,7 +24,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
-from ..sentinel2 import BAND_INDEX, BANDS
+from ..sensors import DEFAULT_SENSOR
+from . import aggregate
 from ._jit import twins
 
 __all__ = [
@@ -33,7 +36,7 @@ __all__ = [
 
 #: Observation is valid (SPEC 2.1).
 FLAG_VALID = 1
-#: Valid and PV+IR2 <= threshold.
+#: Valid and selected by the selector (SCMaP: PV+IR2 <= threshold), after the optional filters.
 FLAG_BELOW = 2
 #: Below and not never-bare (WorldCover 50/80): a bare candidate (SPEC 2.3-2.4).
 FLAG_CANDIDATE = 4
@@ -46,7 +49,9 @@ FLAG_MREF = 16
 MAD_SCALE = 1.4826
 #: The z value DLR's openEO code uses for the 95 % confidence interval (ci_method="z").
 Z975_DLR = 1.96
-I_B02 = BAND_INDEX["B02"]
+#: Position of the blue band (B02 for Sentinel-2) in the cube of the default sensor; the
+#: kernels take ``blue=`` from the run's sensor (``sensor.index("blue")``).
+I_BLUE = DEFAULT_SENSOR.index("blue")
 
 
 class Accumulator(NamedTuple):
@@ -147,7 +152,7 @@ def _outlier_cut(v, n, k, min_excess):
     return c1 if c1 > c2 else c2
 
 
-def _classify_impl(refl, valid, pv, threshold, never_bare, k_bare, k_mref, min_excess, out):
+def _classify_impl(refl, valid, candidate, never_bare, k_bare, k_mref, min_excess, blue, out):
     n_t, _, n_y, n_x = refl.shape
     for y in prange(n_y):
         # A key packs an observation's B02 DN, candidate and valid bits (4 * B02 + 2 * candidate
@@ -162,17 +167,16 @@ def _classify_impl(refl, valid, pv, threshold, never_bare, k_bare, k_mref, min_e
         vals = np.empty(n_t, np.float64)
         cand = np.empty(n_t, np.float64)
         # pass 1, rows of dates (vectorisable): flags before the blue filter, and the keys
-        thr = threshold[y]
         nb = never_bare[y]
         for t in range(n_t):
             vr = valid[t, y]
-            pr = pv[t, y]
-            br = refl[t, I_B02, y]
+            sr = candidate[t, y]
+            br = refl[t, blue, y]
             fo = out[t, y]
             kr = key[t]
             for x in range(n_x):
                 v = np.uint8(vr[x])
-                below = v & np.uint8(pr[x] <= thr[x])
+                below = v & np.uint8(sr[x])
                 c = below & np.uint8(not nb[x])
                 fo[x] = v * FLAG_VALID | below * FLAG_BELOW | c * FLAG_CANDIDATE
                 kr[x] = np.int32(br[x]) * 4 + np.int32(c) * 2 + np.int32(v)
@@ -200,7 +204,7 @@ def _classify_impl(refl, valid, pv, threshold, never_bare, k_bare, k_mref, min_e
         # pass 3, rows of dates again: the bare and MREF bits
         for t in range(n_t):
             fo = out[t, y]
-            br = refl[t, I_B02, y]
+            br = refl[t, blue, y]
             for x in range(n_x):
                 f = fo[x]
                 b = np.float64(br[x])
@@ -213,10 +217,10 @@ def _classify_impl(refl, valid, pv, threshold, never_bare, k_bare, k_mref, min_e
 _classify_serial, _classify_parallel = twins(_classify_impl)
 
 
-def _check_refl(refl: np.ndarray) -> np.ndarray:
+def _check_refl(refl: np.ndarray, blue: int = I_BLUE) -> np.ndarray:
     refl = np.ascontiguousarray(refl)
-    if refl.ndim != 4 or refl.shape[1] != len(BANDS):
-        raise ValueError(f"refl must be [T, {len(BANDS)}, Y, X], got shape {refl.shape}")
+    if refl.ndim != 4 or not 0 <= blue < refl.shape[1]:
+        raise ValueError(f"refl must be [T, B, Y, X] with the blue band at position {blue}, got shape {refl.shape}")
     if refl.dtype != np.int16:
         raise TypeError(f"refl must be int16 (offset-corrected reflectance x 10000), got {refl.dtype}")
     return refl
@@ -240,13 +244,13 @@ def _per_pixel(arr, shape, dtype, name):
 def classify(
     refl: np.ndarray,
     valid: np.ndarray,
-    pv: np.ndarray,
-    threshold: np.ndarray,
+    candidate: np.ndarray,
     never_bare: np.ndarray,
     k_bare: float = 3.0,
     k_mref: float = 4.0,
     min_excess_dn: float = 80.0,
     *,
+    blue: int = I_BLUE,
     parallel: bool = False,
 ) -> np.ndarray:
     """Per-observation flags (SPEC 2.3-2.5).
@@ -257,10 +261,9 @@ def classify(
         int16 ``[T, 10, Y, X]`` offset-corrected reflectance x 10000 (B02 is band 0).
     valid : numpy.ndarray
         bool ``[T, Y, X]`` from :func:`soilsuite.kernels.masks.valid_mask`.
-    pv : numpy.ndarray
-        float32 ``[T, Y, X]`` PV+IR2 (unitless); NaN is never below the threshold.
-    threshold : numpy.ndarray
-        float32 ``[Y, X]`` PV+IR2 threshold per pixel (or a scalar, broadcast).
+    candidate : numpy.ndarray
+        bool ``[T, Y, X]``: the selector's decision (:mod:`soilsuite.kernels.selectors`; SCMaP:
+        PV+IR2 <= threshold), after any filters (:mod:`soilsuite.kernels.filters`).
     never_bare : numpy.ndarray
         bool ``[Y, X]``: pixels that are never bare candidates (WorldCover 50/80), or a scalar.
     k_bare, k_mref : float
@@ -268,6 +271,8 @@ def classify(
         MREF set (4).
     min_excess_dn : float
         An outlier must also exceed the median B02 by more than this (DN, 80 = 0.008).
+    blue : int
+        Position of the blue band in ``refl`` (the sensor's ``index("blue")``; B02 for Sentinel-2).
     parallel : bool
         Use the ``prange`` twin (threads over rows). Default serial.
 
@@ -275,7 +280,7 @@ def classify(
     -------
     numpy.ndarray
         uint8 ``[T, Y, X]`` with bits FLAG_VALID=1, FLAG_BELOW=2 (valid and
-        ``pv <= threshold``), FLAG_CANDIDATE=4 (below and not never_bare), FLAG_BARE=8
+        ``candidate``), FLAG_CANDIDATE=4 (below and not never_bare), FLAG_BARE=8
         (candidate and not a k_bare blue outlier), FLAG_MREF=16 (valid and not a k_mref blue
         outlier). An observation is a blue outlier if ``B02 > median + k * 1.4826 * MAD`` and
         ``B02 > median + min_excess_dn``, with median and MAD (median of absolute deviations;
@@ -283,15 +288,14 @@ def classify(
         candidates (bare) or valid observations (MREF) of the **whole T axis**. See the module
         docstring on per-period products.
     """
-    refl = _check_refl(refl)
+    refl = _check_refl(refl, blue)
     n_t, _, n_y, n_x = refl.shape
     valid = _as(valid, (n_t, n_y, n_x), np.bool_, "valid")
-    pv = _as(pv, (n_t, n_y, n_x), np.float32, "pv")
-    threshold = _per_pixel(threshold, (n_y, n_x), np.float32, "threshold")
+    candidate = _as(candidate, (n_t, n_y, n_x), np.bool_, "candidate")
     never_bare = _per_pixel(never_bare, (n_y, n_x), np.bool_, "never_bare")
     out = np.empty((n_t, n_y, n_x), np.uint8)
     fn = _classify_parallel if parallel else _classify_serial
-    return fn(refl, valid, pv, threshold, never_bare, float(k_bare), float(k_mref), float(min_excess_dn), out)
+    return fn(refl, valid, candidate, never_bare, float(k_bare), float(k_mref), float(min_excess_dn), int(blue), out)
 
 
 # ----------------------------------------------------------------------------- accumulate
@@ -394,20 +398,20 @@ def accumulate(
     return Accumulator(*counts, *sums)
 
 
-def merge(a: Accumulator, b: Accumulator) -> Accumulator:
-    """Element-wise sum of two accumulators of the same shape (e.g. two tiles' time splits).
+#: Merge rule of each field of :class:`Accumulator` (:mod:`soilsuite.kernels.aggregate`):
+#: all are counts or sums.
+ACCUMULATOR_MERGE: dict[str, str] = dict.fromkeys(Accumulator._fields, "sum")
 
-    Exact: counts are integers, sums are float64 sums of integers.
-    """
-    for name, x, y in zip(Accumulator._fields, a, b, strict=True):
-        if x.shape != y.shape:
-            raise ValueError(f"cannot merge accumulators: {name} shapes {x.shape} and {y.shape} differ")
-    return Accumulator(*(x + y for x, y in zip(a, b, strict=True)))
+
+def merge(a: Accumulator, b: Accumulator) -> Accumulator:
+    """Two accumulators of the same shape merged by their fields' rules (e.g. two tiles' time
+    splits). Exact: counts are integers, sums are float64 sums of integers."""
+    return Accumulator(**aggregate.merge(a._asdict(), b._asdict(), ACCUMULATOR_MERGE))
 
 
 def collapse(acc: Accumulator) -> Accumulator:
-    """Sum over the period axis: an accumulator with ``P = 1`` (the whole window)."""
-    return Accumulator(*(x.sum(axis=0, keepdims=True, dtype=x.dtype) for x in acc))
+    """Merged over the period axis: an accumulator with ``P = 1`` (the whole window)."""
+    return Accumulator(**aggregate.collapse(acc._asdict(), ACCUMULATOR_MERGE))
 
 
 # ----------------------------------------------------------------------------- finalize

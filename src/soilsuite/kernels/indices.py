@@ -1,7 +1,9 @@
 """Spectral indices of the observation cube (SPEC 2.2), numba kernels.
 
-All take ``refl`` int16 ``[T, B, Y, X]`` (offset-corrected reflectance x 10000, bands in
-:data:`soilsuite.sentinel2.BANDS` order) and return float32 ``[T, Y, X]`` (unitless). The
+All take ``refl`` int16 ``[T, B, Y, X]`` (offset-corrected reflectance x 10000, bands in the
+sensor's order) and return float32 ``[T, Y, X]`` (unitless). Band positions are parameters
+(``red``, ``nir``, ``swir1``, ``swir2``), by default those of Sentinel-2 L2A; for another sensor
+pass ``sensor.index("red")`` etc. (:class:`soilsuite.sensors.Sensor`). The
 arithmetic is done in float64 and rounded once to float32. NaN where a band used is
 ``REFL_NODATA`` or a denominator is zero. Offset-corrected values may be negative (down to
 -1000), so indices may leave [-1, 1]; they are not clipped.
@@ -12,15 +14,17 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ..sentinel2 import BAND_INDEX, BANDS, REFL_NODATA
+from ..sensors.base import REFL_NODATA
+from ..sensors.sentinel2 import SENTINEL2_L2A as _S2
 from ._jit import twins
 
 __all__ = ["ndvi", "nbr", "nbr2", "pvir2", "normalized_difference"]
 
-I_B04 = BAND_INDEX["B04"]
-I_B08 = BAND_INDEX["B08"]
-I_B11 = BAND_INDEX["B11"]
-I_B12 = BAND_INDEX["B12"]
+#: Default band positions: Sentinel-2 L2A's red (B04), nir (B08), swir1 (B11), swir2 (B12).
+I_B04 = _S2.index("red")
+I_B08 = _S2.index("nir")
+I_B11 = _S2.index("swir1")
+I_B12 = _S2.index("swir2")
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -45,14 +49,14 @@ def _nd_impl(refl, i, j, out):
     return out
 
 
-def _pvir2_impl(refl, out):
+def _pvir2_impl(refl, i_red, i_nir, i_swir2, out):
     n_t, _, n_y, n_x = refl.shape
     for t in prange(n_t):
         for y in range(n_y):
             # row slices: the inner index is the loop variable, so the loop vectorises
-            r4 = refl[t, I_B04, y]
-            r8 = refl[t, I_B08, y]
-            r12 = refl[t, I_B12, y]
+            r4 = refl[t, i_red, y]
+            r8 = refl[t, i_nir, y]
+            r12 = refl[t, i_swir2, y]
             o = out[t, y]
             for x in range(n_x):
                 a = r8[x]
@@ -75,61 +79,89 @@ _nd_serial, _nd_parallel = twins(_nd_impl)
 _pvir2_serial, _pvir2_parallel = twins(_pvir2_impl)
 
 
-def _check(refl: np.ndarray) -> np.ndarray:
+def _check(refl: np.ndarray, *bands: int) -> np.ndarray:
     refl = np.ascontiguousarray(refl)
-    if refl.ndim != 4 or refl.shape[1] != len(BANDS):
-        raise ValueError(f"refl must be [T, {len(BANDS)}, Y, X], got shape {refl.shape}")
+    if refl.ndim != 4:
+        raise ValueError(f"refl must be [T, B, Y, X], got shape {refl.shape}")
     if refl.dtype != np.int16:
         raise TypeError(f"refl must be int16 (offset-corrected reflectance x 10000), got {refl.dtype}")
+    bad = [b for b in bands if not 0 <= b < refl.shape[1]]
+    if bad:
+        raise ValueError(f"band position(s) {bad} outside refl's {refl.shape[1]} bands (shape {refl.shape})")
     return refl
 
 
-def normalized_difference(refl: np.ndarray, band_a: str, band_b: str, *, parallel: bool = False) -> np.ndarray:
-    """(A - B) / (A + B) for two bands named as in :data:`~soilsuite.sentinel2.BANDS`.
-
-    Returns
-    -------
-    numpy.ndarray
-        float32 ``[T, Y, X]``, unitless; NaN on nodata or zero denominator.
-    """
-    refl = _check(refl)
-    out = np.empty((refl.shape[0], refl.shape[2], refl.shape[3]), np.float32)
-    fn = _nd_parallel if parallel else _nd_serial
-    return fn(refl, BAND_INDEX[band_a], BAND_INDEX[band_b], out)
+def _position(band: int | str) -> int:
+    """A band position: an int as is, a name through Sentinel-2's band order."""
+    if isinstance(band, str):
+        return _S2.index(band)
+    return int(band)
 
 
-def ndvi(refl: np.ndarray, *, parallel: bool = False) -> np.ndarray:
-    """NDVI = (B08 - B04) / (B08 + B04), float32 ``[T, Y, X]``."""
-    return normalized_difference(refl, "B08", "B04", parallel=parallel)
-
-
-def nbr(refl: np.ndarray, *, parallel: bool = False) -> np.ndarray:
-    """NBR = (B08 - B12) / (B08 + B12), float32 ``[T, Y, X]``."""
-    return normalized_difference(refl, "B08", "B12", parallel=parallel)
-
-
-def nbr2(refl: np.ndarray, *, parallel: bool = False) -> np.ndarray:
-    """NBR2 = (B11 - B12) / (B11 + B12), float32 ``[T, Y, X]`` (dry-vegetation indicator)."""
-    return normalized_difference(refl, "B11", "B12", parallel=parallel)
-
-
-def pvir2(refl: np.ndarray, *, parallel: bool = False) -> np.ndarray:
-    """PV+IR2 = NDVI + NBR (SPEC 2.2).
+def normalized_difference(refl: np.ndarray, band_a: int | str, band_b: int | str, *,
+                          parallel: bool = False) -> np.ndarray:
+    """(A - B) / (A + B) for two bands.
 
     Parameters
     ----------
     refl : numpy.ndarray
-        int16 ``[T, 10, Y, X]`` offset-corrected reflectance x 10000.
+        int16 ``[T, B, Y, X]`` offset-corrected reflectance x 10000.
+    band_a, band_b : int or str
+        Band positions on the B axis (``sensor.index("nir")``), or Sentinel-2 band names or
+        roles (``"B08"``, ``"nir"``).
     parallel : bool
         Use the ``prange`` twin (threads over dates). Default serial.
 
     Returns
     -------
     numpy.ndarray
-        float32 ``[T, Y, X]``: ``float32(ndvi64 + nbr64)`` with both terms in float64; NaN
-        where B04, B08 or B12 is nodata or ``B08 + B04 == 0`` or ``B08 + B12 == 0``.
+        float32 ``[T, Y, X]``, unitless; NaN on nodata or zero denominator.
     """
-    refl = _check(refl)
+    i, j = _position(band_a), _position(band_b)
+    refl = _check(refl, i, j)
+    out = np.empty((refl.shape[0], refl.shape[2], refl.shape[3]), np.float32)
+    fn = _nd_parallel if parallel else _nd_serial
+    return fn(refl, i, j, out)
+
+
+def ndvi(refl: np.ndarray, *, parallel: bool = False, red: int = I_B04, nir: int = I_B08) -> np.ndarray:
+    """NDVI = (nir - red) / (nir + red) (S2: B08, B04), float32 ``[T, Y, X]``."""
+    return normalized_difference(refl, nir, red, parallel=parallel)
+
+
+def nbr(refl: np.ndarray, *, parallel: bool = False, nir: int = I_B08, swir2: int = I_B12) -> np.ndarray:
+    """NBR = (nir - swir2) / (nir + swir2) (S2: B08, B12), float32 ``[T, Y, X]``."""
+    return normalized_difference(refl, nir, swir2, parallel=parallel)
+
+
+def nbr2(refl: np.ndarray, *, parallel: bool = False, swir1: int = I_B11, swir2: int = I_B12) -> np.ndarray:
+    """NBR2 = (swir1 - swir2) / (swir1 + swir2) (S2: B11, B12), float32 ``[T, Y, X]``
+    (dry-vegetation indicator)."""
+    return normalized_difference(refl, swir1, swir2, parallel=parallel)
+
+
+def pvir2(refl: np.ndarray, *, parallel: bool = False, red: int = I_B04, nir: int = I_B08,
+          swir2: int = I_B12) -> np.ndarray:
+    """PV+IR2 = NDVI + NBR (SPEC 2.2).
+
+    Parameters
+    ----------
+    refl : numpy.ndarray
+        int16 ``[T, B, Y, X]`` offset-corrected reflectance x 10000 (B = 10 for Sentinel-2).
+    parallel : bool
+        Use the ``prange`` twin (threads over dates). Default serial.
+    red, nir, swir2 : int
+        Band positions of the roles (``sensor.index("red")``...); default Sentinel-2's B04,
+        B08, B12.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``[T, Y, X]``: ``float32(ndvi64 + nbr64)`` with both terms in float64; NaN
+        where red, nir or swir2 is nodata or ``nir + red == 0`` or ``nir + swir2 == 0``.
+    """
+    red, nir, swir2 = int(red), int(nir), int(swir2)
+    refl = _check(refl, red, nir, swir2)
     out = np.empty((refl.shape[0], refl.shape[2], refl.shape[3]), np.float32)
     fn = _pvir2_parallel if parallel else _pvir2_serial
-    return fn(refl, out)
+    return fn(refl, red, nir, swir2, out)

@@ -1,9 +1,10 @@
 """Per-observation validity mask (SPEC 2.1), numba kernel.
 
-An observation (pixel x date) is valid when its SCL class is not in ``invalid_scl``, no pixel
-of the square window of side ``dilation_px`` centred on it has an SCL class in ``dilate_scl``,
-the scene's sun zenith is <= ``max_sun_zenith``, and none of the reflectance bands equals
-:data:`soilsuite.sentinel2.REFL_NODATA`.
+An observation (pixel x date) is valid when its quality class (Sentinel-2: SCL) is not in
+``invalid_scl``, no pixel of the square window of side ``dilation_px`` centred on it has a class
+in ``dilate_scl``, the scene's sun zenith is <= ``max_sun_zenith``, and none of the reflectance
+bands equals :data:`soilsuite.sensors.REFL_NODATA`. The class sets default to Sentinel-2 L2A's
+(``sensor.quality.invalid`` / ``sensor.quality.dilate``); callers with another sensor pass its.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ..sentinel2 import BANDS, REFL_NODATA, SCL_DILATE, SCL_INVALID
+from ..sensors.base import REFL_NODATA
+from ..sensors.sentinel2 import SENTINEL2_L2A as _S2
 from ._jit import twins
 
 __all__ = ["valid_mask", "class_bits"]
@@ -132,8 +134,8 @@ def valid_mask(
     scl: np.ndarray,
     refl: np.ndarray,
     sun_zenith: np.ndarray,
-    invalid_scl=SCL_INVALID,
-    dilate_scl=SCL_DILATE,
+    invalid_scl=_S2.quality.invalid,
+    dilate_scl=_S2.quality.dilate,
     dilation_px: int = 11,
     max_sun_zenith: float = 70.0,
     *,
@@ -149,12 +151,13 @@ def valid_mask(
         dilation near the edges (the pipeline loads SCL with ``h = dilation_px // 2`` and the
         reflectance bands without, so tiles do not decode their neighbours' blocks).
     refl : numpy.ndarray
-        int16 ``[T, B, Y, X]`` offset-corrected reflectance x 10000, B = 10 bands in
-        :data:`soilsuite.sentinel2.BANDS` order; nodata = ``REFL_NODATA`` (-32768).
+        int16 ``[T, B, Y, X]`` offset-corrected reflectance x 10000 (B = 10 for Sentinel-2,
+        any number of bands); nodata = ``REFL_NODATA`` (-32768).
     sun_zenith : numpy.ndarray
         float ``[T]`` scene sun zenith angle, degrees. NaN makes the whole date invalid.
     invalid_scl, dilate_scl : sequence of int
-        SCL classes that make an observation invalid / that are dilated.
+        Quality classes that make an observation invalid / that are dilated; default
+        Sentinel-2's ``SENTINEL2_L2A.quality.invalid`` / ``.dilate``.
     dilation_px : int
         Side of the square dilation window in pixels (odd, >= 1); the window of a pixel
         reaches ``dilation_px // 2`` pixels in each direction. Pixels outside the array count
@@ -171,8 +174,8 @@ def valid_mask(
     """
     scl = np.ascontiguousarray(scl)
     refl = np.ascontiguousarray(refl)
-    if refl.ndim != 4 or refl.shape[1] != len(BANDS):
-        raise ValueError(f"refl must be [T, {len(BANDS)}, Y, X], got shape {refl.shape}")
+    if refl.ndim != 4:
+        raise ValueError(f"refl must be [T, B, Y, X], got shape {refl.shape}")
     if refl.dtype != np.int16:
         raise TypeError(f"refl must be int16 (offset-corrected reflectance x 10000), got {refl.dtype}")
     n_t, _, n_y, n_x = refl.shape

@@ -14,7 +14,8 @@ import warnings
 
 import numpy as np
 
-from ..sentinel2 import BAND_INDEX, REFL_NODATA, SCL_DILATE, SCL_INVALID
+from ..sensors.base import REFL_NODATA
+from ..sensors.sentinel2 import SENTINEL2_L2A as _S2
 from .composite import (
     FLAG_BARE,
     FLAG_BELOW,
@@ -27,9 +28,11 @@ from .composite import (
 __all__ = ["valid_mask", "ndvi", "nbr", "nbr2", "pvir2", "classify", "accumulate", "merge", "collapse",
            "finalize"]
 
+BAND_INDEX = _S2.band_index  # Sentinel-2 band positions: the defaults, as in the kernels
 
-def valid_mask(scl, refl, sun_zenith, invalid_scl=SCL_INVALID, dilate_scl=SCL_DILATE, dilation_px=11,
-               max_sun_zenith=70.0):
+
+def valid_mask(scl, refl, sun_zenith, invalid_scl=_S2.quality.invalid, dilate_scl=_S2.quality.dilate,
+               dilation_px=11, max_sun_zenith=70.0):
     """bool [T, Y, X] validity (SPEC 2.1); see :func:`soilsuite.kernels.masks.valid_mask`."""
     scl = np.asarray(scl)
     n_t, s_y, s_x = scl.shape
@@ -52,31 +55,35 @@ def valid_mask(scl, refl, sun_zenith, invalid_scl=SCL_INVALID, dilate_scl=SCL_DI
 
 
 def _nd(refl, a, b):
-    va = refl[:, BAND_INDEX[a]].astype(np.float64)
-    vb = refl[:, BAND_INDEX[b]].astype(np.float64)
-    bad = (refl[:, BAND_INDEX[a]] == REFL_NODATA) | (refl[:, BAND_INDEX[b]] == REFL_NODATA) | (va + vb == 0)
+    """(A - B) / (A + B) in float64 of the bands at positions ``a`` and ``b``."""
+    va = refl[:, a].astype(np.float64)
+    vb = refl[:, b].astype(np.float64)
+    bad = (refl[:, a] == REFL_NODATA) | (refl[:, b] == REFL_NODATA) | (va + vb == 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(bad, np.nan, (va - vb) / (va + vb))
 
 
-def ndvi(refl):
-    """NDVI = (B08 - B04) / (B08 + B04), float32 [T, Y, X]."""
-    return _nd(refl, "B08", "B04").astype(np.float32)
+_RED, _NIR, _SWIR1, _SWIR2 = (_S2.index(r) for r in ("red", "nir", "swir1", "swir2"))
 
 
-def nbr(refl):
-    """NBR = (B08 - B12) / (B08 + B12), float32 [T, Y, X]."""
-    return _nd(refl, "B08", "B12").astype(np.float32)
+def ndvi(refl, *, red=_RED, nir=_NIR):
+    """NDVI = (nir - red) / (nir + red) (S2: B08, B04), float32 [T, Y, X]."""
+    return _nd(refl, nir, red).astype(np.float32)
 
 
-def nbr2(refl):
-    """NBR2 = (B11 - B12) / (B11 + B12), float32 [T, Y, X]."""
-    return _nd(refl, "B11", "B12").astype(np.float32)
+def nbr(refl, *, nir=_NIR, swir2=_SWIR2):
+    """NBR = (nir - swir2) / (nir + swir2) (S2: B08, B12), float32 [T, Y, X]."""
+    return _nd(refl, nir, swir2).astype(np.float32)
 
 
-def pvir2(refl):
+def nbr2(refl, *, swir1=_SWIR1, swir2=_SWIR2):
+    """NBR2 = (swir1 - swir2) / (swir1 + swir2) (S2: B11, B12), float32 [T, Y, X]."""
+    return _nd(refl, swir1, swir2).astype(np.float32)
+
+
+def pvir2(refl, *, red=_RED, nir=_NIR, swir2=_SWIR2):
     """PV+IR2 = NDVI + NBR (float64 terms, one rounding to float32) [T, Y, X]."""
-    return (_nd(refl, "B08", "B04") + _nd(refl, "B08", "B12")).astype(np.float32)
+    return (_nd(refl, nir, red) + _nd(refl, nir, swir2)).astype(np.float32)
 
 
 def _blue_outlier(blue, member, k, min_excess_dn):
@@ -89,12 +96,12 @@ def _blue_outlier(blue, member, k, min_excess_dn):
     return member & (blue > med + k * 1.4826 * mad) & (blue > med + min_excess_dn)
 
 
-def classify(refl, valid, pv, threshold, never_bare, k_bare=3.0, k_mref=4.0, min_excess_dn=80.0):
+def classify(refl, valid, candidate, never_bare, k_bare=3.0, k_mref=4.0, min_excess_dn=80.0):
     """uint8 flags [T, Y, X] (SPEC 2.3-2.5); see :func:`soilsuite.kernels.composite.classify`."""
     refl = np.asarray(refl)
     valid = np.asarray(valid, bool)
     blue = refl[:, BAND_INDEX["B02"]].astype(np.float64)
-    below = valid & (np.asarray(pv, np.float32) <= np.asarray(threshold, np.float32))
+    below = valid & np.asarray(candidate, bool)
     candidate = below & ~np.asarray(never_bare, bool)
     bare = candidate & ~_blue_outlier(blue, candidate, float(k_bare), float(min_excess_dn))
     mref = valid & ~_blue_outlier(blue, valid, float(k_mref), float(min_excess_dn))

@@ -84,8 +84,19 @@ def check_machine(engine: EngineOptions) -> None:
 
 
 @contextlib.contextmanager
-def dask_client(engine: EngineOptions) -> Iterator[object | None]:
-    """Yield a ``distributed.Client`` (or None for ``sync``) and close what we started."""
+def dask_client(engine: EngineOptions, *, n_workers: int | None = None,
+                memory_per_worker: int | None = None) -> Iterator[object | None]:
+    """Yield a ``distributed.Client`` (or None for ``sync``) and close what we started.
+
+    Parameters
+    ----------
+    engine : EngineOptions
+        Scheduler address (or ``sync``), budget and worker count.
+    n_workers, memory_per_worker : int, optional
+        Worker processes and memory limit per worker (bytes) of the local cluster, as planned
+        once for the run (:class:`soilsuite.pipeline.plan.RunPlan`); default: derived from
+        ``engine`` (:func:`n_local_workers`, :func:`~soilsuite.pipeline.tiles.worker_share`).
+    """
     address = engine.scheduler or os.environ.get(ENV_SCHEDULER)
     if address == "sync":
         yield None
@@ -103,8 +114,8 @@ def dask_client(engine: EngineOptions) -> Iterator[object | None]:
         finally:
             client.close()
         return
-    n = n_local_workers(engine)
-    per_worker = worker_share(engine.max_memory, n)
+    n = n_workers if n_workers is not None else n_local_workers(engine)
+    per_worker = memory_per_worker if memory_per_worker is not None else worker_share(engine.max_memory, n)
     # Tiles hold their arrays inside the task, not as Dask-managed results: spilling cannot
     # help and pausing a worker near its limit only stalls the run (a small budget made a run
     # 30x slower). The tile size already keeps each worker within budget / n; a worker that

@@ -18,8 +18,6 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
-import os
-import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -30,18 +28,30 @@ import numpy as np
 
 from .. import __version__
 from .. import products as P
-from ..config import BareOptions, CompositeConfig, EngineOptions, MaskOptions, SceneFilter
+from ..config import (
+    COMPOSITE_RENAMED,
+    BareOptions,
+    CompositeConfig,
+    EngineOptions,
+    MaskOptions,
+    SceneFilter,
+    renamed_options,
+)
 from ..errors import ConfigError, InputError
+from ..io.layout import RUN_RECORD, WORK_DIR, TileStore, is_composite_output, work_dir  # noqa: F401 - re-exported
 from ..io.manifest import OutputFolder
 from ..sentinel2 import BANDS, REFL_NODATA, WORLDCOVER_NEVER_BARE, WORLDCOVER_OTHER
 from ..sources import stac as S
-from .block import TileInputs, classify_inputs, composite_inputs, valid_observations
+from .block import (
+    TileInputs,
+    classify_inputs,
+    composite_inputs,
+    extensions,
+    install_extensions,
+    valid_observations,
+)
 from .preflight import preflight
-from .tiles import Tile, plan_tiles, tile_side_for_budget
-
-WORK_DIR = ".work"
-RUN_RECORD = "run.json"
-
+from .tiles import Tile
 
 # ----------------------------------------------------------------------------- configuration
 _SECTIONS = {"scene": SceneFilter, "mask": MaskOptions, "bare": BareOptions, "engine": EngineOptions}
@@ -51,10 +61,11 @@ def build_config(**kwargs: Any) -> CompositeConfig:
     """A :class:`CompositeConfig` from flat keywords (``threshold=0.25, tile_size=512, ...``).
 
     Every option has one name: the keyword here, the CLI flag (``--tile-size``) and the docs.
-    Unknown names raise :class:`ConfigError`.
+    Unknown names raise :class:`ConfigError`; the names of earlier releases (``tile``,
+    ``out_tile_px``) still work, with a :class:`DeprecationWarning`.
     """
     top, nested = {}, {k: {} for k in _SECTIONS}
-    for key, value in kwargs.items():
+    for key, value in renamed_options(kwargs, COMPOSITE_RENAMED).items():
         if value is None and key not in ("scheduler",):
             continue
         for sec, model in _SECTIONS.items():
@@ -72,7 +83,7 @@ def build_config(**kwargs: Any) -> CompositeConfig:
 def _params_hash(cfg: CompositeConfig) -> str:
     """Hash of everything that changes the products (not engine settings, the file layout or
     overwrite): a resumed run must have the same hash."""
-    d = cfg.model_dump(mode="json", exclude={"engine", "overwrite", "force_clean", "out", "layout", "out_tile_px"})
+    d = cfg.model_dump(mode="json", exclude={"engine", "overwrite", "force_clean", "out", "layout", "cog_tile_px"})
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -154,8 +165,10 @@ class TileTask:
     assets: dict[str, str]
     periods: list[str]  # period labels; observation -> period by year
     cfg: dict  # CompositeConfig.model_dump()
-    tile_dir: str
+    store: TileStore  # where the tile's results go (io/layout.py)
     halo: int = 5
+    #: selectors and products registered beyond SCMaP's (block.extensions), installed on the worker
+    extensions: dict = field(default_factory=dict)
 
 
 def _encode_all(results: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -272,10 +285,10 @@ _LOCAL_HOOK: list = []
 
 
 def _process_tile(task: TileTask) -> str:
-    out = Path(task.tile_dir)
-    if (out / "done").exists():
-        return str(out)
+    if task.store.is_done(task.tile):
+        return str(task.store.tile_dir(task.tile))
     name = task.tile.name
+    install_extensions(task.extensions)  # before the config: it validates the selector's name
     cfg = CompositeConfig(**task.cfg)
     _report(name, 0)
     inp = load_tile_inputs(task.items, task.assets, task.tile.geobox, cfg, task.halo)
@@ -283,16 +296,7 @@ def _process_tile(task: TileTask) -> str:
     _report(name, 1)
     results = {label: _encode_all(r) for label, r in composite_inputs(inp, cfg, task.periods).items()}
     _report(name, 2)
-
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for label, prods in results.items():
-        for name, arr in prods.items():
-            np.save(tmp / f"{label}__{name}.npy", arr)
-    (tmp / "done").write_text(json.dumps({"n_obs": len(dates)}))
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
+    out = task.store.write(task.tile, results, {"n_obs": len(dates)})
     _report(name, len(TILE_STAGES))
     return str(out)
 
@@ -333,8 +337,8 @@ def select_items(cfg: CompositeConfig) -> tuple[list, S.SceneSelection]:
             f"STAC source {cfg.source}: no items between {cfg.start} and {cfg.end}"
             + (f" intersecting bbox {cfg.bbox}" if cfg.bbox else "")
         )
-    if cfg.tile:
-        found = S.select_tile(found, cfg.tile)
+    if cfg.mgrs:
+        found = S.select_tile(found, cfg.mgrs)
     sel = S.filter_scenes(found, cfg.scene)
     if not sel.items:
         raise InputError(
@@ -430,39 +434,11 @@ def composite(
     """
     cfg = build_config(source=str(source), start=start, end=end, out=Path(out), bbox=bbox, **options)
     summary = run(cfg, progress=progress)
-    from ..io.products import open_products
+    from ..io.products import jsonable, open_products
 
     ds = open_products(summary.out)
-    ds.attrs["summary"] = json.dumps(_jsonable(summary.__dict__))
+    ds.attrs["summary"] = json.dumps(jsonable(summary.__dict__))
     return ds
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (Path, dt.date)):
-        return str(obj)
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
-    return obj
-
-
-def is_composite_output(rel: str) -> bool:
-    """True for a path (relative, POSIX) where a composite run writes: product files and their
-    sidecars, per-period folders, ``items/``, ``quicklooks/``, output ``tiles/``, the run
-    record and the STAC collection. Files there that soilsuite did not write make a run refuse
-    (it would replace them); files elsewhere in the folder are left alone."""
-    parts = rel.split("/")
-    if len(parts) > 1 and re.fullmatch(r"\d{4}", parts[0]):  # a period folder
-        parts = parts[1:]
-    if len(parts) > 1:
-        return parts[0] in (WORK_DIR, "items", "quicklooks", "tiles")
-    name = parts[0]
-    return name in (RUN_RECORD, "collection.json") or name.split(".")[0] in P.PRODUCTS
 
 
 def output_folder(cfg: CompositeConfig) -> OutputFolder:
@@ -491,7 +467,7 @@ def _prepare_out(cfg: CompositeConfig, folder: OutputFolder, action: str) -> Pat
     if action == "replace":
         folder.clear(force_clean=cfg.force_clean)
     folder.start(params_hash=_params_hash(cfg), keep=action == "resume")
-    (out / WORK_DIR).mkdir(parents=True, exist_ok=True)
+    work_dir(out).mkdir(parents=True, exist_ok=True)
     return out
 
 
@@ -511,14 +487,11 @@ def _already_complete(cfg: CompositeConfig, t0: float) -> RunSummary:
 
 def _resume_side(tiles_dir: Path, side: int) -> int:
     """The tile side of an interrupted run in ``tiles_dir`` (folders ``side<N>``) if it has
-    finished tiles and fits this run's budget (``<= side``), so that they are reused; else
-    ``side``. Tiles of another side are never mixed: each side has its own folder."""
-    prev = []
-    for d in tiles_dir.glob("side*"):
-        if d.name[4:].isdigit() and any(d.glob("*/done")):
-            prev.append(int(d.name[4:]))
-    fits = [p for p in prev if p <= side]
-    return max(fits) if fits else side
+    finished tiles and fits this run's budget (``<= side``), else ``side``
+    (:func:`soilsuite.io.layout.resume_side`; a run uses :meth:`TileStore.resume`)."""
+    from ..io.layout import resume_side
+
+    return resume_side(tiles_dir, side)
 
 
 def run(cfg: CompositeConfig, *, progress: bool = False) -> RunSummary:
@@ -548,25 +521,21 @@ def run(cfg: CompositeConfig, *, progress: bool = False) -> RunSummary:
 def _run_locked(cfg: CompositeConfig, t0: float, out: Path, folder: OutputFolder, found, sel, assets, meta,
                 geobox, progress: bool) -> RunSummary:
     """The run once its output folder is locked and prepared."""
-    from .cluster import n_local_workers
+    from .plan import plan_run
 
     periods = sorted({str(d.year) for d in meta.dates}) if cfg.periods == "year" else []
-
-    n_workers = 1 if (cfg.engine.scheduler == "sync") else n_local_workers(cfg.engine)
-    side = tile_side_for_budget(cfg.engine.max_memory, n_workers, len(meta.dates), len(periods), cfg.engine.tile_size)
-    side = _resume_side(out / WORK_DIR / "tiles", side)
-    tiles = plan_tiles(geobox, side)
-    tile_root = out / WORK_DIR / "tiles" / f"side{side}"
+    plan = plan_run(cfg, geobox, len(meta.dates), periods, out)  # every derived setting, once
     halo = cfg.mask.dilation_px // 2
+    ext = extensions()
     tasks = [
-        TileTask(t, _items_over(sel.items, t.geobox.pad(halo)), assets, periods, cfg.model_dump(),
-                 str(tile_root / t.name), halo)
-        for t in tiles
+        TileTask(t, _items_over(sel.items, t.geobox.pad(halo)), assets, periods, cfg.model_dump(), plan.store, halo,
+                 ext)
+        for t in plan.tiles
     ]
-    resumed = sum((Path(t.tile_dir) / "done").exists() for t in tasks)
-    todo = [t for t in tasks if not (Path(t.tile_dir) / "done").exists()]
+    resumed = sum(plan.store.is_done(t.tile) for t in tasks)
+    todo = [t for t in tasks if not plan.store.is_done(t.tile)]
     t_plan = time.perf_counter()
-    _run_tasks(todo, cfg.engine, progress, len(tasks), resumed)
+    _run_tasks(todo, cfg.engine, progress, len(tasks), resumed, plan=plan)
     t_tiles = time.perf_counter()
 
     from .mosaic import write_outputs
@@ -575,7 +544,7 @@ def _run_locked(cfg: CompositeConfig, t0: float, out: Path, folder: OutputFolder
         out=out, area_km2=geobox.shape.x * geobox.shape.y * cfg.resolution**2 / 1e6,
         shape=(geobox.shape.y, geobox.shape.x), crs=str(geobox.crs), n_items_found=len(found),
         n_items_used=len(sel.items), n_observations=len(meta.dates), rejected=sel.rejection_counts(),
-        mask_share={}, mean_bsf=float("nan"), tiles=len(tasks), tiles_resumed=resumed, tile_side=side,
+        mask_share={}, mean_bsf=float("nan"), tiles=len(plan.tiles), tiles_resumed=resumed, tile_side=plan.tile_side,
         seconds=0.0,
     )
     record = {
@@ -584,6 +553,7 @@ def _run_locked(cfg: CompositeConfig, t0: float, out: Path, folder: OutputFolder
         "params_hash": _params_hash(cfg),
         "grid": {"crs": str(geobox.crs), "transform": list(geobox.affine)[:6], "shape": [geobox.shape.y, geobox.shape.x]},
         "periods": periods,
+        "plan": plan.to_record(),
         "observations": [
             {"date": str(d), "items": ids, "boa_add_offset_dn": int(o), "sun_zenith_deg": round(float(z), 2)}
             for d, ids, o, z in zip(meta.dates, meta.item_ids, meta.offset_dn, meta.sun_zenith, strict=True)
@@ -591,10 +561,10 @@ def _run_locked(cfg: CompositeConfig, t0: float, out: Path, folder: OutputFolder
         "rejected_items": [{"id": r.item_id, "reason": r.reason} for r in sel.rejected],
     }
     summary.timings = {"search_and_plan_s": t_plan - t0, "tiles_s": t_tiles - t_plan}
-    write_outputs(out, geobox, tiles, tile_root, periods, summary, record, cfg)
+    write_outputs(plan, summary, record, cfg)
     s = folder.survey()
     folder.record(s.owned + s.changed, state="complete")  # the run is finished: list what it wrote
-    shutil.rmtree(out / WORK_DIR, ignore_errors=True)
+    shutil.rmtree(work_dir(out), ignore_errors=True)
     summary.seconds = time.perf_counter() - t0
     return summary
 
@@ -623,30 +593,22 @@ class _TileBars:
             pass
 
 
-def _run_tasks(tasks: list[TileTask], engine: EngineOptions, progress: bool, total: int, done0: int) -> None:
-    """Run tile tasks on the Dask engine with progress: overall (tiles, ETA) and per tile (stage)."""
-    from contextlib import nullcontext
+def _run_tasks(tasks: list[TileTask], engine: EngineOptions, progress: bool, total: int, done0: int,
+               plan=None) -> None:
+    """Run tile tasks on the Dask engine with progress: overall (tiles, ETA) and per tile (stage).
 
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
+    With ``plan`` (:class:`~soilsuite.pipeline.plan.RunPlan`), a local cluster gets the planned
+    worker count and memory per worker instead of deriving them again from ``engine``.
+    """
+    from ..progress import progress_bar
     from .cluster import dask_client
 
-    bar = (
-        Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                 TextColumn("{task.fields[stage]}"), TimeRemainingColumn(), transient=False)
-        if progress else nullcontext()
-    )
+    bar = progress_bar(progress, stage=True)
     if not tasks:
         return
-    with dask_client(engine) as client, bar as pbar:
-        tid = pbar.add_task("tiles", total=total, completed=done0, stage="eta") if progress else None
+    sizing = {} if plan is None else {"n_workers": plan.workers, "memory_per_worker": plan.memory_per_worker}
+    with dask_client(engine, **sizing) as client, bar as pbar:
+        tid = pbar.add_task("tiles", total=total, completed=done0, stage="eta")
         tiles = _TileBars(pbar) if progress else None
         if client is None:
             if tiles:
@@ -656,8 +618,7 @@ def _run_tasks(tasks: list[TileTask], engine: EngineOptions, progress: bool, tot
                     res = process_tile(t)
                     if res.startswith(TILE_ERROR):
                         raise InputError(res[len(TILE_ERROR):])
-                    if progress:
-                        pbar.advance(tid)
+                    pbar.advance(tid)
             finally:
                 _LOCAL_HOOK.clear()
             return
@@ -676,5 +637,4 @@ def _run_tasks(tasks: list[TileTask], engine: EngineOptions, progress: bool, tot
             if isinstance(res, str) and res.startswith(TILE_ERROR):
                 client.cancel(futures)
                 raise InputError(res[len(TILE_ERROR):])
-            if progress:
-                pbar.advance(tid)
+            pbar.advance(tid)

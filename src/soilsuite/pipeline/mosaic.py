@@ -17,38 +17,13 @@ from rasterio.windows import Window
 
 from .. import products as P
 from ..config import CompositeConfig
-from .tiles import Tile, plan_tiles
-
-#: ``layout="auto"`` writes tile COGs and VRT mosaics above this many pixels (2**30, a square
-#: of 655 km at 20 m): a single spectral COG would pass 20 GB, more than users can move or
-#: open comfortably.
-AUTO_TILES_PIXELS = 2**30
+from ..io.layout import TileStore, output_tiles_dir, product_path, tile_product_path
+from ..io.layout import label_dir as _label_dir  # noqa: F401 - the paths live in io/layout.py
+from .plan import AUTO_TILES_PIXELS, RunPlan, resolve_layout  # noqa: F401 - decided by the plan
+from .tiles import Tile
 
 
-def resolve_layout(cfg: CompositeConfig, geobox) -> str:
-    """``"single"`` or ``"tiles"`` for a run's grid (``cfg.layout``, or the ``auto`` rule)."""
-    if cfg.layout != "auto":
-        return cfg.layout
-    return "tiles" if geobox.shape.y * geobox.shape.x > AUTO_TILES_PIXELS else "single"
-
-
-def _label_dir(out: Path, label: str) -> Path:
-    """``<out>`` for the window, ``<out>/<period>`` for a period."""
-    return out if label == "window" else out / label
-
-
-def product_path(out: Path, label: str, name: str, layout: str = "single") -> Path:
-    """``<out>/<name>.tif`` for the window, ``<out>/<period>/<name>.tif`` for a period;
-    ``.vrt`` (the mosaic of the tile COGs) with ``layout="tiles"``."""
-    return _label_dir(out, label) / f"{name}.{'vrt' if layout == 'tiles' else 'tif'}"
-
-
-def tile_product_path(out: Path, label: str, name: str, tile: Tile) -> Path:
-    """``<out>/[<period>/]tiles/<tile>/<name>.tif``: one output tile COG (layout "tiles")."""
-    return _label_dir(out, label) / "tiles" / tile.name / f"{name}.tif"
-
-
-def _blocks(tiles: list[Tile], tile_root: Path, label: str, name: str, stats: dict | None = None,
+def _blocks(tiles: list[Tile], store: TileStore, label: str, name: str, stats: dict | None = None,
             within: Tile | None = None):
     """Yield (window, stored array) per processing tile; with ``within`` (an output tile),
     only the parts inside it, with windows relative to it. With ``stats``, keep running
@@ -64,8 +39,8 @@ def _blocks(tiles: list[Tile], tile_root: Path, label: str, name: str, stats: di
             w = min(t.col_off + t.shape[1], within.col_off + within.shape[1]) - c0
             if h <= 0 or w <= 0:
                 continue
-        arr = np.load(tile_root / t.name / f"{label}__{name}.npy", mmap_mode="r")
-        arr = np.asarray(arr[..., r0 - t.row_off:r0 - t.row_off + h, c0 - t.col_off:c0 - t.col_off + w])
+        arr = store.read(t, label, name, (slice(r0 - t.row_off, r0 - t.row_off + h),
+                                          slice(c0 - t.col_off, c0 - t.col_off + w)))
         if stats is not None:
             if name == "MASK":
                 stats["counts"] = stats.get("counts", 0) + np.bincount(arr.ravel(), minlength=len(P.MASK_CLASSES))
@@ -84,9 +59,9 @@ def _remove_other_layout(out: Path, labels: list[str], layout: str) -> None:
     that the folder holds one layout only; and stale output tiles."""
     other = "single" if layout == "tiles" else "tiles"
     for label in labels:
-        for name in P.COMPOSITE_PRODUCTS:
+        for name in P.composite_products():
             product_path(out, label, name, other).unlink(missing_ok=True)
-        shutil.rmtree(_label_dir(out, label) / "tiles", ignore_errors=True)
+        shutil.rmtree(output_tiles_dir(out, label), ignore_errors=True)
 
 
 def _merge_stats(parts: list[dict]) -> dict:
@@ -97,13 +72,13 @@ def _merge_stats(parts: list[dict]) -> dict:
     return merged
 
 
-def write_outputs(out: Path, geobox, tiles, tile_root: Path, periods: list[str], summary, record: dict,
-                  cfg: CompositeConfig) -> None:
+def write_outputs(plan: RunPlan, summary, record: dict, cfg: CompositeConfig) -> None:
     """Mosaic every product of the window (and of each period), then pictures, STAC, record.
 
     ``single`` layout: one COG per product. ``tiles`` layout: one COG per product and output
-    tile of ``cfg.out_tile_px`` (under ``tiles/<tile>/``), a ``<NAME>.vrt`` mosaic of them,
-    and one STAC Item per output tile and period.
+    tile of ``plan.cog_tile_px`` (under ``tiles/<tile>/``), a ``<NAME>.vrt`` mosaic of them,
+    and one STAC Item per output tile and period. Grid, tiles, tile store, layout and threads
+    come from ``plan`` (:class:`~soilsuite.pipeline.plan.RunPlan`); ``cfg`` gives the window.
     """
     from ..io.cog import overview_resampling, write_cog_from_blocks
     from ..io.products import write_run_record
@@ -112,17 +87,15 @@ def write_outputs(out: Path, geobox, tiles, tile_root: Path, periods: list[str],
     from ..io.vrt import write_mosaic_vrt
 
     t0 = time.perf_counter()
-    layout = resolve_layout(cfg, geobox)
-    _remove_other_layout(out, ["window", *periods], layout)
-    crs = geobox.crs.to_wkt()
-    shape = (geobox.shape.y, geobox.shape.x)
-    out_tiles = plan_tiles(geobox, cfg.out_tile_px) if layout == "tiles" else [None]
+    out, geobox, layout = plan.out, plan.geobox, plan.layout
+    _remove_other_layout(out, plan.labels, layout)
+    out_tiles = plan.cog_tiles if layout == "tiles" else [None]
     written: dict[str, dict[str, Path]] = {}
     tile_files: dict[str, dict[str, tuple]] = {}
     jobs = []
-    for label in ["window", *periods]:
+    for label in plan.labels:
         written[label] = {}
-        for name in P.COMPOSITE_PRODUCTS:
+        for name in P.composite_products():
             keep = label == "window" and name in ("MASK", "BSF")
             path = product_path(out, label, name, layout)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -139,8 +112,7 @@ def write_outputs(out: Path, geobox, tiles, tile_root: Path, periods: list[str],
         spec = P.get(name)
         gb = geobox if ot is None else ot.geobox
         write_cog_from_blocks(
-            path, spec, crs=crs, transform=gb.affine, shape=(gb.shape.y, gb.shape.x),
-            blocks=_blocks(tiles, tile_root, label, name, stats, within=ot),
+            path, spec, geobox=gb, blocks=_blocks(plan.tiles, plan.store, label, name, stats, within=ot),
             band_names=list(spec.bands) if spec.is_spectral else None, overwrite=True,
         )
 
@@ -148,16 +120,14 @@ def write_outputs(out: Path, geobox, tiles, tile_root: Path, periods: list[str],
     # thread holds one tile of one product at a time
     from concurrent.futures import ThreadPoolExecutor
 
-    from .cluster import n_local_workers
-
-    with ThreadPoolExecutor(max_workers=n_local_workers(cfg.engine)) as pool:
+    with ThreadPoolExecutor(max_workers=plan.io_threads) as pool:
         list(pool.map(write, jobs))
     if layout == "tiles":
         for label, names in written.items():
             for name, path in names.items():
                 write_mosaic_vrt(path, [(tile_product_path(out, label, name, ot), ot.row_off, ot.col_off)
                                         for ot in out_tiles],
-                                 transform=geobox.affine, shape=shape, overwrite=True,
+                                 geobox=geobox, overwrite=True,
                                  resampling=overview_resampling(P.get(name)))
 
     # summary figures from the running totals of the window's MASK and BSF
@@ -181,11 +151,11 @@ def write_outputs(out: Path, geobox, tiles, tile_root: Path, periods: list[str],
     }
     record["products"] = {label: {n: str(p.relative_to(out)) for n, p in d.items()} for label, d in written.items()}
     record["quicklooks"] = summary.quicklooks
-    record["layout"] = {"layout": layout, "out_tile_px": cfg.out_tile_px if layout == "tiles" else None,
+    record["layout"] = {"layout": layout, "cog_tile_px": plan.cog_tile_px,
                         "tiles": [ot.name for ot in out_tiles] if layout == "tiles" else None}
     write_output_catalog(
         out, written, geobox=geobox, start=cfg.start, end=cfg.end, run_record=record,
-        quicklooks=qls, overwrite=True, tiles=tile_files or None, threads=n_local_workers(cfg.engine),
+        quicklooks=qls, overwrite=True, tiles=tile_files or None, threads=plan.io_threads,
     )
     summary.timings["stac_s"] = time.perf_counter() - t2
     record["summary"]["timings"] = summary.timings

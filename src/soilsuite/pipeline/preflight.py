@@ -37,7 +37,6 @@ import numpy as np
 
 from ..config import CompositeConfig
 from ..errors import InputError
-from ..sentinel2 import SCL_NAMES
 from ..sources import stac as S
 
 #: Check every asset up to this many; above, the assets of a sample of items.
@@ -194,28 +193,16 @@ def _sample(items: Sequence, n_assets: int, max_assets: int, seed: int = 0) -> s
 
 def _run_parallel(jobs: list[Callable], progress: bool, label: str) -> list:
     """Run ``jobs`` in threads (in order of results = order of jobs), with a bar if many."""
-    from contextlib import nullcontext
+    from ..progress import progress_bar
 
-    bar = None
-    if progress and len(jobs) >= PROGRESS_MIN_ASSETS:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        bar = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                       transient=True)
-    with bar or nullcontext(), ThreadPoolExecutor(max_workers=THREADS) as pool:
-        tid = bar.add_task(label, total=len(jobs)) if bar else None
+    bar = progress_bar(progress and len(jobs) >= PROGRESS_MIN_ASSETS, eta=False, transient=True)
+    with bar, ThreadPoolExecutor(max_workers=THREADS) as pool:
+        tid = bar.add_task(label, total=len(jobs))
         futures = [pool.submit(j) for j in jobs]
         results = []
         for f in futures:
             results.append(f.result())
-            if bar:
-                bar.advance(tid)
+            bar.advance(tid)
     return results
 
 
@@ -285,7 +272,7 @@ def check_valid_observations(items: Sequence, rep: PreflightReport, invalid_scl:
     if hist.sum() == 0 or _valid_classes(hist, invalid_scl) > 0:
         return
     found = [int(c) for c in np.flatnonzero(hist)]
-    names = ", ".join(f"{c} ({SCL_NAMES.get(c, 'unknown')}) {100 * hist[c] / hist.sum():.0f} %" for c in found)
+    names = ", ".join(f"{c} ({S.SENSOR.quality.classes.get(c, 'unknown')}) {100 * hist[c] / hist.sum():.0f} %" for c in found)
     raise InputError(
         f"no valid observation: {len(items)} items, all masked by SCL classes {names}; "
         f"invalid classes are {list(invalid_scl)} (option invalid_scl)"

@@ -85,7 +85,17 @@ def tile_side_for_budget(
     resident memory and one tile in flight; 30 % headroom is kept for fragmentation and I/O
     buffers.
     """
-    per_worker = worker_share(max_memory, n_workers) - WORKER_BASE_BYTES
+    return tile_side_for_share(worker_share(max_memory, n_workers), n_obs, n_periods, max_tile)
+
+
+def tile_side_for_share(memory_per_worker: int, n_obs: int, n_periods: int, max_tile: int) -> int:
+    """Largest tile side (px, multiple of 64, <= ``max_tile``) for a worker of
+    ``memory_per_worker`` bytes (its share of the budget, :func:`worker_share`).
+
+    The worker's resident memory (``WORKER_BASE_BYTES``) is subtracted; 30 % of the rest is
+    kept as headroom for fragmentation and I/O buffers.
+    """
+    per_worker = int(memory_per_worker) - WORKER_BASE_BYTES
     if per_worker <= 0:
         return MIN_TILE
     pixels = 0.7 * per_worker / bytes_per_pixel(n_obs, n_periods)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..sentinel2 import EARTH_SEARCH_KEYS, PB04_START, SCL_NAMES
+from ..sensors.sentinel2 import EARTH_SEARCH_KEYS, PB04_START, SCL_NAMES
 from .safe import PRODUCT_MTD, SAFE_BANDS, TILE_MTD
 
 NS_PRODUCT = "https://psd-14.sentinel2.eo.esa.int/PSD/User_Product_Level-2A.xsd"

@@ -38,7 +38,7 @@ from pathlib import Path
 import pystac
 
 from ..errors import InputError, OutputExistsError
-from ..sentinel2 import BANDS, COMMON_NAME, FWHM_UM, NATIVE_RES_M, WAVELENGTH_UM
+from ..sensors.sentinel2 import BANDS, SENTINEL2_L2A
 from .items import Rejection, _bbox_intersects, _item_interval
 
 #: Band -> ``bandId`` of ``BOA_ADD_OFFSET`` / ``Spectral_Information`` in MTD_MSIL2A.xml.
@@ -47,7 +47,7 @@ BAND_ID: dict[str, int] = {
     "B09": 9, "B10": 10, "B11": 11, "B12": 12,
 }
 #: Bands (and SCL) read, each at its native resolution (m).
-SAFE_BANDS: dict[str, int] = {**{b: NATIVE_RES_M[b] for b in BANDS}, "SCL": 20}
+SAFE_BANDS: dict[str, int] = {b: SENTINEL2_L2A.native_res_m[b] for b in SENTINEL2_L2A.all_assets}
 #: STAC asset key of each band: the file suffix of the SAFE (``B02_10m``), a CDSE-style key the
 #: loader's alias table resolves.
 ASSET_KEYS: dict[str, str] = {b: f"{b}_{r}m" for b, r in SAFE_BANDS.items()}
@@ -419,11 +419,11 @@ def _make_item(iid, c: _Container, granule: str, pm: _ProductMeta, tm: _TileMeta
             extra["raster:bands"] = [{"nodata": 0, "data_type": "uint8", "spatial_resolution": res}]
             title, roles = "Scene classification map (SCL)", ["data"]
         else:
-            extra["eo:bands"] = [{"name": b, "common_name": COMMON_NAME[b], "center_wavelength": WAVELENGTH_UM[b],
-                                  "full_width_half_max": FWHM_UM[b]}]
+            extra["eo:bands"] = [{"name": b, "common_name": SENTINEL2_L2A.common_name[b], "center_wavelength": SENTINEL2_L2A.wavelength_um[b],
+                                  "full_width_half_max": SENTINEL2_L2A.fwhm_um[b]}]
             extra["raster:bands"] = [{"nodata": 0, "data_type": "uint16", "bits_per_sample": 15, "spatial_resolution": res,
                                       "scale": 1.0 / q, "offset": pm.offsets[b] / q}]
-            title, roles = f"{COMMON_NAME[b]} ({b}) - {res}m", ["data", "reflectance"]
+            title, roles = f"{SENTINEL2_L2A.common_name[b]} ({b}) - {res}m", ["data", "reflectance"]
         item.add_asset(ASSET_KEYS[b], pystac.Asset(href=c.gdal_path(files[b]), media_type=JP2_MEDIA_TYPE,
                                                    title=title, roles=roles, extra_fields=extra))
     item.add_asset("product_metadata", pystac.Asset(href=c.gdal_path(PRODUCT_MTD), media_type="application/xml",

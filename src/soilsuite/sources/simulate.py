@@ -38,13 +38,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-from ..sentinel2 import (
+from ..sensors.sentinel2 import (
     BANDS,
     BOA_ADD_OFFSET_PB04,
-    COMMON_NAME,
     EARTH_SEARCH_KEYS,
-    FWHM_UM,
-    NATIVE_RES_M,
     PB04_START,
     SCL_CLOUD_HIGH,
     SCL_CLOUD_MEDIUM,
@@ -57,9 +54,9 @@ from ..sentinel2 import (
     SCL_UNCLASSIFIED,
     SCL_VEGETATION,
     SCL_WATER,
-    WAVELENGTH_UM,
-    WORLDCOVER_CLASSES,
+    SENTINEL2_L2A,
 )
+from ..sentinel2 import WORLDCOVER_CLASSES
 from . import _sim_scene as S
 
 __all__ = [
@@ -99,7 +96,7 @@ _HAZE_SHAPE = S.HAZE_SHAPE.astype("float32")
 _CIRRUS = S.CIRRUS.astype("float32")
 _CLOUD = S.CLOUD.astype("float32")
 _COG_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
-_IDX10 = [BANDS.index(b) for b in BANDS if NATIVE_RES_M[b] == 10]
+_IDX10 = [BANDS.index(b) for b in BANDS if SENTINEL2_L2A.native_res_m[b] == 10]
 
 
 @dataclass
@@ -471,13 +468,11 @@ def _simulate_into(tmp: Path, out: Path, *, size, start, end, revisit_days, seed
     item_ids: list[str] = []
     pool = _writer_pool(n, T)
     futures: list = []
-    prog = None
-    if progress:
-        from rich.progress import Progress
+    from ..progress import progress_bar
 
-        prog = Progress()
-        prog.start()
-        task = prog.add_task("simulating scenes", total=T)
+    prog = progress_bar(progress)
+    prog.start()
+    task = prog.add_task("simulating scenes", total=T)
     try:
         for ti, date in enumerate(dates):
             doy = date.timetuple().tm_yday
@@ -617,7 +612,7 @@ def _simulate_into(tmp: Path, out: Path, *, size, start, end, revisit_days, seed
                 tr10 = t10 @ Affine.translation(2 * c0, 0)
                 for bi, b in enumerate(BANDS):
                     key = EARTH_SEARCH_KEYS[b]
-                    if NATIVE_RES_M[b] == 10:
+                    if SENTINEL2_L2A.native_res_m[b] == 10:
                         arr = dn10[_IDX10.index(bi), :, 2 * c0:2 * c1]
                         futures.append(pool.submit(_write_cog, idir / f"{key}.tif", np.ascontiguousarray(arr), tr10, epsg))
                     else:
@@ -636,14 +631,12 @@ def _simulate_into(tmp: Path, out: Path, *, size, start, end, revisit_days, seed
             # bound the number of scenes waiting to be written (memory)
             while len(futures) > 40:
                 futures.pop(0).result()
-            if prog is not None:
-                prog.update(task, advance=1)
+            prog.advance(task)
         for f in futures:
             f.result()
     finally:
         pool.shutdown(wait=True)
-        if prog is not None:
-            prog.stop()
+        prog.stop()
 
     # ---- STAC catalog ----------------------------------------------------------------------
     cat = pystac.Catalog(id="soilsuite-simulated-archive",
@@ -796,15 +789,15 @@ def _make_item(iid, idir, when, platform, pb, epsg, zone, lat_band, sq, cc, nd_p
                        properties=props, stac_extensions=list(STAC_EXTENSIONS))
     scale_off = -0.1 if offset else 0.0
     for b in BANDS:
-        res = NATIVE_RES_M[b]
+        res = SENTINEL2_L2A.native_res_m[b]
         tr = tr10 if res == 10 else tr20
         shp = [ny * 2, nx * 2] if res == 10 else [ny, nx]
         item.add_asset(EARTH_SEARCH_KEYS[b], pystac.Asset(
             href=href(f"{EARTH_SEARCH_KEYS[b]}.tif"), media_type=_COG_TYPE,
-            title=f"{COMMON_NAME[b]} ({b}) - {res}m", roles=["data", "reflectance"],
+            title=f"{SENTINEL2_L2A.common_name[b]} ({b}) - {res}m", roles=["data", "reflectance"],
             extra_fields={
-                "eo:bands": [{"name": b, "common_name": COMMON_NAME[b], "description": f"{COMMON_NAME[b]} ({b})",
-                              "center_wavelength": WAVELENGTH_UM[b], "full_width_half_max": FWHM_UM[b]}],
+                "eo:bands": [{"name": b, "common_name": SENTINEL2_L2A.common_name[b], "description": f"{SENTINEL2_L2A.common_name[b]} ({b})",
+                              "center_wavelength": SENTINEL2_L2A.wavelength_um[b], "full_width_half_max": SENTINEL2_L2A.fwhm_um[b]}],
                 "gsd": res, "proj:shape": shp, "proj:transform": list(tr)[:6],
                 "raster:bands": [{"nodata": 0, "data_type": "uint16", "bits_per_sample": 15,
                                   "spatial_resolution": res, "scale": 0.0001, "offset": scale_off}],

@@ -5,7 +5,8 @@ A *source* is either a static STAC catalog/collection on disk (path to its JSON)
 
 - 10 m bands are averaged onto the 20 m grid (``resampling="average"``), SCL by nearest;
 - items of the same solar day (overlapping MGRS tiles) are fused into one observation
-  (``groupby="solar_day"``), so an overlap is never counted twice;
+  (``groupby=sensor.solar_day``, the callable the metadata groups by), so an overlap is never
+  counted twice;
 - DN are offset-corrected per observation: ``refl = DN + BOA_ADD_OFFSET`` (x 10000), with the
   offset 0 where ``earthsearch:boa_offset_applied`` is true, else read from the raster
   metadata offset, else the processing baseline, else the date (:func:`item_offset_dn`);
@@ -26,18 +27,14 @@ import pystac
 
 from ..config import SceneFilter
 from ..errors import InputError
-from ..sentinel2 import (
-    ASSET_ALIASES,
-    BANDS,
-    BOA_ADD_OFFSET_PB04,
-    DN_NODATA,
-    REFL_NODATA,
-    boa_add_offset,
-)
+from ..sensors import REFL_NODATA, SENTINEL2_L2A, Sensor, item_lon
+from ..sensors.sentinel2 import BOA_ADD_OFFSET_PB04
 from .items import Rejection, _bbox_intersects, _item_interval
 
-REFLECTANCE_ASSETS = BANDS
-ALL_ASSETS = (*BANDS, "SCL")
+#: The sensor the functions below default to.
+SENSOR = SENTINEL2_L2A
+REFLECTANCE_ASSETS = SENSOR.band_names
+ALL_ASSETS = SENSOR.all_assets
 
 
 @dataclass
@@ -104,7 +101,7 @@ def _static_items(root: pystac.Catalog, path: Path) -> list[pystac.Item]:
     return items
 
 
-_BAND_ASSET_KEYS = frozenset(k for keys in ASSET_ALIASES.values() for k in keys)
+_BAND_ASSET_KEYS = frozenset(k for keys in SENSOR.asset_aliases.values() for k in keys)
 #: Items per page asked of a STAC API (``limit``); soilsuite follows the ``next`` links.
 API_PAGE_SIZE = 100
 
@@ -282,11 +279,11 @@ def filter_scenes(items: Sequence[pystac.Item], scene: SceneFilter) -> SceneSele
     return SceneSelection(kept, rejected)
 
 
-def resolve_assets(items: Sequence[pystac.Item]) -> dict[str, str]:
-    """Map our band names (B02..B12, SCL) to the items' asset keys through the alias table.
+def resolve_assets(items: Sequence[pystac.Item], sensor: Sensor = SENSOR) -> dict[str, str]:
+    """Map our band names (B02..B12, SCL) to the items' asset keys through the sensor's aliases.
 
     Earth Search (``red``, ``swir16``...), Planetary Computer (``B04``) and CDSE (``B04_10m``)
-    layouts are recognised. All items must share the same keys.
+    layouts are recognised (:attr:`Sensor.asset_aliases`). All items must share the same keys.
 
     Raises
     ------
@@ -297,11 +294,12 @@ def resolve_assets(items: Sequence[pystac.Item]) -> dict[str, str]:
         raise InputError("no STAC items to load (check the area, the time window and the scene filter)")
     mapping: dict[str, str] = {}
     first = items[0]
-    for band in ALL_ASSETS:
-        key = next((k for k in ASSET_ALIASES[band] if k in first.assets), None)
+    aliases = sensor.asset_aliases
+    for band in sensor.all_assets:
+        key = next((k for k in aliases[band] if k in first.assets), None)
         if key is None:
             raise InputError(
-                f"STAC item {first.id!r}: no asset for band {band} (tried {', '.join(ASSET_ALIASES[band])}; "
+                f"STAC item {first.id!r}: no asset for band {band} (tried {', '.join(aliases[band])}; "
                 f"item has {', '.join(sorted(first.assets))})"
             )
         mapping[band] = key
@@ -343,7 +341,7 @@ def _declared_offset_dn(asset: pystac.Asset) -> int | None:
     return None
 
 
-def item_offset_dn(item: pystac.Item, asset_key: str | None = None) -> int:
+def item_offset_dn(item: pystac.Item, asset_key: str | None = None, sensor: Sensor = SENSOR) -> int:
     """BOA_ADD_OFFSET of an item in DN (0 or -1000), to add to the served DN.
 
     In order:
@@ -356,6 +354,8 @@ def item_offset_dn(item: pystac.Item, asset_key: str | None = None) -> int:
     3. the processing baseline (``s2:processing_baseline``, or ``processing:version`` on
        Copernicus Data Space): -1000 from 04.00;
     4. the acquisition date (from 2022-01-25).
+
+    Steps 3-4 are the sensor's offset rule (:meth:`Sensor.boa_add_offset`).
 
     Raises
     ------
@@ -373,25 +373,18 @@ def item_offset_dn(item: pystac.Item, asset_key: str | None = None) -> int:
     pb = p.get(key)
     start, _ = _item_interval(item)
     try:
-        return boa_add_offset(pb, start.date())
+        return sensor.boa_add_offset(pb, start.date())
     except ValueError:
         raise InputError(f"STAC item {item.id!r}: bad {key} {pb!r} (expected a processing baseline such as '05.09')") from None
 
 
-def item_lon(item: pystac.Item) -> float:
-    if item.bbox:
-        return 0.5 * (item.bbox[0] + item.bbox[2])
-    if item.geometry:
-        from shapely.geometry import shape
+def solar_day(item: pystac.Item, sensor: Sensor = SENSOR) -> dt.date:
+    """Observation key of an item: the sensor's solar day (UTC time + longitude/15 h).
 
-        return shape(item.geometry).centroid.x
-    return 0.0
-
-
-def solar_day(item: pystac.Item) -> dt.date:
-    """Local solar day of an item (UTC time + longitude/15 h), as odc-stac's ``solar_day``."""
-    t, _ = _item_interval(item)
-    return (t + dt.timedelta(hours=item_lon(item) / 15.0)).date()
+    The same callable is odc-stac's ``groupby`` in :func:`load_cube`, so the metadata and the
+    pixels are grouped alike (:attr:`Sensor.solar_day`).
+    """
+    return sensor.solar_day(item, None, None)
 
 
 def mgrs_tile(item: pystac.Item) -> str | None:
@@ -443,16 +436,20 @@ class ObservationMeta:
     item_ids: list[list[str]]
 
 
-def observation_meta(items: Sequence[pystac.Item], assets: dict[str, str]) -> ObservationMeta:
-    """Group items by solar day as odc-stac does and derive offset and sun zenith per day."""
+def observation_meta(items: Sequence[pystac.Item], assets: dict[str, str], sensor: Sensor = SENSOR) -> ObservationMeta:
+    """Group items by the sensor's solar day and derive offset and sun zenith per day.
+
+    The grouping callable is the one :func:`load_cube` hands to odc-stac (``groupby``), so
+    ``dates`` and the cube's time axis agree one to one.
+    """
     groups: dict[dt.date, list[pystac.Item]] = {}
     for it in items:
-        groups.setdefault(solar_day(it), []).append(it)
+        groups.setdefault(sensor.solar_day(it, None, None), []).append(it)
     dates = sorted(groups)
     offs, zen, ids, times = [], [], [], []
     for d in dates:
         g = sorted(groups[d], key=lambda it: (_item_interval(it)[0], it.id))
-        o = {item_offset_dn(it, assets["B04"]) for it in g}
+        o = {item_offset_dn(it, assets[sensor.band("red")], sensor) for it in g}
         if len(o) > 1:
             raise InputError(
                 f"items of solar day {d} ({', '.join(it.id for it in g)}) disagree on BOA_ADD_OFFSET {sorted(o)}"
@@ -470,10 +467,11 @@ def observation_meta(items: Sequence[pystac.Item], assets: dict[str, str]) -> Ob
 
 
 def load_cube(items: Sequence[pystac.Item], geobox, assets: dict[str, str], *, chunks=None, pool: int | None = None,
-              bands: Sequence[str] = ALL_ASSETS):
-    """Load items onto ``geobox`` with odc-stac, fused by solar day.
+              bands: Sequence[str] = ALL_ASSETS, sensor: Sensor = SENSOR):
+    """Load items onto ``geobox`` with odc-stac, fused by the sensor's solar day.
 
-    ``bands`` (our names, default all of B02..B12 and SCL) selects what is read.
+    ``bands`` (our names, default all of B02..B12 and SCL) selects what is read. Items are
+    grouped by ``groupby=sensor.solar_day``, the callable :func:`observation_meta` uses.
 
     Returns
     -------
@@ -484,16 +482,14 @@ def load_cube(items: Sequence[pystac.Item], geobox, assets: dict[str, str], *, c
     import odc.stac
 
     keys = [assets[b] for b in bands]
-    resampling = {assets[b]: "average" for b in BANDS}
-    resampling[assets["SCL"]] = "nearest"
+    resampling = {assets[b]: "average" for b in sensor.band_names}
+    resampling[assets[sensor.quality.band]] = "nearest"
     # Force the L2A data types and nodata: items without ``raster:bands`` (or with partial
     # metadata) would otherwise load as float32 with NaN fill.
-    band_cfg = {assets[b]: {"data_type": "uint16", "nodata": DN_NODATA} for b in BANDS}
-    band_cfg[assets["SCL"]] = {"data_type": "uint8", "nodata": 0}
-    stac_cfg = {"*": {"assets": band_cfg}}
+    stac_cfg = sensor.stac_cfg(assets)
     try:
         ds = odc.stac.load(
-            items, bands=keys, geobox=geobox, groupby="solar_day", resampling=resampling,
+            items, bands=keys, geobox=geobox, groupby=sensor.solar_day, resampling=resampling,
             chunks=chunks, pool=pool, fail_on_error=True, stac_cfg=stac_cfg,
         )
     except Exception as exc:
@@ -501,15 +497,15 @@ def load_cube(items: Sequence[pystac.Item], geobox, assets: dict[str, str], *, c
     return ds.rename({assets[b]: b for b in bands})
 
 
-def to_reflectance(dn: np.ndarray, offset_dn: np.ndarray) -> np.ndarray:
-    """Raw DN [T, B, Y, X] (0 = nodata) -> offset-corrected int16 x 10000 with REFL_NODATA.
+def to_reflectance(dn: np.ndarray, offset_dn: np.ndarray, dn_nodata: int = SENSOR.dn_nodata) -> np.ndarray:
+    """Raw DN [T, B, Y, X] (``dn_nodata``, 0 for S2) -> offset-corrected int16 x 10000 with REFL_NODATA.
 
     ``offset_dn`` is [T] (BOA_ADD_OFFSET per observation, 0 or -1000).
     """
     off = np.asarray(offset_dn, dtype=np.int32).reshape((-1,) + (1,) * (dn.ndim - 1))
     refl = dn.astype(np.int32) + off
     np.clip(refl, -32767, 32767, out=refl)
-    refl[dn == DN_NODATA] = REFL_NODATA
+    refl[dn == dn_nodata] = REFL_NODATA
     return refl.astype(np.int16)
 
 
@@ -520,6 +516,7 @@ __all__ = [
     "SceneSelection",
     "check_api_hrefs",
     "filter_scenes",
+    "item_lon",
     "item_offset_dn",
     "load_cube",
     "mgrs_tile",
