@@ -201,3 +201,22 @@ def test_simulate_overwrite_never_wipes_a_foreign_folder(tmp_path):
                  "--overwrite"])
     assert r.exit_code == 2 and "not a soilsuite output" in r.output, r.output
     assert _snapshot(out) == before
+
+
+def test_relative_paths_are_recorded_relative_to_the_folder(tmp_path, monkeypatch):
+    """A folder given relative to the working directory (as `make demo` does): file-system paths
+    and folder-relative names both land as folder-relative entries."""
+    monkeypatch.chdir(tmp_path)
+    folder = OutputFolder("runs/soil", "dsm")
+    folder.path.mkdir(parents=True)
+    from pathlib import Path
+
+    (folder.path / "soc_q50.tif").write_bytes(b"map")
+    (folder.path / "sub").mkdir()
+    (folder.path / "sub" / "x.txt").write_text("x")
+    with pytest.raises(OutputExistsError, match="soc_q50.tif .*not written by soilsuite"):
+        folder.claim([Path("runs/soil/soc_q50.tif")], overwrite=True)  # not listed yet: foreign
+    m = folder.record([Path("runs/soil/soc_q50.tif"), "sub/x.txt"], state="complete")
+    assert set(m["files"]) == {"soc_q50.tif", "sub/x.txt"}
+    folder.claim([Path("runs/soil/soc_q50.tif"), tmp_path / "runs/soil/soc_q50.tif"], overwrite=True)
+    assert folder.survey().owned == ["soc_q50.tif", "sub/x.txt"]

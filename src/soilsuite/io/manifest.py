@@ -56,6 +56,14 @@ _FORMAT = 1
 _SHOW = 8
 
 
+def _rel(p: str | os.PathLike, base: Path) -> str:
+    """A file's path relative to ``base`` (POSIX): a ``str`` is taken as relative to ``base``
+    already; a ``Path`` is a file-system path (absolute, or relative to the working directory)."""
+    if isinstance(p, str):
+        return Path(p).as_posix()
+    return Path(os.path.relpath(os.path.abspath(p), os.path.abspath(base))).as_posix()
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -359,7 +367,9 @@ class OutputFolder:
 
     def record(self, paths: Iterable[str | os.PathLike], *, state: str | None = None,
                manifest: dict | None = None, extra: dict | None = None, source: Path | None = None) -> dict:
-        """Add files soilsuite wrote (absolute or relative to the folder) to the manifest.
+        """Add files soilsuite wrote to the manifest: ``str`` paths relative to the folder (as
+        :meth:`survey` and :func:`tree_files` give them), or ``Path`` objects (file-system paths,
+        absolute or relative to the working directory).
 
         Checksums are computed here, in threads (file reads release the GIL). With ``source``,
         the files are measured in that folder (a finished temporary tree about to be moved in
@@ -368,12 +378,7 @@ class OutputFolder:
 
         m = manifest if manifest is not None else (self.read() or self.start())
         base = source if source is not None else self.path
-        rels = []
-        for p in paths:
-            p = Path(p)
-            rel = (p.relative_to(base) if p.is_absolute() else p).as_posix()
-            if rel not in (MANIFEST, LOCK):
-                rels.append(rel)
+        rels = [r for r in (_rel(p, base) for p in paths) if r not in (MANIFEST, LOCK)]
         with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
             for rel, e in zip(rels, pool.map(lambda r: _entry(base / r), rels), strict=True):
                 m["files"][rel] = e
@@ -477,15 +482,15 @@ class OutputFolder:
         return result
 
     def claim(self, targets: Iterable[str | os.PathLike], *, overwrite: bool, force_clean: bool = False) -> None:
-        """Check that files about to be written into a shared folder may be: a target that
+        """Check that files about to be written into a shared folder may be (``targets``: file-system
+        paths, or ``str`` relative to the folder): a target that
         exists must have been written by soilsuite (and be unchanged, unless ``force_clean``),
         and is replaced only with ``overwrite``. Record the files with :meth:`record` once
         written."""
         m = self.read() or {"files": {}, "state": "complete"}
         exists, foreign, changed = [], [], []
         for t in targets:
-            p = Path(t)
-            rel = (p.relative_to(self.path) if p.is_absolute() else p).as_posix()
+            rel = _rel(t, self.path)
             q = self.path / rel
             if not q.exists():
                 continue
