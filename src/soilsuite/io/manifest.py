@@ -391,28 +391,6 @@ class OutputFolder:
         self._write(m)
         return m
 
-    def forget(self, paths: Iterable[str]) -> None:
-        """Drop entries (files soilsuite removed itself)."""
-        m = self.read()
-        if m is None:
-            return
-        for rel in paths:
-            m["files"].pop(rel, None)
-        self._write(m)
-
-    def remove(self, rel: str) -> bool:
-        """Delete one file if soilsuite wrote it (listed, or in the namespace of an unfinished
-        run); returns True if deleted. Files soilsuite did not write are left alone."""
-        m = self.read() or {"files": {}, "state": "complete"}
-        ours = rel in m["files"] or (m.get("state") != "complete" and self.namespace is not None
-                                      and self.namespace(rel))
-        p = self.path / rel
-        if not ours or not p.exists():
-            return False
-        p.unlink()
-        self._prune(p.parent)
-        return True
-
     def clear(self, *, force_clean: bool = False, owned_dirs: bool = True) -> list[str]:
         """Remove soilsuite's files from the folder (``replace``); returns what was removed.
 
