@@ -350,6 +350,10 @@ CASES: list[Case] = [
          setup=write_file("area.geojson", json.dumps({"type": "FeatureCollection", "features": []}))),
     Case("composite-mgrs-unknown", comp("--mgrs", "99XXX"), r"grid tile '99XXX': no item of this MGRS tile"),
     Case("composite-tile-deprecated", comp("--tile", "99XXX"), r"deprecated: --tile is now --mgrs"),
+    Case("composite-mgrs-and-old-tile", comp("--mgrs", "33UVU", "--tile", "33UUU"),
+         r"--tile is the old spelling of --mgrs: give one of them, not both"),
+    Case("composite-cog-tile-px-both", comp("--cog-tile-px", "128", "--out-tile-px", "256"),
+         r"--out-tile-px is the old spelling of --cog-tile-px: give one of them, not both"),
     # --- composite: auxiliary rasters
     Case("composite-worldcover-missing", comp("--worldcover", "{tmp}/nowhere.tif"), r"raster .*nowhere\.tif: no such file"),
     Case("composite-worldcover-not-raster", comp("--worldcover", "{data}/wc.tif"), r"raster .*wc\.tif",

@@ -153,7 +153,8 @@ def composite(
         min_sun_elevation=min_sun_elevation, dilation_px=dilation_px, max_sun_zenith=max_sun_zenith,
         max_nbr2=max_nbr2, blue_k_bare=blue_k_bare, blue_k_mref=blue_k_mref, min_bare_obs=min_bare_obs,
         ci_method=ci_method, periods=periods, layout=layout,
-        cog_tile_px=deprecated_alias(cog_tile_px, out_tile_px, "--out-tile-px", "--cog-tile-px"),
+        cog_tile_px=deprecated_alias(cog_tile_px, out_tile_px, "--out-tile-px", "--cog-tile-px",
+                                     CompositeConfig.model_fields["cog_tile_px"].default),
         tile_size=tile_size, max_memory=max_memory, scheduler=scheduler, n_workers=n_workers, overwrite=overwrite,
         force_clean=force_clean, on_error=on_error, allow_partial_coverage=allow_partial_coverage,
     )
@@ -229,8 +230,10 @@ def export_force(
 
     res = _export_force(
         source, out=out, start=cli_date(start, "start"), end=cli_date(end, "end"), bbox=parse_bbox(bbox), crs=crs,
-        resolution=resolution, force_tile_m=deprecated_alias(force_tile_m, tile_size, "--tile-size", "--force-tile-m"),
-        force_block_m=deprecated_alias(force_block_m, block_size, "--block-size", "--force-block-m"),
+        resolution=resolution, force_tile_m=deprecated_alias(force_tile_m, tile_size, "--tile-size", "--force-tile-m",
+                                                                   ForceExportConfig.model_fields["force_tile_m"].default),
+        force_block_m=deprecated_alias(force_block_m, block_size, "--block-size", "--force-block-m",
+                                       ForceExportConfig.model_fields["force_block_m"].default),
         origin=numbers(origin, 2, "--origin", "x,y"), max_cloud_cover=max_cloud_cover,
         min_sun_elevation=min_sun_elevation, collection=collection, overwrite=overwrite, force_clean=force_clean,
         progress=not quiet,

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 from .config import parse_date
-from .errors import SoilsuiteError
+from .errors import ConfigError, SoilsuiteError
 
 #: Messages (errors, warnings, notes) go to stderr; results to stdout.
 console = Console(stderr=True)
@@ -62,7 +62,7 @@ def hidden_alias(flag: str) -> Any:
     return typer.Option(None, flag, hidden=True)
 
 
-def deprecated_alias(value: Any, old_value: Any, old: str, new: str) -> Any:
+def deprecated_alias(value: Any, old_value: Any, old: str, new: str, default: Any = None) -> Any:
     """The option value, taken from the old spelling ``old`` (with a one-line note) if it was used.
 
     Parameters
@@ -73,9 +73,13 @@ def deprecated_alias(value: Any, old_value: Any, old: str, new: str) -> Any:
         The value given under the old name (None if not given).
     old, new : str
         The flags, e.g. ``"--tile"`` and ``"--mgrs"``.
+    default : object
+        The default of ``new``: a value other than it means ``new`` was given too, which is refused.
     """
     if old_value is None:
         return value
+    if value is not None and value != default:
+        raise ConfigError(f"{old} is the old spelling of {new}: give one of them, not both")
     console.print(f"[yellow]deprecated:[/] {old} is now {new}; the old spelling goes in the next release",
                   highlight=False)
     return old_value

@@ -82,8 +82,10 @@ def build_config(**kwargs: Any) -> CompositeConfig:
 
 def _params_hash(cfg: CompositeConfig) -> str:
     """Hash of everything that changes the products (not engine settings, the file layout or
-    overwrite): a resumed run must have the same hash."""
+    overwrite): a resumed run must have the same hash. The products a run writes belong to it
+    (a product registered since an interrupted run is missing from its finished tiles)."""
     d = cfg.model_dump(mode="json", exclude={"engine", "overwrite", "force_clean", "out", "layout", "cog_tile_px"})
+    d["products"] = sorted(P.composite_products())
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -471,7 +473,7 @@ def _prepare_out(cfg: CompositeConfig, folder: OutputFolder, action: str) -> Pat
     return out
 
 
-def _already_complete(cfg: CompositeConfig, t0: float) -> RunSummary:
+def _already_complete(cfg: CompositeConfig) -> RunSummary:
     """The summary of a finished run of the same parameters, from its run record."""
     from ..io.products import read_run_record
 
@@ -502,18 +504,17 @@ def run(cfg: CompositeConfig, *, progress: bool = False) -> RunSummary:
     """
     t0 = time.perf_counter()
     if _check_out(cfg) == "complete":  # refuse early, before any work
-        return _already_complete(cfg, t0)
+        return _already_complete(cfg)
 
     found, sel = select_items(cfg)
     assets = S.resolve_assets(sel.items)
-    meta = S.observation_meta(sel.items, assets)
     geobox = target_geobox(cfg, sel.items)
     sel, meta = preflight(cfg, sel, assets, geobox, progress=progress)  # inputs checked before any tile
     folder = output_folder(cfg)
     with folder.lock():  # inputs are fine: now create / resume the output folder
         action = _check_out(cfg)  # again, under the lock: another run may have finished meanwhile
         if action == "complete":
-            return _already_complete(cfg, t0)
+            return _already_complete(cfg)
         out = _prepare_out(cfg, folder, action)
         return _run_locked(cfg, t0, out, folder, found, sel, assets, meta, geobox, progress)
 
