@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 from .config import parse_date
-from .errors import ConfigError, SoilsuiteError
+from .errors import ConfigError, SoilsuiteError, exception_chain
 
 #: Messages (errors, warnings, notes) go to stderr; results to stdout.
 console = Console(stderr=True)
@@ -121,15 +121,6 @@ def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
 
 
 # ----------------------------------------------------------------------------- errors
-def _chain(exc: BaseException):
-    """``exc`` and the exceptions it was raised from (cause or context), outermost first."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__
-
-
 def one_line(exc: BaseException) -> list[str] | None:
     """The one-line message(s) for an error caused by input or the machine, else None.
 
@@ -142,10 +133,10 @@ def one_line(exc: BaseException) -> list[str] | None:
 
     from pydantic import ValidationError
 
-    for e in _chain(exc):  # a full disk, however deep it was wrapped
+    for e in exception_chain(exc):  # a full disk, however deep it was wrapped
         if (isinstance(e, OSError) and e.errno == errno.ENOSPC) or "No space left on device" in str(e):
             where = getattr(e, "filename", None) or next(
-                (x.filename for x in _chain(exc) if getattr(x, "filename", None)), None)
+                (x.filename for x in exception_chain(exc) if getattr(x, "filename", None)), None)
             return [f"no space left on device writing {where or '(a file of the output folder)'}; "
                     "free space and re-run the same command to resume"]
     if isinstance(exc, SoilsuiteError):

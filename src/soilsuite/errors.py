@@ -17,3 +17,13 @@ class ConfigError(SoilsuiteError):
 
 class OutputExistsError(SoilsuiteError):
     """An output exists already and ``overwrite`` was not given."""
+
+
+def exception_chain(exc: BaseException | None):
+    """``exc`` and the exceptions it was raised from (``__cause__`` or ``__context__``),
+    outermost first; a chain that loops back is followed once."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__

@@ -50,7 +50,7 @@ from .block import (
     install_extensions,
     valid_observations,
 )
-from .preflight import preflight
+from .preflight import gdal_env, preflight
 from .tiles import Tile
 
 # ----------------------------------------------------------------------------- configuration
@@ -185,13 +185,12 @@ def load_tile_inputs(items: list, assets: dict[str, str], geobox, cfg: Composite
     source COG blocks decodes no block of its neighbours (1.6x less read time on the bench).
     ``items`` must cover the padded tile; both loads use the same items, hence the same dates.
     """
-    import rasterio
 
     from ..sources.rasters import read_on_grid
 
     gb = geobox.pad(halo)
     ny, nx = geobox.shape.y, geobox.shape.x
-    with rasterio.Env(GDAL_CACHEMAX=64 * 2**20, GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"):
+    with gdal_env():
         if items:
             meta = S.observation_meta(items, assets)
 

@@ -25,6 +25,7 @@ record and the summary (``on_error="skip"``).
 
 from __future__ import annotations
 
+import itertools
 import random
 import warnings
 from collections.abc import Callable, Sequence
@@ -36,7 +37,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from ..config import CompositeConfig
-from ..errors import InputError
+from ..errors import InputError, exception_chain
 from ..sources import stac as S
 
 #: Check every asset up to this many; above, the assets of a sample of items.
@@ -121,13 +122,11 @@ def _same_crs(declared: str, actual) -> bool:
 def _gdal_reason(exc: BaseException) -> str:
     """GDAL's reason: the outermost and innermost messages of the chain (rasterio's outer
     "Read failed. See previous exception" says nothing by itself)."""
-    msgs = []
-    e: BaseException | None = exc
-    while e is not None and len(msgs) < 20:
+    msgs: list[str] = []
+    for e in itertools.islice(exception_chain(exc), 20):
         m = " ".join(str(e).split())
         if m and "See previous exception" not in m and m not in msgs:
             msgs.append(m)
-        e = e.__cause__ or e.__context__
     if not msgs:
         return type(exc).__name__
     return msgs[0] if len(msgs) == 1 else f"{msgs[0]}: {msgs[-1]}"

@@ -26,7 +26,7 @@ import numpy as np
 import pystac
 
 from ..config import SceneFilter
-from ..errors import InputError
+from ..errors import InputError, exception_chain
 from ..sensors import REFL_NODATA, SENTINEL2_L2A, Sensor, item_lon
 from ..sensors.sentinel2 import BOA_ADD_OFFSET_PB04
 from .items import Rejection, _bbox_intersects, _item_interval
@@ -54,9 +54,7 @@ class SceneSelection:
 
 def _read_error(exc: BaseException) -> str:
     """The innermost message of a pystac read error (the real reason, not "does not resolve")."""
-    msgs = [str(exc)]
-    while (exc := exc.__cause__ or exc.__context__) is not None:
-        msgs.append(str(exc))
+    msgs = [str(e) for e in exception_chain(exc)]
     return msgs[-1] if msgs[-1] else msgs[0]
 
 
