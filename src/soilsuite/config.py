@@ -75,6 +75,21 @@ class BareOptions(_Model):
         return v
 
 
+class LayerOptions(_Model):
+    """Optional layers beyond SCMaP's products (issue 15; docs/temporal.md). All off by default."""
+
+    temporal: bool = Field(False, description="bare-soil dates, episodes, spells and tillage events")
+    tillage_max_gap_days: int = Field(
+        30, ge=1, le=366, description="tillage event: vegetated -> bare within this many days")
+    ploughing: bool = Field(False, description="grassland ploughing flag and 'permanent vegetation lost'")
+    grassland: Path | None = Field(None, description="polygons of permanent grassland (any vector file)")
+    min_ploughing_obs: int = Field(
+        2, ge=1, description="ploughing: bare observations on grassland in a period")
+    erosion: bool = Field(False, description="monthly BSF and the erosivity-weighted C-factor")
+    erosivity: Path | None = Field(
+        None, description="monthly erosivity shares: CSV month,share or 12-band raster")
+
+
 class EngineOptions(_Model):
     """How the work is executed (tiles, memory, Dask cluster)."""
 
@@ -129,10 +144,16 @@ class CompositeConfig(_Model):
     overwrite: bool = Field(False, description="replace an earlier run in `out` (only files it wrote)")
     force_clean: bool = Field(
         False, description="with overwrite: replace changed files, write beside others")
-    periods: Literal["none", "year"] = Field("none", description="'year': also write per-year products")
+    periods: str = Field(
+        "none", description="also per period: year, season, month or NAME:MM-DD..MM-DD,... (docs/temporal.md)")
+    period_blue_filter: Literal["window", "exact"] = Field(
+        "window", description="per-period blue filter: window's median/MAD, or 'exact' per period")
     layout: Literal["auto", "single", "tiles"] = Field(
         "auto", description="'single' COG, 'tiles' (+ .vrt) or 'auto'")
     cog_tile_px: int = Field(8192, ge=64, le=65536, description="COG tile side (px), layout 'tiles'")
+    stac_hrefs: Literal["relative", "absolute"] = Field(
+        "relative", description="STAC asset hrefs: 'relative' (movable folder) or 'absolute' (file:// URIs, for "
+        "stackstac or a STAC API); `soilsuite stac OUT` rewrites them later")
     on_error: Literal["fail", "skip"] = Field(
         "fail", description="broken scene: 'fail', or 'skip' (run.json)")
     allow_partial_coverage: bool = Field(
@@ -141,11 +162,43 @@ class CompositeConfig(_Model):
     mask: MaskOptions = MaskOptions()
     bare: BareOptions = BareOptions()
     engine: EngineOptions = EngineOptions()
+    layers: LayerOptions = LayerOptions()
+
+    @field_validator("periods")
+    @classmethod
+    def _periods(cls, v: str) -> str:
+        from .periods import check_periods
+
+        try:
+            return check_periods(v)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+    @property
+    def product_groups(self) -> tuple[str, ...]:
+        """Product groups this run writes (:func:`soilsuite.products.composite_products`)."""
+        lay = self.layers
+        return ("composite", *(g for g, on in (("temporal", lay.temporal), ("ploughing", lay.ploughing),
+                                                ("erosion", lay.erosion)) if on))
 
     @model_validator(mode="after")
     def _check(self) -> CompositeConfig:
         if self.end < self.start:
             raise ValueError(f"end {self.end} is before start {self.start}")
+        if self.periods != "none":
+            from .periods import resolve_periods
+
+            try:
+                resolve_periods(self.periods, self.start, self.end)  # overlapping ranges
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        if self.layers.grassland is not None and not self.layers.ploughing:
+            raise ValueError("grassland: a grassland layer is used by the ploughing layers; give ploughing too")
+        if self.layers.ploughing and self.layers.grassland is None and self.worldcover is None:
+            raise ValueError("ploughing: needs permanent grassland from worldcover (class 30) or a grassland "
+                             "polygon file (grassland); give one or both")
+        if self.layers.erosivity is not None and not self.layers.erosion:
+            raise ValueError("erosivity: monthly erosivity shares are used by the erosion layers; give erosion too")
         if self.bbox is not None:
             w, s, e, n = self.bbox
             if not (-180 <= w < e <= 180 and -90 <= s < n <= 90):

@@ -67,6 +67,9 @@ class ProductSpec:
     #: period (period axis removed); None for SCMaP's products, made together by
     #: :func:`soilsuite.kernels.composite.finalize`
     finalize: Callable[[Mapping[str, np.ndarray]], np.ndarray] | None = field(default=None, compare=False)
+    #: resampling to another grid (``soilsuite export``): "average", "mode", "nearest", "sum"...;
+    #: None: from the product's kind (:func:`resampling`)
+    resampling: str | None = None
 
     @property
     def is_spectral(self) -> bool:
@@ -145,6 +148,11 @@ class ObservationBlock:
     ``[T, Y, X]`` (bits of :mod:`soilsuite.kernels.composite`: ``FLAG_VALID``, ``FLAG_BARE``...);
     ``period`` int ``[T]`` (period index of each observation, -1 = none); ``n_periods``;
     ``days`` int64 ``[T]``: days since 1970-01-01 of each observation's (solar) date.
+    ``period_end`` int64 ``[P]``: days since 1970-01-01 of each period's last day (None if
+    unknown); ``aux``: per-pixel inputs of optional layers (``"grassland"`` bool ``[Y, X]``,
+    ``"other"`` bool ``[Y, X]``, ``"erosivity"`` float32 ``[12, Y, X]``); ``params``: their
+    options (:class:`soilsuite.config.LayerOptions` as a dict, ``min_bare_obs``); ``cache``:
+    scratch shared by the fields of one block (e.g. one kernel computing several fields).
     """
 
     refl: np.ndarray
@@ -152,6 +160,10 @@ class ObservationBlock:
     period: np.ndarray
     n_periods: int
     days: np.ndarray
+    period_end: np.ndarray | None = None
+    aux: Mapping[str, np.ndarray] = field(default_factory=dict)
+    params: Mapping[str, object] = field(default_factory=dict)
+    cache: dict = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -169,12 +181,16 @@ class FieldSpec:
         fields of :func:`soilsuite.kernels.composite.accumulate` (computed together, fused).
     description : str
         One line, with the unit.
+    window_from_periods : bool
+        With periods, the window's value is the merge of the periods' values (e.g. "ploughed in
+        any year"), not a computation over the window's observations.
     """
 
     name: str
     merge: str
     compute: Callable[[ObservationBlock], np.ndarray] | None = field(default=None, compare=False)
     description: str = ""
+    window_from_periods: bool = False
 
 
 def _core_fields() -> dict[str, FieldSpec]:
@@ -212,14 +228,21 @@ def register_product(spec: ProductSpec, *fields: FieldSpec) -> ProductSpec:
     return spec
 
 
-def composite_products() -> tuple[str, ...]:
-    """Names of the products a composite run writes (group ``"composite"``), in writing order."""
-    return tuple(n for n, p in PRODUCTS.items() if p.group == "composite")
+#: Groups of optional composite products, written only when a run asks for them
+#: (:attr:`soilsuite.config.CompositeConfig.product_groups`: ``--temporal``, ``--ploughing``, ``--erosion``).
+OPTIONAL_GROUPS: tuple[str, ...] = ("temporal", "ploughing", "erosion")
 
 
-def extra_products() -> tuple[ProductSpec, ...]:
-    """Registered composite products beyond SCMaP's (computed by their own ``finalize``)."""
-    return tuple(p for n, p in PRODUCTS.items() if p.group == "composite" and n not in SCMAP_PRODUCTS)
+def composite_products(groups: tuple[str, ...] = ("composite",)) -> tuple[str, ...]:
+    """Names of the products a composite run writes, in writing order: group ``"composite"``
+    (every run) and the optional ``groups`` the run asks for."""
+    return tuple(n for n, p in PRODUCTS.items() if p.group in ("composite", *groups))
+
+
+def extra_products(groups: tuple[str, ...] = ("composite",)) -> tuple[ProductSpec, ...]:
+    """Registered composite products beyond SCMaP's (computed by their own ``finalize``), of
+    group ``"composite"`` and the optional ``groups``."""
+    return tuple(p for n, p in PRODUCTS.items() if p.group in ("composite", *groups) and n not in SCMAP_PRODUCTS)
 
 
 #: Products of the standard composite run, in writing order (SCMaP's; see :func:`composite_products`).
@@ -234,6 +257,33 @@ def get(name: str) -> ProductSpec:
         raise KeyError(f"unknown product {name!r}; known: {', '.join(PRODUCTS)}") from None
 
 
+def resampling(spec: ProductSpec, counts: str = "nearest") -> str:
+    """How a product is resampled to another grid (``soilsuite export``, docs/export.md).
+
+    ``spec.resampling`` if set; else classes (MASK, PLOUGHED...) ``"mode"`` (the class covering
+    most of the target pixel); counts (unit ``count``) ``counts``: ``"nearest"`` keeps a
+    pixel's count, ``"sum"`` adds the counts of the source pixels in the target pixel; days
+    and dates (unit with ``day``) ``"nearest"``; everything else (reflectance, fractions)
+    ``"average"`` (nodata pixels left out).
+    """
+    if counts not in ("nearest", "sum"):
+        raise ValueError(f"counts must be 'nearest' or 'sum', got {counts!r}")
+    if spec.resampling:
+        return spec.resampling
+    if spec.classes:
+        return "mode"
+    if spec.unit == "count":
+        return counts
+    if "day" in spec.unit:
+        return "nearest"
+    return "average"
+
+
 def band_wavelengths(spec: ProductSpec) -> list[float] | None:
     """Central wavelengths (micrometres) of a spectral product's bands, else None."""
     return [WAVELENGTH_UM[b] for b in spec.bands] if spec.is_spectral else None
+
+
+# the optional layers of issue 15 (groups "temporal", "ploughing", "erosion"): registered here so
+# that every reader and writer of the catalogue knows them
+from . import layers as _layers  # noqa: E402, F401

@@ -206,6 +206,7 @@ def open_products(
     grid = None
     data_vars: dict[str, xr.DataArray] = {}
     band_coord: list[str] | None = None
+    extra_coords: dict[str, list[str]] = {}
     for name, path in files.items():
         spec = P.get(name)
         with rasterio.open(path) as src:
@@ -235,7 +236,12 @@ def open_products(
                      product=spec.name, grid_mapping="spatial_ref")
         if not decode:
             attrs.update(nodata=spec.nodata, scale=spec.scale, offset=spec.offset)
-        if spec.is_spectral or count > 1:
+        if count > 1 and not spec.is_spectral and len(spec.bands) == count:
+            # a multi-band product that is not spectral (BSF_MONTHLY: months): its own dimension
+            dim = "month" if spec.bands[0] == "M01" else f"{name.lower()}_band"
+            extra_coords[dim] = list(spec.bands)
+            data_vars[name] = xr.DataArray(values, dims=(dim, "y", "x"), attrs=attrs)
+        elif spec.is_spectral or count > 1:
             if band_coord is not None and band_coord != names:
                 raise InputError(f"{path}: bands {names} differ from other products' {band_coord}")
             band_coord = names
@@ -259,6 +265,7 @@ def open_products(
     }
     if band_coord is not None:
         coords["band"] = ("band", band_coord)
+    coords.update({d: (d, v) for d, v in extra_coords.items()})
     attrs = {"crs": wkt, "transform": list(transform)[:6], "source": os.fspath(out)}
     if crs and crs.to_epsg():
         attrs["epsg"] = int(crs.to_epsg())

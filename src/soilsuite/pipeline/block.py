@@ -12,11 +12,12 @@ path whatever drives it::
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..config import CompositeConfig, MaskOptions
+from ..errors import ConfigError
 from ..sensors import DEFAULT_SENSOR
 from ..sources import stac as S
 
@@ -46,11 +47,32 @@ class TileInputs:
     threshold: np.ndarray  # float32 [Y, X]
     never_bare: np.ndarray  # bool [Y, X]
     other: np.ndarray  # bool [Y, X]
+    #: per-pixel inputs of the optional layers (``grassland`` bool [Y, X], ``erosivity`` [12, Y, X])
+    aux: dict = field(default_factory=dict)
 
 
-def _period_index(dates: list[dt.date], periods: list[str]) -> np.ndarray:
-    lookup = {p: i for i, p in enumerate(periods)}
-    return np.array([lookup.get(str(d.year), -1) for d in dates], dtype=np.int32)
+def _periods(cfg: CompositeConfig, labels: list[str]):
+    """The :class:`~soilsuite.periods.Period` of each label (from ``cfg.periods`` and the window)."""
+    from ..periods import Period, resolve_periods
+
+    spec = cfg.periods if cfg.periods != "none" else "year"
+    known = {p.label: p for p in resolve_periods(spec, cfg.start, cfg.end)}
+    out = []
+    for label in labels:
+        if label in known:
+            out.append(known[label])
+        elif label.isdigit() and len(label) == 4:  # a year given explicitly (soilsuite.compute)
+            y = int(label)
+            out.append(Period(label, max(cfg.start, dt.date(y, 1, 1)), min(cfg.end, dt.date(y, 12, 31))))
+        else:
+            raise ConfigError(f"periods: {label!r} is not a period of {cfg.periods!r} in {cfg.start}..{cfg.end}")
+    return out
+
+
+def _period_index(dates: list[dt.date], periods) -> np.ndarray:
+    from ..periods import period_index
+
+    return period_index(dates, periods)
 
 
 def classify_inputs(inp: TileInputs, cfg: CompositeConfig) -> tuple[np.ndarray | None, np.ndarray]:
@@ -82,38 +104,89 @@ def _days(dates: list[dt.date]) -> np.ndarray:
     return np.array(dates, dtype="datetime64[D]").astype(np.int64).reshape(len(dates))
 
 
+def _stitched_flags(inp: TileInputs, cfg: CompositeConfig, period: np.ndarray, n_p: int) -> np.ndarray:
+    """Flags with the blue outlier filter of each period taken over that period alone
+    (``period_blue_filter="exact"``): each period's observations classified as a standalone
+    run on that period would classify them. Observations in no period keep flag 0."""
+    flags = np.zeros(inp.valid.shape, np.uint8)
+    for p in range(n_p):
+        sel = np.flatnonzero(period == p)
+        if sel.size == 0:
+            continue
+        sub = TileInputs(inp.meta, inp.refl[sel], inp.valid[sel], inp.threshold, inp.never_bare, inp.other)
+        flags[sel] = classify_inputs(sub, cfg)[1]
+    return flags
+
+
 def composite_inputs(inp: TileInputs, cfg: CompositeConfig, periods: list[str] | None = None
                      ) -> dict[str, dict[str, np.ndarray]]:
     """Products of one block from its kernel inputs (SPEC 2-4), as physical float32 arrays.
 
     Returns ``{label: {product: array}}`` with label ``"window"`` for the whole time window and
-    one label per period (calendar years) if ``periods`` is given, for every product of
-    :func:`soilsuite.products.composite_products` (SCMaP's and any registered). Arrays are
-    float32 with NaN for nodata ([Y, X] or [B, Y, X]); encode them with
-    :meth:`soilsuite.products.ProductSpec.encode`. ``inp.refl`` is released once the fields are
-    computed. Each field merges over periods by its declared rule (:mod:`soilsuite.kernels.aggregate`).
+    one label per period if ``periods`` is given (labels of ``cfg.periods``: years, seasons,
+    months or named ranges, :mod:`soilsuite.periods`), for every product of
+    :func:`soilsuite.products.composite_products` of the run's groups (SCMaP's, any registered,
+    and the optional layers the config asks for). Arrays are float32 with NaN for nodata
+    ([Y, X] or [B, Y, X]); encode them with :meth:`soilsuite.products.ProductSpec.encode`.
+    ``inp.refl`` is released once the fields are computed.
+
+    The window's fields are the merge of the periods' fields by each field's rule
+    (:mod:`soilsuite.kernels.aggregate`) when that is exact: the blue filter of the window
+    (``period_blue_filter="window"``), every observation in a period and a mergeable rule.
+    Otherwise (rule ``"all"``: medians, episodes; ``"exact"`` per-period blue filter;
+    observations outside every period) they are computed from the window's whole series, which
+    the block holds.
     """
     from .. import products as P
     from ..kernels import aggregate
     from ..kernels import composite as K
 
     periods = list(periods or [])
-    _, flags = classify_inputs(inp, cfg)
+    prange_ = _periods(cfg, periods) if periods else []
     dates = inp.meta.dates
-    period = _period_index(dates, periods) if periods else np.zeros(len(dates), np.int32)
+    days = _days(dates)
     n_p = max(1, len(periods))
-    fields = K.accumulate(inp.refl, flags, period, n_p)._asdict()  # SCMaP's fields, one fused kernel
-    extras = P.extra_products()
-    if extras:
-        block = P.ObservationBlock(inp.refl, flags, period, n_p, _days(dates))
-        for name in dict.fromkeys(f for p in extras for f in p.fields):
-            if P.FIELDS[name].compute is not None:
-                fields[name] = P.FIELDS[name].compute(block)
-        del block
-    inp.refl = None  # free the cube before the products are built
-    del flags
+    period = _period_index(dates, prange_) if periods else np.zeros(len(dates), np.int32)
+    end_day = int(np.datetime64(cfg.end, "D").astype(np.int64))
+    period_end = (np.array([np.datetime64(p.last, "D").astype(np.int64) for p in prange_], np.int64) if periods
+                  else np.array([end_day], np.int64))
+    _, flags_w = classify_inputs(inp, cfg)
+    exact = bool(periods) and cfg.period_blue_filter == "exact"
+    flags_p = _stitched_flags(inp, cfg, period, n_p) if exact else flags_w
+    groups = cfg.product_groups
+    extras = P.extra_products(groups)
+    params = {**cfg.layers.model_dump(), "min_bare_obs": cfg.bare.min_bare_obs}
+    aux = {**inp.aux, "other": inp.other}
+    extra_fields = list(dict.fromkeys(f for p in extras for f in p.fields))
 
+    def fields_of(flags: np.ndarray, per: np.ndarray, n: int, ends: np.ndarray, names) -> dict[str, np.ndarray]:
+        block = P.ObservationBlock(inp.refl, flags, per, n, days, ends, aux, params)
+        return {name: P.FIELDS[name].compute(block) for name in names if P.FIELDS[name].compute is not None}
+
+    fields = K.accumulate(inp.refl, flags_p, period, n_p)._asdict()  # SCMaP's fields, one fused kernel
+    fields.update(fields_of(flags_p, period, n_p, period_end, extra_fields))
     rules = {name: P.FIELDS[name].merge for name in fields}
+    if periods:
+        # the window: merged from the periods where that is exact, else from the whole series
+        mergeable = not exact and bool((period >= 0).all())
+        window: dict[str, np.ndarray] = {}
+        if mergeable:
+            window.update(aggregate.collapse({k: fields[k] for k in K.Accumulator._fields}, rules))
+        else:
+            window.update(K.accumulate(inp.refl, flags_w, np.zeros(len(dates), np.int32), 1)._asdict())
+        direct = []
+        for name in extra_fields:
+            spec = P.FIELDS[name]
+            if spec.window_from_periods or (mergeable and spec.merge != "all"):
+                window[name] = aggregate.collapse({name: fields[name]}, rules)[name]
+            else:
+                direct.append(name)
+        window.update(fields_of(flags_w, np.zeros(len(dates), np.int32), 1, np.array([end_day], np.int64), direct))
+    else:
+        window = fields
+    inp.refl = None  # free the cube before the products are built
+    del flags_w, flags_p
+
     b = cfg.bare
 
     def products(f: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -126,7 +199,7 @@ def composite_inputs(inp: TileInputs, cfg: CompositeConfig, periods: list[str] |
     results: dict[str, dict[str, np.ndarray]] = {}
     for i, label in enumerate(periods):
         results[label] = products({k: v[i : i + 1] for k, v in fields.items()})
-    results["window"] = products(aggregate.collapse(fields, rules) if n_p > 1 else fields)
+    results["window"] = products(window)
     return results
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import xarray as xr
 
 from .. import products as P
-from ..config import BareOptions, CompositeConfig, MaskOptions
+from ..config import BareOptions, CompositeConfig, LayerOptions, MaskOptions
 from ..errors import ConfigError, InputError
 from ..sentinel2 import ASSET_ALIASES, BANDS, DN_NODATA, WORLDCOVER_NEVER_BARE, WORLDCOVER_OTHER
 from ..sources import stac as S
@@ -63,27 +63,38 @@ def _config(config: CompositeConfig | Mapping[str, Any] | None, options: dict[st
                           f"got {type(config).__name__}")
     base = config or CompositeConfig(source="(xarray cube)", start=start, end=end, out=Path("."))
     top: dict[str, Any] = {}
-    sections: dict[str, dict[str, Any]] = {"mask": {}, "bare": {}}
+    sections: dict[str, dict[str, Any]] = {"mask": {}, "bare": {}, "layers": {}}
     for key, value in options.items():
         if key in MaskOptions.model_fields:
             sections["mask"][key] = value
         elif key in BareOptions.model_fields:
             sections["bare"][key] = value
-        elif key in ("worldcover", "periods"):
+        elif key in LayerOptions.model_fields:
+            sections["layers"][key] = value
+        elif key in ("worldcover", "periods", "period_blue_filter"):
             top[key] = value
         else:
             raise ConfigError(
                 f"unknown option {key!r} for compute (options of the mask: {', '.join(MaskOptions.model_fields)}; "
-                f"of the bare-soil rule: {', '.join(BareOptions.model_fields)}; and worldcover, periods)"
+                f"of the bare-soil rule: {', '.join(BareOptions.model_fields)}; of the optional layers: "
+                f"{', '.join(LayerOptions.model_fields)}; and worldcover, periods, period_blue_filter)"
             )
     try:
         update = {
             "mask": MaskOptions(**{**base.mask.model_dump(), **sections["mask"]}),
             "bare": BareOptions(**{**base.bare.model_dump(), **sections["bare"]}),
+            "layers": LayerOptions(**{**base.layers.model_dump(), **sections["layers"]}),
         }
-        return CompositeConfig(**{**base.model_dump(exclude={"mask", "bare"}), **top, **update})
+        cfg = CompositeConfig(**{**base.model_dump(exclude={"mask", "bare", "layers"}), **top, **update})
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
         raise ConfigError(f"compute: {exc}") from None
+    if cfg.layers.grassland is not None:
+        raise ConfigError("compute: grassland polygons are read by soilsuite.composite only; in compute, grassland "
+                          "is WorldCover class 30 (give worldcover=)")
+    if cfg.layers.erosivity is not None and Path(cfg.layers.erosivity).suffix.lower() not in (".csv", ".txt"):
+        raise ConfigError("compute: erosivity must be a CSV table month,share here (a 12-band raster is read by "
+                          "soilsuite.composite)")
+    return cfg
 
 
 def _per_time(value: Any, n_t: int, name: str, dtype: str) -> np.ndarray:
@@ -127,15 +138,18 @@ def _observations(cube: xr.Dataset, items: Sequence | None, offset_dn: Any, sun_
 
 def _period_labels(periods: str | Sequence[str] | None, cfg: CompositeConfig, dates: list[dt.date]) -> list[str]:
     """Period labels: ``"year"`` -> the calendar years of the observations, as the tile runner."""
+    from ..periods import periods_with_data
+
     if periods is None:
         periods = cfg.periods
     if isinstance(periods, str):
-        if periods == "none":
-            return []
-        if periods == "year":
-            return sorted({str(d.year) for d in dates})
-        raise ConfigError(f"periods: expected 'none', 'year' or a list of years, got {periods!r}")
-    return [str(p) for p in periods]
+        return [p.label for p in periods_with_data(periods, cfg.start, cfg.end, dates)]
+    labels = [str(p) for p in periods]
+    bad = [p for p in labels if not (p.isdigit() and len(p) == 4)]
+    if bad:
+        raise ConfigError(f"periods: a list must hold years such as '2021', got {bad}; for seasons, months or "
+                          "named ranges give the periods text, e.g. 'spring:03-01..05-31'")
+    return labels
 
 
 # ----------------------------------------------------------------------------- block functions
@@ -161,11 +175,23 @@ def _products_block(refl, valid, threshold, worldcover, *, meta, cfg, periods, l
     refl = np.ascontiguousarray(np.moveaxis(refl, (-2, -1), (0, 1)))
     valid = np.ascontiguousarray(np.moveaxis(valid, -1, 0))
     thr = np.where(np.isfinite(threshold), threshold, cfg.bare.threshold).astype(np.float32)
+    aux = {}
+    if cfg.layers.ploughing:
+        aux["grassland"] = worldcover == 30  # WorldCover grassland
+    if cfg.layers.erosion and cfg.layers.erosivity is not None:
+        from ..sources.layer_inputs import erosivity_table
+
+        aux["erosivity"] = erosivity_table(cfg.layers.erosivity)
     inp = TileInputs(meta, refl, valid, thr, np.isin(worldcover, WORLDCOVER_NEVER_BARE),
-                     np.isin(worldcover, WORLDCOVER_OTHER))
+                     np.isin(worldcover, WORLDCOVER_OTHER), aux)
     res = composite_inputs(inp, cfg, periods)
     return tuple(np.moveaxis(res[label][name], 0, -1) if nd == 3 else res[label][name]
                  for label, name, nd in layout)
+
+
+def _band_dim(name: str) -> str:
+    """The band dimension of a multi-band product: ``band`` (spectral) or ``month`` (BSF_MONTHLY)."""
+    return "band" if P.get(name).is_spectral else "month"
 
 
 def _layout(cfg: CompositeConfig, periods: list[str], n_b: int) -> list[tuple[str, str, int]]:
@@ -246,9 +272,14 @@ def compute(
     sun_zenith : float or array-like of float, optional
         Sun zenith angle in degrees per time step (or a scalar), for the ``max_sun_zenith``
         check; default 0 (no observation is rejected for the sun) when ``offset_dn`` is given.
-    periods : {"none", "year"} or sequence of str, optional
-        Also the products of each period: ``"year"`` = each calendar year of the observations,
-        or explicit years such as ``["2021", "2022"]``. Default: ``config``'s (``"none"``).
+    periods : str or sequence of str, optional
+        Also the products of each period: ``"year"``, ``"season"``, ``"month"`` or named date
+        ranges (``"spring:03-01..05-31,autumn:09-01..11-30"``; docs/temporal.md), each clipped
+        to the cube's first and last observation day; or explicit years such as
+        ``["2021", "2022"]``. Default: ``config``'s (``"none"``). ``period_blue_filter="exact"``
+        (an option) takes the blue filter's median/MAD per period; the optional layers
+        (``temporal=True``, ``ploughing=True`` with grassland = WorldCover 30, ``erosion=True``
+        with ``erosivity=`` a CSV table) are options too.
     threshold : float or path or xarray.DataArray, optional
         PV+IR2 threshold: a number, a raster of per-region thresholds (any CRS, bilinear onto
         the grid, read chunk by chunk), or a ``(y, x)`` DataArray on the cube's grid. Where a
@@ -316,6 +347,8 @@ def compute(
     cfg = _config(config, options, start, end)
     meta = _observations(cube, items, offset_dn, sun_zenith)
     labels = _period_labels(periods, cfg, meta.dates)
+    if isinstance(periods, str):  # the block functions take the period ranges from the config
+        cfg = cfg.model_copy(update={"periods": periods})
 
     # the DN cube [T, B, Y, X] with every chunk holding the whole time axis and all bands
     cube = cube[[*band_vars, scl_var]].transpose("time", ydim, xdim)
@@ -359,8 +392,10 @@ def compute(
     out = xr.apply_ufunc(
         _products_block, refl_x, valid_x, thr, wc,
         input_core_dims=[["time", "band"], ["time"], [], []],
-        output_core_dims=[["band"] if nd == 3 else [] for _, _, nd in layout],
+        output_core_dims=[[_band_dim(name)] if nd == 3 else [] for _, name, nd in layout],
         dask="parallelized", output_dtypes=[np.float32] * len(layout),
+        dask_gufunc_kwargs={"output_sizes": {"month": 12}} if any(
+            nd == 3 and _band_dim(name) == "month" for _, name, nd in layout) else None,
         kwargs={"meta": meta, "cfg": cfg, "periods": labels, "layout": layout},
     )
     out = out if isinstance(out, tuple) else (out,)
@@ -369,7 +404,7 @@ def compute(
     data_vars = {}
     for (label, name, nd), arr in zip(layout, out, strict=True):
         spec = P.get(name)
-        var = arr.transpose("band", ydim, xdim) if nd == 3 else arr
+        var = arr.transpose(_band_dim(name), ydim, xdim) if nd == 3 else arr
         var.attrs = {
             "product": spec.name, "period": label, "long_name": spec.description, "units": spec.unit,
             "nodata": float("nan"), "stored_dtype": spec.dtype, "stored_nodata": spec.nodata,
@@ -377,6 +412,10 @@ def compute(
         }
         data_vars[name if label == WINDOW else f"{name}_{label}"] = var
     ds = xr.Dataset(data_vars).assign_coords(gcoords).assign_coords(band=list(BANDS))
+    if any(_band_dim(name) == "month" for _, name, nd in layout if nd == 3):
+        from ..layers import MONTHS
+
+        ds = ds.assign_coords(month=list(MONTHS))
     ds.attrs = {"periods": labels, "n_observations": len(meta.dates),
                 "observation_dates": [str(d) for d in meta.dates]}
     return ds.odc.assign_crs(geobox.crs)

@@ -257,10 +257,12 @@ def _doy(year: int, doy: float) -> float:
 
 
 def field_calendars(rng: np.random.Generator, n_fields: int, field_class: np.ndarray, days: np.ndarray,
-                    year0: int, year1: int) -> tuple[np.ndarray, np.ndarray]:
+                    year0: int, year1: int, events: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Green and dry cover fractions [F+1, T] for fields 0..F at ordinal days ``days``.
 
-    Field 0 (no field) gets zeros; the caller fills non-field pixels separately.
+    Field 0 (no field) gets zeros; the caller fills non-field pixels separately. ``events``, if
+    given, receives ``{field: [(kind, ordinal day), ...]}`` of the crop calendar (sowing,
+    harvest, tillage, cover_incorporation); recording them draws no random numbers.
     """
     T = len(days)
     G = np.zeros((n_fields + 1, T))
@@ -269,11 +271,12 @@ def field_calendars(rng: np.random.Generator, n_fields: int, field_class: np.nda
         if field_class[f] == LC_GRASS:
             G[f], D[f] = _grass_curve(rng, days, year0, year1)
         else:
-            G[f], D[f] = _crop_curve(rng, days, year0, year1)
+            G[f], D[f] = _crop_curve(rng, days, year0, year1, None if events is None else events.setdefault(f, []))
     return G, D
 
 
-def _crop_curve(rng, days, year0, year1):
+def _crop_curve(rng, days, year0, year1, ev=None):
+    ev = [] if ev is None else ev
     rot = ROTATIONS[rng.integers(len(ROTATIONS))]
     k0 = rng.integers(len(rot))
     notill = rng.uniform() < 0.12
@@ -296,6 +299,7 @@ def _crop_curve(rng, days, year0, year1):
         # sowing: (almost) bare seedbed unless direct drilled into residue
         d_sow = kn[-1][2] if (notill and kn) else rng.uniform(0.0, 0.08)
         kn.append((t_sow, 0.0, d_sow))
+        ev.append(("sowing", float(t_sow)))
         t_em = t_sow + rng.uniform(12, 22)
         kn.append((t_em, 0.04, d_sow * 0.9))
         if wint > 0:  # winter crop: slow autumn growth, winter plateau
@@ -310,6 +314,7 @@ def _crop_curve(rng, days, year0, year1):
         kn.append((t_harv - 1, 0.08, min(0.9, gmax * 0.9)))  # ripe, dry standing crop
         d_res = resid * rng.uniform(0.8, 1.15)
         kn.append((t_harv, 0.0, d_res))
+        ev.append(("harvest", float(t_harv)))
         # stubble, volunteers, tillage, optional cover crop until the next sowing
         nxt = seasons[i + 1][1] if i + 1 < len(seasons) else t_harv + 200
         gap = nxt - t_harv
@@ -320,6 +325,7 @@ def _crop_curve(rng, days, year0, year1):
         kn.append((t_till - 1, rng.uniform(0.0, 0.12), d_res * rng.uniform(0.6, 0.9)))
         d_after = rng.uniform(0.0, 0.12)
         kn.append((t_till, 0.0, d_after))
+        ev.append(("tillage", float(t_till)))
         if gap > 120 and cover_pref:  # cover crop before a spring crop, frost-killed in winter
             t_cs = t_till + rng.uniform(3, 10)
             kn.append((t_cs, 0.0, d_after))
@@ -331,6 +337,7 @@ def _crop_curve(rng, days, year0, year1):
             if t_inc > t_kill + 25:
                 kn.append((t_inc - 1, 0.03, 0.45))
                 kn.append((t_inc, 0.0, rng.uniform(0.0, 0.1)))
+                ev.append(("cover_incorporation", float(t_inc)))
         elif gap > 150 and rng.uniform() < 0.5:  # winter furrow, weeds in early spring
             kn.append((nxt - 25, rng.uniform(0.05, 0.2), 0.03))
             kn.append((nxt - 3, 0.0, 0.02))
@@ -375,6 +382,36 @@ def _grass_curve(rng, days, year0, year1):
     g[over] *= 0.97 / s[over]
     d[over] *= 0.97 / s[over]
     return g, d
+
+
+def plough_grassland(rng: np.random.Generator, G: np.ndarray, D: np.ndarray, field_class: np.ndarray,
+                     days: np.ndarray, year0: int, year1: int, fraction: float) -> dict[int, float]:
+    """Plough a share ``fraction`` of the grassland fields once (in place on ``G``, ``D``).
+
+    A ploughed field is bare (green 0, dry 0.02) for 25-45 days from a day in spring (day of
+    year 75-120) or late summer (215-255) of a random year, then the resown grass grows back
+    to its own curve over 45 days. Returns ``{field: ordinal day of ploughing}``.
+    """
+    grass = np.flatnonzero(field_class == LC_GRASS)
+    grass = grass[grass > 0]
+    k = int(round(fraction * len(grass)))
+    out: dict[int, float] = {}
+    if k == 0:
+        return out
+    for f in rng.choice(grass, size=k, replace=False):
+        y = int(rng.integers(year0, year1 + 1))
+        doy = rng.uniform(75, 120) if rng.uniform() < 0.5 else rng.uniform(215, 255)
+        t0 = _doy(y, doy)
+        length = rng.uniform(25, 45)
+        bare = (days >= t0) & (days < t0 + length)
+        w = np.clip((days - (t0 + length)) / 45.0, 0.0, 1.0)
+        regrow = (days >= t0 + length) & (w < 1)
+        G[f, bare] = 0.0
+        D[f, bare] = 0.02
+        G[f, regrow] *= w[regrow]
+        D[f, regrow] = 0.02 + (D[f, regrow] - 0.02) * w[regrow]
+        out[int(f)] = float(t0)
+    return out
 
 
 def moisture(rng: np.random.Generator, day0: int, day1: int) -> np.ndarray:

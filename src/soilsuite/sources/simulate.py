@@ -272,6 +272,7 @@ def simulate(
     format: str = "stac",  # noqa: A002
     safe_zip: bool = False,
     safe_duplicate: bool = False,
+    ploughed_grassland: float = 0.0,
 ) -> SimulationResult:
     """Write a simulated Sentinel-2 L2A archive (static STAC catalog of COGs) with truth.
 
@@ -318,6 +319,11 @@ def simulate(
     safe_duplicate : bool
         With ``format="safe"``: add one older-baseline twin of a product (same tile and time,
         DN + 50), which readers must drop (newest baseline wins).
+    ploughed_grassland : float
+        Share (0-1) of the grassland fields ploughed once in the window (bare for 25-45 days in
+        spring or late summer, then resown); the fields and dates are in ``truth/events.json``
+        and ``truth/fields.geojson`` (property ``ploughed``). 0 (default) leaves the imagery
+        byte-identical to earlier releases.
 
     Returns
     -------
@@ -334,6 +340,8 @@ def simulate(
 
     t_start = time.perf_counter()
     _check(size, start, end, revisit_days, epsg, cloud_fraction)
+    if not 0.0 <= float(ploughed_grassland) <= 1.0:
+        raise ConfigError(f"ploughed_grassland: expected a share 0-1 of the grassland fields, got {ploughed_grassland}")
     if hrefs not in ("relative", "absolute"):
         raise ConfigError(f"hrefs: expected 'relative' or 'absolute', got {hrefs!r}")
     if format not in ("stac", "safe"):
@@ -345,7 +353,8 @@ def simulate(
     def fill(tmp: Path) -> SimulationResult:
         res = _simulate_into(tmp, out, size=size, start=start, end=end, revisit_days=int(revisit_days),
                              seed=int(seed), epsg=int(epsg), cloud_fraction=float(cloud_fraction),
-                             overlap_tiles=bool(overlap_tiles), progress=progress, hrefs=hrefs)
+                             overlap_tiles=bool(overlap_tiles), progress=progress, hrefs=hrefs,
+                             ploughed_grassland=float(ploughed_grassland))
         if format == "safe":  # SAFE products instead of the catalog of COGs (_sim_safe.py)
             from ._sim_safe import to_safe
 
@@ -361,7 +370,7 @@ def simulate(
 
 
 def _simulate_into(tmp: Path, out: Path, *, size, start, end, revisit_days, seed, epsg, cloud_fraction,
-                   overlap_tiles, progress, hrefs="relative") -> SimulationResult:
+                   overlap_tiles, progress, hrefs="relative", ploughed_grassland=0.0) -> SimulationResult:
     import pystac
     from affine import Affine
     from pyproj import Transformer
@@ -398,7 +407,11 @@ def _simulate_into(tmp: Path, out: Path, *, size, start, end, revisit_days, seed
     fclass = np.zeros(n_fields + 1, "uint8")
     fclass[fid[fid > 0]] = lc[fid > 0]
     y_first, y_last = start.year, end.year
-    G, D = S.field_calendars(rng_cal, n_fields, fclass, days, y_first, y_last)
+    events: dict[int, list] = {}
+    G, D = S.field_calendars(rng_cal, n_fields, fclass, days, y_first, y_last, events)
+    # grassland ploughing (issue 15): its own random stream, so the other draws are unchanged
+    ploughed = S.plough_grassland(np.random.default_rng([seed, 15]), G, D, fclass, days, y_first, y_last,
+                                  ploughed_grassland) if ploughed_grassland > 0 else {}
     g_margin, d_margin = S._grass_curve(rng_cal, days, y_first, y_last)
     het_g = np.clip(1.0 + 0.07 * S.smooth_field(rng_cal, (n, n), 6), 0.75, 1.2)
     het_d = np.clip(1.0 + 0.10 * S.smooth_field(rng_cal, (n, n), 8), 0.7, 1.3)
@@ -676,7 +689,8 @@ def _simulate_into(tmp: Path, out: Path, *, size, start, end, revisit_days, seed
     if T:
         _write_cog(truth / "obs_flags.tif", flags_all, transform, epsg, nodata=None, descriptions=iso)
         _write_cog(truth / "soil_fraction.tif", soilfrac_all, transform, epsg, nodata=None, descriptions=iso)
-    _write_fields(truth / "fields.geojson", fid, lc, transform, to_ll)
+    _write_fields(truth / "fields.geojson", fid, lc, transform, to_ll, ploughed)
+    _write_events(truth / "events.json", events, ploughed, fclass, start, end)
     meta = {
         "seed": seed, "size": n, "epsg": epsg, "resolution": RES, "transform": list(transform)[:6],
         "dates": iso, "truth_classes": TRUTH_CLASSES, "soil_types": SOIL_TYPES,
@@ -866,7 +880,24 @@ def _write_worldcover(path: Path, rng, lc, fid, transform, epsg, bbox_ll) -> Non
                         source="soilsuite simulator (ESA WorldCover 10 m v200 layout)")
 
 
-def _write_fields(path: Path, fid, lc, transform, to_ll) -> None:
+def _write_events(path: Path, events: dict, ploughed: dict, fclass, start: dt.date, end: dt.date) -> None:
+    """``truth/events.json``: per field its class and the dated events of its calendar in the
+    window: crop fields ``sowing`` (bare seedbed), ``harvest``, ``tillage`` (stubble -> bare),
+    ``cover_incorporation``; ploughed grassland ``ploughing``. Dates ISO, with day of year."""
+    out = {}
+    for f in range(1, len(fclass)):
+        evs = [(k, d) for k, d in events.get(f, [])] + ([("ploughing", ploughed[f])] if f in ploughed else [])
+        rows = []
+        for kind, day in sorted(evs, key=lambda e: e[1]):
+            d = dt.date.fromordinal(int(round(day)))
+            if start <= d <= end:
+                rows.append({"kind": kind, "date": d.isoformat(), "doy": d.timetuple().tm_yday})
+        out[str(f)] = {"class": TRUTH_CLASSES.get(int(fclass[f]), "other"), "events": rows}
+    path.write_text(json.dumps({"about": "per field: class and the dated events of its simulated calendar",
+                                "fields": out}, indent=1))
+
+
+def _write_fields(path: Path, fid, lc, transform, to_ll, ploughed: dict | None = None) -> None:
     """Field polygons (RFC 7946 GeoJSON, lon/lat) with field_id and class."""
     from rasterio.features import shapes
 
@@ -890,6 +921,8 @@ def _write_fields(path: Path, fid, lc, transform, to_ll) -> None:
         c = int(cls_of[f["properties"]["field_id"]])
         f["properties"]["class"] = TRUTH_CLASSES.get(c, "other")
         f["properties"]["landcover"] = c
+        day = (ploughed or {}).get(f["properties"]["field_id"])
+        f["properties"]["ploughed"] = dt.date.fromordinal(int(round(day))).isoformat() if day else None
     feats.sort(key=lambda f: f["properties"]["field_id"])
     path.write_text(json.dumps({"type": "FeatureCollection", "features": feats}))
 
