@@ -26,6 +26,12 @@ _API = {
     "export_force": "soilsuite.io.force",
     "index_safe": "soilsuite.sources.safe",
     "read_safe": "soilsuite.sources.safe",
+    "parcel_stats": "soilsuite.parcels",
+    "parcel_summary": "soilsuite.parcels",
+    "export_products": "soilsuite.export",
+    "plot_pixel": "soilsuite.plots",
+    "plot_parcel": "soilsuite.plots",
+    "plot_years": "soilsuite.plots",
 }
 
 __all__ = [*_API, "__version__"]
