@@ -35,7 +35,7 @@ def synthetic(name: str, seed: int = 0) -> np.ndarray:
     """Physical values of a product, NaN = nodata (a rectangle and scattered pixels)."""
     rng = np.random.default_rng(seed + len(name))
     spec = P.get(name)
-    shape = (len(spec.bands), NY, NX) if spec.is_spectral else (NY, NX)
+    shape = (len(spec.bands), NY, NX) if len(spec.bands) > 1 else (NY, NX)
     if name in ("VPC", "BSC"):
         a = rng.integers(1, 120, shape).astype("float64")
     elif name == "MASK":
@@ -90,7 +90,7 @@ def test_metadata_read_back(written, name):
     spec = P.get(name)
     with rasterio.open(out / f"{name}.tif") as src:
         assert src.dtypes[0] == spec.dtype
-        assert src.count == (len(BANDS) if spec.is_spectral else 1)
+        assert src.count == len(spec.bands)  # 10 for spectral products, 12 months for BSF_MONTHLY, else 1
         if math.isnan(spec.nodata):
             assert math.isnan(src.nodata)
         else:
@@ -98,7 +98,7 @@ def test_metadata_read_back(written, name):
         assert src.scales == (spec.scale,) * src.count
         assert src.offsets == (spec.offset,) * src.count
         assert src.units == (spec.unit,) * src.count
-        assert src.descriptions == (BANDS if spec.is_spectral else (spec.name,))
+        assert src.descriptions == (tuple(spec.bands) if len(spec.bands) > 1 else (spec.name,))
         assert src.crs.to_epsg() == 32633 and src.transform == TRANSFORM
         tags = src.tags()
         assert tags["PRODUCT"] == name and tags["SOILSUITE_VERSION"] == __version__
@@ -239,7 +239,8 @@ def test_open_products_physical_raw_and_lazy(written):
     ds = iop.open_products(out)
     assert set(ds.data_vars) == set(P.PRODUCTS)
     assert ds["SRC_MEAN"].dims == ("band", "y", "x") and list(ds["band"].values) == list(BANDS)
-    assert ds["BSF"].dims == ("y", "x") and ds.sizes == {"band": 10, "y": NY, "x": NX}
+    assert ds["BSF"].dims == ("y", "x") and ds.sizes == {"band": 10, "y": NY, "x": NX, "month": 12}
+    assert ds["BSF_MONTHLY"].dims == ("month", "y", "x")  # a multi-band product that is not spectral
     assert ds.attrs["epsg"] == 32633 and "UTM zone 33N" in ds["spatial_ref"].attrs["crs_wkt"]
     assert ds["x"].values[0] == 400_010 and ds["y"].values[0] == 5_799_990
     for name in P.PRODUCTS:
@@ -324,6 +325,7 @@ def test_stac_output_validates_offline(catalog):
     assert period.properties["start_datetime"] == "2019-01-01T00:00:00Z"
     assert period.properties["end_datetime"] == "2019-12-31T23:59:59Z"
     assert set(period.assets) == {"BSF", "MASK", "run_record"}
+    assert period.datetime.isoformat() == "2019-07-02T11:59:59+00:00"  # the period's middle
     with pytest.raises(OutputExistsError, match="collection.json"):
         stac.write_output_catalog(out, iop.product_files(out), start="2018-03-01", end="2022-10-31")
 
@@ -332,8 +334,10 @@ def test_stac_item_fields_and_statistics(catalog):
     path, out, data, qls = catalog
     item = pystac.Item.from_file(str(out / "items" / "soilsuite-composite_2018-03-01_2022-10-31.json"))
     props = item.properties
-    assert item.datetime is None and props["start_datetime"] == "2018-03-01T00:00:00Z"
+    # datetime: the window's last second (a period's middle), so no two Items share it
+    assert props["datetime"] == "2022-10-31T23:59:59Z" and props["start_datetime"] == "2018-03-01T00:00:00Z"
     assert props["proj:code"] == "EPSG:32633" and props["proj:shape"] == [NY, NX]
+    assert json.loads(Path(item.get_self_href()).read_text())["properties"]["proj:epsg"] == 32633  # for stackstac
     assert props["proj:transform"] == list(TRANSFORM)[:6]
     assert props["proj:bbox"] == [400_000, 5_800_000 - 20 * NY, 400_000 + 20 * NX, 5_800_000]
     lon0, lat0, lon1, lat1 = item.bbox
@@ -345,7 +349,7 @@ def test_stac_item_fields_and_statistics(catalog):
         assert asset.media_type == pystac.MediaType.COG and asset.roles == ["data"]
         assert Path(asset.get_absolute_href()).resolve() == (out / f"{name}.tif").resolve()
         rb = asset.extra_fields["raster:bands"]
-        assert len(rb) == (10 if spec.is_spectral else 1)
+        assert len(rb) == len(spec.bands)
         assert rb[0]["data_type"] == spec.dtype and rb[0]["scale"] == spec.scale and rb[0]["unit"] == spec.unit
         assert rb[0]["nodata"] == ("nan" if math.isnan(spec.nodata) else spec.nodata)
         with rasterio.open(out / f"{name}.tif") as src:
@@ -360,10 +364,16 @@ def test_stac_item_fields_and_statistics(catalog):
             assert s["stddev"] == pytest.approx(v.std(), rel=1e-9)
             assert s["valid_percent"] == pytest.approx(100 * v.size / (NY * NX))
         eo = asset.extra_fields.get("eo:bands")
-        if spec.is_spectral:
-            assert [e["name"] for e in eo] == list(BANDS)
-            assert [e["common_name"] for e in eo] == [COMMON_NAME[b] for b in BANDS]
+        if spec.is_spectral:  # names unique to the product; no common_name (an odc-stac alias)
+            assert [e["name"] for e in eo] == [f"{name}_{b}" for b in BANDS]
+            assert all("common_name" not in e and COMMON_NAME[b] in e["description"] for e, b in zip(eo, BANDS, strict=True))
             assert eo[8]["center_wavelength"] == WAVELENGTH_UM["B11"]
+            for i, b in enumerate(BANDS):  # one single-band asset per band: a VRT of that band
+                one = item.assets[f"{name}_{b}"]
+                assert one.extra_fields["raster:bands"][0]["statistics"] == rb[i]["statistics"]
+                with rasterio.open(one.get_absolute_href()) as src:
+                    assert src.count == 1
+                    np.testing.assert_array_equal(src.read(1), stored[i])
         else:
             assert eo is None
     for ext in ("eo", "raster", "projection"):
@@ -399,8 +409,11 @@ def test_stac_validator_reports_problems(catalog, tmp_path):
 
 # ----------------------------------------------------------------------------- quicklooks
 def test_quicklooks_are_pngs_of_the_expected_size(catalog):
+    from soilsuite.io.quicklook import LAYER_QUICKLOOKS  # the optional layers' pictures
+
     _, out, _, qls = catalog
-    assert [q.name for q in qls] == ["SRC_MEAN_rgb.png", "SRC_MEAN_swir.png", "BSF.png", "MASK.png"]
+    assert [q.name for q in qls] == ["SRC_MEAN_rgb.png", "SRC_MEAN_swir.png", "BSF.png", "MASK.png",
+                                     *(f"{n}.png" for n in LAYER_QUICKLOOKS)]
     for q in qls:
         assert q.parent == out / "quicklooks" and q.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         img = mpimg.imread(q)

@@ -110,13 +110,23 @@ def predict_map(
     # the folder may hold other files (samples, models, reports): only the maps soilsuite wrote
     # there before are replaced (io/manifest.py)
     from ..io.manifest import OutputFolder
+    from ..io.qgis import PROJECT_FILE, style_path, write_file_styles, write_project
 
     folder = OutputFolder(out, "dsm")
-    folder.claim(final.values(), overwrite=overwrite, force_clean=force_clean)
+    # the maps and their QGIS styles (io/qgis.py); the folder's QGIS project is shared by every
+    # model predicted into it: rewritten if soilsuite wrote it, never if it is yours or you changed it
+    targets = [*final.values(), *(style_path(p) for p in final.values())]
+    folder.claim(targets, overwrite=overwrite, force_clean=force_clean)
     with folder.lock():
-        folder.claim(final.values(), overwrite=overwrite, force_clean=force_clean)  # again, under the lock
+        folder.claim(targets, overwrite=overwrite, force_clean=force_clean)  # again, under the lock
         _predict_into(model, stack, out, final, names, prefix, block_size, aoa, progress)
-        folder.record(final.values(), state="complete")
+        written = [*final.values(), *write_file_styles(final.values())]
+        try:
+            folder.claim([out / PROJECT_FILE], overwrite=True)
+            written.append(write_project(out))
+        except OutputExistsError:
+            pass
+        folder.record(written, state="complete")
     return final
 
 

@@ -5,7 +5,7 @@ Output folder of a run (``<out>``)::
     <out>/<NAME>.tif                       product of the window (layout "single")
     <out>/<NAME>.vrt                       mosaic of the output tiles (layout "tiles")
     <out>/tiles/<cog_tile>/<NAME>.tif      one output tile COG (layout "tiles")
-    <out>/<period>/...                     the same for each period (a 4-digit year)
+    <out>/<period>/...                     the same for each period (2021, 2021-JJA, 2021-03, 2021-spring...)
     <out>/quicklooks/, items/, collection.json, run.json
     <out>/.work/                           scratch of an unfinished run (removed at the end)
     <out>/.work/tiles/side<N>/<tile>/<label>__<NAME>.npy   processing-tile results
@@ -55,7 +55,7 @@ TILE_STORE_DIR = "tiles"
 OUTPUT_TILES_DIR = "tiles"
 #: Completion marker of a processing tile.
 DONE = "done"
-#: Label of the whole time window (a period label is a 4-digit year).
+#: Label of the whole time window (a period label is a year, season, month or named range: soilsuite.periods).
 WINDOW = "window"
 #: The STAC collection file of a run.
 COLLECTION = "collection.json"
@@ -99,18 +99,31 @@ def work_dir(out: str | os.PathLike) -> Path:
     return Path(out) / WORK_DIR
 
 
+#: one-band VRTs of each spectral product (STAC per-band assets), beside the product files
+BANDS_DIR = "bands"
+#: the root STAC Catalog of a product folder (links collection.json)
+STAC_CATALOG = "catalog.json"
+#: the QGIS project of a product folder (:mod:`soilsuite.io.qgis`)
+QGIS_PROJECT = "soilsuite.qgs"
+
+
+_PERIOD_LABEL = re.compile(r"\d{4}(-[A-Za-z0-9_]+)?|[A-Za-z][A-Za-z0-9_]*")
+
+
 def is_composite_output(rel: str) -> bool:
     """True for a path (relative, POSIX) where a composite run writes: product files and their
-    sidecars, per-period folders, ``items/``, ``quicklooks/``, output ``tiles/``, the run
-    record and the STAC collection. Files there that soilsuite did not write make a run refuse
+    sidecars (QGIS styles ``<PRODUCT>[.<style>].qml``), per-period folders, ``items/``,
+    ``quicklooks/``, ``bands/``, output ``tiles/``, the run record, the STAC collection and
+    the QGIS project. Files there that soilsuite did not write make a run refuse
     (it would replace them); files elsewhere in the folder are left alone."""
     parts = rel.split("/")
-    if len(parts) > 1 and re.fullmatch(r"\d{4}", parts[0]):  # a period folder
-        parts = parts[1:]
+    if len(parts) > 1 and _PERIOD_LABEL.fullmatch(parts[0]) and parts[0] not in (WORK_DIR, "items", "quicklooks",
+                                                                               OUTPUT_TILES_DIR, BANDS_DIR):
+        parts = parts[1:]  # a period folder (soilsuite.periods: 2021, 2021-03, 2021-JJA, 2021-spring, name)
     if len(parts) > 1:
-        return parts[0] in (WORK_DIR, "items", "quicklooks", OUTPUT_TILES_DIR)
+        return parts[0] in (WORK_DIR, "items", "quicklooks", OUTPUT_TILES_DIR, BANDS_DIR)
     name = parts[0]
-    return name in (RUN_RECORD, COLLECTION) or name.split(".")[0] in P.PRODUCTS
+    return name in (RUN_RECORD, COLLECTION, STAC_CATALOG, QGIS_PROJECT) or name.split(".")[0] in P.PRODUCTS
 
 
 # ----------------------------------------------------------------------------- tile store

@@ -1,25 +1,33 @@
 """STAC description of a product folder: a Collection and one Item per window / period.
 
-Layout written into the product folder (all links and hrefs relative, a self-contained
-catalog that can be moved or published as it is)::
+Layout written into the product folder (relative links; asset hrefs relative by default, so the
+folder can be moved or published as it is; ``hrefs="absolute"`` writes ``file://`` URIs)::
 
-    collection.json              Collection "soilsuite-composite" (spatial + temporal extent)
+    catalog.json                 root Catalog linking the Collection (pystac-client opens it)
+    collection.json              Collection "soilsuite-composite": extents, summaries, item_assets
     items/<item id>.json         one Item per window or period, its assets:
-        <PRODUCT>                 the product COGs (role "data"), with eo:bands (spectral
-                                  products), raster:bands (data_type, nodata, scale, offset,
-                                  unit, statistics) ...
-        quicklook_<name>          PNG pictures (roles "overview"; the first also "thumbnail")
+        <PRODUCT>                 the product COGs (role "data"), raster:bands (data_type, nodata,
+                                  scale, offset, unit, statistics); spectral products eo:bands
+                                  named <PRODUCT>_<band>; MASK classification:classes
+        <PRODUCT>_<band>          each band of a spectral product as a one-band asset: a VRT in
+                                  bands/ beside the COG (stackstac reads one-band assets only)
+        quicklook_<name>          the Item's own period's PNG pictures (roles "overview"; the true
+                                  colour one also "thumbnail")
         run_record                run.json (role "metadata")
 
 With the tiled layout (``tiles=``), each window / period has one Item per output tile instead
 (id suffix ``_<tile>``, property ``soilsuite:tile``, footprint and ``proj:*`` of the tile),
-and the quicklooks and run record are assets of the Collection.
+and the window's quicklooks and the run record are also assets of the Collection.
 
-Item properties carry ``start_datetime`` / ``end_datetime`` (``datetime`` null) and the
-projection extension (``proj:code``, ``proj:shape``, ``proj:transform``, ``proj:bbox``,
-``proj:centroid``). Raster statistics are those of the **stored** pixel values (as rio-stac
-computes them; physical = stored * scale + offset), from a read decimated to at most
-``stats_max_size`` pixels per side (exact for smaller files).
+Item properties: ``start_datetime`` / ``end_datetime`` and a ``datetime`` no other Item of the
+run shares (the window's last second, a period's middle; the same for the tiles of a period),
+so odc-stac's ``groupby="time"`` never fuses the window with a period; ``soilsuite:period``;
+the projection extension (``proj:code``, ``proj:shape``, ``proj:transform``, ``proj:bbox``,
+``proj:centroid``) and ``proj:epsg`` (projection 1.x, which stackstac reads). Every document has
+an absolute ``self`` link; :func:`rewrite_hrefs` (``soilsuite stac``) rewrites hrefs and self
+links of a moved folder. Raster statistics are those of the **stored** pixel values (as
+rio-stac computes them; physical = stored * scale + offset), from a read decimated to at most
+``stats_max_size`` pixels per side (exact for smaller files). docs/stac.md shows each client.
 
 :func:`validate_output_catalog` checks the result offline (no schema download): strict JSON,
 ``stac_pydantic`` models, pystac round trip, assets on disk, extension fields present.
@@ -28,6 +36,7 @@ computes them; physical = stored * scale + offset), from a read decimated to at 
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as dt
 import json
 import math
@@ -39,6 +48,7 @@ from typing import Any
 import numpy as np
 import pystac
 from affine import Affine
+from pystac.extensions.classification import Classification, ClassificationExtension
 from pystac.extensions.eo import Band, EOExtension
 from pystac.extensions.projection import ProjectionExtension
 from pystac.extensions.raster import DataType, RasterBand, RasterExtension, Statistics
@@ -47,13 +57,49 @@ from .. import __version__
 from .. import products as P
 from ..errors import InputError, OutputExistsError
 from ..sensors import SENTINEL2_L2A as _SENSOR
+from .layout import BANDS_DIR
 from .products import RUN_RECORD, read_product
 
-__all__ = ["band_statistics", "validate_output_catalog", "write_output_catalog"]
+__all__ = ["band_statistics", "rewrite_hrefs", "validate_output_catalog", "write_output_catalog"]
 
 COLLECTION_FILE = "collection.json"
+#: root Catalog linking the Collection (pystac-client opens a Catalog, not a Collection)
+CATALOG_FILE = "catalog.json"
 ITEMS_DIR = "items"
 WINDOW_LABEL = "window"
+#: asset-href styles: ``relative`` (a movable folder) or ``absolute`` (``file://`` URIs)
+HREFS = ("relative", "absolute")
+
+
+def band_asset_key(product: str, band: str) -> str:
+    """Asset key (and ``eo:bands`` name) of one band of a spectral product: ``SRC_MEAN_B04``."""
+    return f"{product}_{band}"
+
+
+def _href(path: Path, base: Path, hrefs: str) -> str:
+    """A file's href from a JSON file in folder ``base``: relative, or an absolute file:// URI."""
+    if hrefs == "absolute":
+        return Path(path).resolve().as_uri()
+    return os.path.relpath(Path(path).resolve(), base.resolve()).replace(os.sep, "/")
+
+
+def _local_path(href: str, base: Path) -> Path:
+    """The local file an href names, from a JSON file in ``base`` (relative, path or file://)."""
+    from urllib.parse import unquote, urlparse
+
+    if href.startswith("file://"):
+        return Path(unquote(urlparse(href).path))
+    return (base / href) if not os.path.isabs(href) else Path(href)
+
+
+def _item_datetime(label: str, i0: dt.datetime, i1: dt.datetime) -> dt.datetime:
+    """``datetime`` of an Item: the window's last second, or the middle of a period (to the
+    second). Distinct for the window and every period (a period lies inside the window, so its
+    middle is before the window's end), equal for the tiles of one period: odc-stac's
+    ``groupby="time"`` then mosaics the tiles of a period and never fuses two periods."""
+    if label == WINDOW_LABEL:
+        return i1
+    return (i0 + (i1 - i0) / 2).replace(microsecond=0)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -147,37 +193,80 @@ def _nodata_value(nodata: float) -> float | str:
     return int(nodata) if float(nodata).is_integer() else float(nodata)
 
 
+def _classes(spec: P.ProductSpec) -> list[Classification]:
+    """The classification extension's classes of a class product (MASK)."""
+    import re
+
+    out = []
+    for value, label in sorted(spec.classes.items()):
+        short = label.split(" (")[0].split(" / ")[0]
+        out.append(Classification.create(
+            value=int(value), name=re.sub(r"[^0-9A-Za-z]+", "_", short).strip("_").lower() or f"class_{value}",
+            description=label, color_hint=P.MASK_COLORS.get(value, "#000000").lstrip("#").upper()[:6],
+            nodata=True if value == spec.nodata else None))
+    return out
+
+
+def _raster_band(spec: P.ProductSpec, resolution: float, stats: dict[str, float] | None) -> RasterBand:
+    return RasterBand.create(
+        nodata=_nodata_value(spec.nodata), data_type=DataType(spec.dtype), scale=spec.scale,
+        offset=spec.offset, unit=spec.unit, spatial_resolution=resolution,
+        statistics=None if stats is None else Statistics.create(**stats),
+    )
+
+
+def _eo_band(spec: P.ProductSpec, b: str) -> Band:
+    """eo:bands entry of band ``b`` of a spectral product: the name is unique to the product
+    (``SRC_MEAN_B04``) and no ``common_name`` is set: odc-stac makes both into band aliases,
+    and ``B04`` or ``red`` would bind to whichever of six products it met first."""
+    return Band.create(name=band_asset_key(spec.name, b), center_wavelength=_SENSOR.wavelength_um[b],
+                       full_width_half_max=_SENSOR.fwhm_um[b],
+                       description=f"{spec.name} of {_SENSOR.platform} {b} ({_SENSOR.common_name[b]})")
+
+
+def _band_assets(item: pystac.Item, spec: P.ProductSpec, path: Path, items_dir: Path, resolution: float,
+                 band_stats: list[dict[str, float]], hrefs: str) -> list[Path]:
+    """One single-band asset per band of a spectral product (``SRC_MEAN_B04``), each a VRT
+    (``<product folder>/bands/SRC_MEAN_B04.vrt``) selecting that band of the COG; returns the
+    VRTs written. No media type: odc-stac takes an asset without one and role ``data`` as
+    raster data (it skips unknown types); stackstac takes them by key (``assets=[...]``)."""
+    from .vrt import write_band_vrt
+
+    written = []
+    for i, (b, stats) in enumerate(zip(spec.bands, band_stats, strict=True), start=1):
+        key = band_asset_key(spec.name, b)
+        vrt = write_band_vrt(path, i, path.parent / BANDS_DIR / f"{key}.vrt", overwrite=True)
+        written.append(vrt)
+        asset = pystac.Asset(href=_href(vrt, items_dir, hrefs), title=f"{spec.name} {b}",
+                             description=f"band {b} of {spec.name} (band {i} of {path.name}), a GDAL VRT; "
+                                         f"{spec.unit}; physical = stored * {spec.scale:g} + {spec.offset:g}",
+                             roles=["data"])
+        item.add_asset(key, asset)
+        RasterExtension.ext(asset, add_if_missing=True).bands = [_raster_band(spec, resolution, stats)]
+        EOExtension.ext(asset, add_if_missing=True).bands = [_eo_band(spec, b)]
+    return written
+
+
 def _product_asset(item: pystac.Item, name: str, path: Path, items_dir: Path, resolution: float,
-                   band_stats: list[dict[str, float]]) -> pystac.Asset:
+                   band_stats: list[dict[str, float]], hrefs: str = "relative") -> pystac.Asset:
     spec = P.get(name)
     import rasterio
 
     with rasterio.open(path) as src:
         band_names = [d or f"band{i + 1}" for i, d in enumerate(src.descriptions)]
     asset = pystac.Asset(
-        href=os.path.relpath(path.resolve(), items_dir.resolve()),
+        href=_href(path, items_dir, hrefs),
         title=f"{spec.name}: {spec.description}",
         description=f"{spec.description} ({spec.unit}); physical = stored * {spec.scale:g} + {spec.offset:g}",
         media_type=pystac.MediaType.COG,
         roles=["data"],
     )
     item.add_asset(spec.name, asset)
-    rbands = []
-    for stats in band_stats:
-        rbands.append(RasterBand.create(
-            nodata=_nodata_value(spec.nodata), data_type=DataType(spec.dtype), scale=spec.scale,
-            offset=spec.offset, unit=spec.unit, spatial_resolution=resolution,
-            statistics=Statistics.create(**stats),
-        ))
-    RasterExtension.ext(asset, add_if_missing=True).bands = rbands
+    RasterExtension.ext(asset, add_if_missing=True).bands = [_raster_band(spec, resolution, s) for s in band_stats]
     if all(b in _SENSOR.wavelength_um for b in band_names):
-        EOExtension.ext(asset, add_if_missing=True).bands = [
-            Band.create(name=b, common_name=_SENSOR.common_name[b], center_wavelength=_SENSOR.wavelength_um[b],
-                        full_width_half_max=_SENSOR.fwhm_um[b], description=f"{_SENSOR.platform} {b}")
-            for b in band_names
-        ]
+        EOExtension.ext(asset, add_if_missing=True).bands = [_eo_band(spec, b) for b in band_names]
     if spec.classes:
-        asset.extra_fields["soilsuite:classes"] = {str(k): v for k, v in spec.classes.items()}
+        ClassificationExtension.ext(asset, add_if_missing=True).classes = _classes(spec)
     return asset
 
 
@@ -215,7 +304,7 @@ def write_output_catalog(
     transform=None,
     shape: tuple[int, int] | None = None,
     run_record: Mapping[str, Any] | None = None,
-    quicklooks: Sequence[os.PathLike | str] | None = None,
+    quicklooks: Sequence[os.PathLike | str] | Mapping[str, Sequence[os.PathLike | str]] | None = None,
     periods: Mapping[str, tuple[Any, Any]] | None = None,
     collection_id: str = "soilsuite-composite",
     license: str = "other",
@@ -223,6 +312,8 @@ def write_output_catalog(
     overwrite: bool = False,
     tiles: Mapping[str, Mapping[str, tuple[Any, Mapping[str, os.PathLike | str]]]] | None = None,
     threads: int | None = None,
+    hrefs: str = "relative",
+    band_assets: bool = True,
 ) -> Path:
     """Write the STAC Collection and Items that describe a product folder.
 
@@ -244,8 +335,11 @@ def write_output_catalog(
         The run record; its ``soilsuite_version`` (if any) goes into the Items. The Items link
         ``<out_dir>/run.json`` as asset ``run_record`` (written by
         :func:`soilsuite.io.products.write_run_record`).
-    quicklooks : sequence of paths, optional
-        PNG pictures, attached to the window Item; default ``<out_dir>/quicklooks/*.png``.
+    quicklooks : sequence of paths, or mapping of label to paths, optional
+        PNG pictures: a sequence is the window's, a mapping gives them per label. Default (and
+        for a label the mapping lacks): ``quicklooks/*.png`` in the folder of the label's
+        products (``<out_dir>/quicklooks``, ``<out_dir>/2021/quicklooks``). Every Item gets
+        its label's pictures as assets (the tiles of a label all get the label's pictures).
     periods : mapping of label to (start, end), optional
         Time ranges of period labels; a 4-digit label is a calendar year clipped to the window.
     collection_id : str
@@ -266,6 +360,15 @@ def write_output_catalog(
     threads : int, optional
         Threads reading the raster statistics (each holds one decimated product read, up to
         ``stats_max_size`` squared pixels x bands); default ``min(4, cores)``.
+    hrefs : {"relative", "absolute"}
+        Asset hrefs relative to the Item file (the folder can be moved or published as it is)
+        or absolute ``file://`` URIs (for clients that do not resolve relative hrefs, such as
+        stackstac, or for serving the Items through a STAC API). Links between the Collection
+        and Items are relative either way; every document has an absolute ``self`` link
+        (rewrite both with :func:`rewrite_hrefs` after moving the folder).
+    band_assets : bool
+        Also describe each band of a spectral product as a one-band asset
+        ``<PRODUCT>_<band>`` (a VRT in ``bands/`` beside the COG; see :func:`_band_assets`).
 
     Returns
     -------
@@ -274,6 +377,8 @@ def write_output_catalog(
     """
     out = Path(out_dir)
     coll_path = out / COLLECTION_FILE
+    if hrefs not in HREFS:
+        raise InputError(f"hrefs must be one of {', '.join(HREFS)}, got {hrefs!r}")
     if coll_path.exists() and not overwrite:
         raise OutputExistsError(f"STAC collection {coll_path} exists already; use overwrite=True to replace it")
     if not products:
@@ -297,8 +402,15 @@ def write_output_catalog(
     if t1 < t0:
         raise InputError(f"window end {end} is before its start {start}")
     version = (run_record or {}).get("soilsuite_version", __version__)
-    if quicklooks is None:
-        quicklooks = sorted((out / "quicklooks").glob("*.png"))
+    ql_given = dict(quicklooks) if isinstance(quicklooks, Mapping) else (
+        {} if quicklooks is None else {WINDOW_LABEL: list(quicklooks)})
+
+    def label_quicklooks(label: str) -> list[Path]:
+        if label in ql_given:
+            return [Path(q) for q in ql_given[label]]
+        folder = out if label == WINDOW_LABEL else next(iter(groups[label].values())).parent
+        return sorted((folder / "quicklooks").glob("*.png"))
+
     items_dir = out / ITEMS_DIR
     items_dir.mkdir(parents=True, exist_ok=True)
 
@@ -321,23 +433,28 @@ def write_output_catalog(
         ],
         catalog_type=pystac.CatalogType.SELF_CONTAINED,
     )
+    root = pystac.Catalog(
+        id=f"{collection_id}-catalog", title="soilsuite product folder",
+        description="Root of a soilsuite product folder: opens with pystac_client.Client.open (static catalog)",
+        catalog_type=pystac.CatalogType.SELF_CONTAINED)
+    root.set_self_href(str((out / CATALOG_FILE).resolve()))
+    root.add_child(collection, title=collection.title)
     collection.set_self_href(str(coll_path.resolve()))
 
     written: list[Path] = []
     tiles = tiles or {}
-    qls = [Path(q) for q in quicklooks]
     run_asset = dict(title="run record (parameters, inputs, soilsuite version)",
                      media_type=pystac.MediaType.JSON, roles=["metadata"])
 
-    def quicklook_assets(target, base: Path) -> None:
+    def quicklook_assets(target, base: Path, qls: list[Path]) -> None:
         thumb = next((q for q in qls if "rgb" in q.stem), qls[0] if qls else None)
         for q in qls:
             target.add_asset(f"quicklook_{q.stem}", pystac.Asset(
-                href=os.path.relpath(q.resolve(), base.resolve()), title=f"quicklook {q.stem}",
+                href=_href(q, base, hrefs), title=f"quicklook {q.stem}",
                 media_type=pystac.MediaType.PNG, roles=["thumbnail", "overview"] if q == thumb else ["overview"],
             ))
 
-    def add_item(item_id, label, i0, i1, grid, files, with_quicklooks, tile_name=None):
+    def add_item(item_id, label, i0, i1, grid, files, qls, tile_name=None):
         g_crs, g_affine, g_shape = grid
         g_geometry, g_bbox, g_native, g_centroid = _footprint(g_crs, g_affine, g_shape)
         title = (f"SCMaP products {i0.date().isoformat()} to {i1.date().isoformat()}"
@@ -349,8 +466,8 @@ def write_output_catalog(
         }
         if tile_name is not None:
             props["soilsuite:tile"] = tile_name
-        item = pystac.Item(id=item_id, geometry=g_geometry, bbox=g_bbox, datetime=None, start_datetime=i0,
-                           end_datetime=i1, properties=props)
+        item = pystac.Item(id=item_id, geometry=g_geometry, bbox=g_bbox, datetime=_item_datetime(label, i0, i1),
+                           start_datetime=i0, end_datetime=i1, properties=props)
         g_epsg = g_crs.to_epsg()
         ProjectionExtension.ext(item, add_if_missing=True).apply(
             code=f"EPSG:{g_epsg}" if g_epsg else None,
@@ -360,15 +477,18 @@ def write_output_catalog(
             bbox=g_native,
             centroid=g_centroid,
         )
+        if g_epsg:  # projection extension 1.x's field, still the one stackstac reads
+            item.properties["proj:epsg"] = int(g_epsg)
         for name, path in files.items():
-            _product_asset(item, P.get(name).name, Path(path), items_dir, resolution, stats[Path(path)])
-        if with_quicklooks:
-            quicklook_assets(item, items_dir)
-        item.add_asset("run_record", pystac.Asset(
-            href=os.path.relpath((out / RUN_RECORD).resolve(), items_dir.resolve()), **run_asset))
+            spec = P.get(name)
+            _product_asset(item, spec.name, Path(path), items_dir, resolution, stats[Path(path)], hrefs)
+            if band_assets and spec.is_spectral:
+                _band_assets(item, spec, Path(path), items_dir, resolution, stats[Path(path)], hrefs)
+        quicklook_assets(item, items_dir, qls)
+        item.add_asset("run_record", pystac.Asset(href=_href(out / RUN_RECORD, items_dir, hrefs), **run_asset))
         item_path = items_dir / f"{item_id}.json"
         item.set_self_href(str(item_path.resolve()))
-        collection.add_item(item)
+        collection.add_item(item, title=title)
         item.set_self_href(str(item_path.resolve()))  # add_item may re-lay the item out
         written.append(item_path)
 
@@ -385,27 +505,131 @@ def write_output_catalog(
         i0, i1 = _period_range(label, t0, t1, periods)
         suffix = f"{t0.date().isoformat()}_{t1.date().isoformat()}" if label == WINDOW_LABEL else label
         item_id = f"{collection_id}_{suffix}"
+        qls = label_quicklooks(label)
         if label in tiles:
             for tile_name, (tile_geobox, tile_files) in tiles[label].items():
                 add_item(f"{item_id}_{tile_name}", label, i0, i1, _grid(tile_geobox, None, None, None, first_file),
-                         tile_files, False, tile_name)
+                         tile_files, qls, tile_name)
         else:
-            add_item(item_id, label, i0, i1, (crs_, affine, shp), files,
-                     label == WINDOW_LABEL or len(groups) == 1)
+            add_item(item_id, label, i0, i1, (crs_, affine, shp), files, qls)
     if tiles:
-        quicklook_assets(collection, out)
-        collection.add_asset("run_record", pystac.Asset(
-            href=os.path.relpath((out / RUN_RECORD).resolve(), out.resolve()), **run_asset))
+        quicklook_assets(collection, out, label_quicklooks(WINDOW_LABEL))
+        collection.add_asset("run_record", pystac.Asset(href=_href(out / RUN_RECORD, out, hrefs), **run_asset))
+    _describe_collection(collection, [lb for lb in groups], crs_, resolution)
 
     for item in collection.get_items():
-        _write_json_atomic(Path(item.get_self_href()), item.to_dict(include_self_link=False, transform_hrefs=True))
+        _write_json_atomic(Path(item.get_self_href()), _with_self_link(
+            item.to_dict(include_self_link=False, transform_hrefs=True), Path(item.get_self_href())))
     if overwrite:  # items of an earlier run that this one does not describe
         keep = {p.name for p in written}
         for old in items_dir.glob("*.json"):
             if old.name not in keep:
                 old.unlink()
-    _write_json_atomic(coll_path, collection.to_dict(include_self_link=False, transform_hrefs=True))
+    _write_json_atomic(coll_path, _with_self_link(collection.to_dict(include_self_link=False, transform_hrefs=True),
+                                                  coll_path))
+    _write_json_atomic(out / CATALOG_FILE, _with_self_link(root.to_dict(include_self_link=False, transform_hrefs=True),
+                                                          out / CATALOG_FILE))
     return coll_path
+
+
+def _with_self_link(doc: dict, path: Path) -> dict:
+    """The document with an absolute ``self`` link (a file:// URI of where it is written)."""
+    links = [lk for lk in doc.get("links", []) if lk.get("rel") != "self"]
+    links.insert(0, {"rel": "self", "href": path.resolve().as_uri(), "type": "application/json",
+                     "title": str(doc.get("title") or doc.get("properties", {}).get("title") or doc.get("id"))})
+    return {**doc, "links": links}
+
+
+def _describe_collection(collection: pystac.Collection, labels: list[str], crs, resolution: float) -> None:
+    """``summaries`` and ``item_assets`` of the Collection, from its Items."""
+    items = list(collection.get_items())
+    epsg = crs.to_epsg()
+    summaries: dict[str, Any] = {
+        "gsd": [resolution], "constellation": ["sentinel-2"], "instruments": ["msi"],
+        "soilsuite:period": list(labels), "datetime": {
+            "minimum": min(i.datetime for i in items).isoformat().replace("+00:00", "Z"),
+            "maximum": max(i.datetime for i in items).isoformat().replace("+00:00", "Z")},
+    }
+    if epsg:
+        summaries.update({"proj:code": [f"EPSG:{epsg}"], "proj:epsg": [int(epsg)]})
+    collection.summaries = pystac.Summaries(summaries)
+    defs: dict[str, dict] = {}
+    for item in items:  # the union of every Item's assets, in order of appearance
+        for key, asset in item.assets.items():
+            if key in defs or key == "run_record":
+                continue
+            d = copy.deepcopy(asset.to_dict())  # to_dict shares extra_fields' lists with the Item
+            d.pop("href", None)
+            for rb in d.get("raster:bands", []):
+                rb.pop("statistics", None)
+            defs[key] = d
+    collection.item_assets = {k: pystac.ItemAssetDefinition(v) for k, v in defs.items()}
+    exts = {e for item in items for e in item.stac_extensions}
+    collection.stac_extensions = sorted(set(collection.stac_extensions) | exts)  # item_assets: core in STAC 1.1
+
+
+def rewrite_hrefs(out_dir: str | os.PathLike, hrefs: str = "relative") -> list[Path]:
+    """Rewrite the asset hrefs and ``self`` links of a product folder's STAC for where it is now.
+
+    ``soilsuite stac OUT_DIR --absolute|--relative``. Relative hrefs resolve against the
+    Item's file; an absolute href (``file://`` URI or path) is re-anchored with the document's
+    old ``self`` link: the asset's place relative to where the document was written is kept if
+    a file is there (a moved or copied folder describes its own files), else the href is taken
+    as it is. Remote hrefs (``https://``, ``s3://``) are left
+    as they are. The folder's manifest (:mod:`soilsuite.io.manifest`) is updated, so a later
+    ``--overwrite`` does not take the rewritten JSON for files changed by hand.
+
+    Parameters
+    ----------
+    out_dir : str or os.PathLike
+        A product folder holding ``collection.json`` (or that file itself).
+    hrefs : {"relative", "absolute"}
+        Relative to each JSON file, or absolute ``file://`` URIs.
+
+    Returns
+    -------
+    list of Path
+        The JSON files rewritten (the Collection first).
+    """
+    if hrefs not in HREFS:
+        raise InputError(f"hrefs must be one of {', '.join(HREFS)}, got {hrefs!r}")
+    coll_path = Path(out_dir)
+    if coll_path.is_dir():
+        coll_path = coll_path / COLLECTION_FILE
+    if not coll_path.is_file():
+        raise InputError(f"no STAC collection {coll_path}: give a folder written by `soilsuite composite`")
+    out = coll_path.parent
+    from ..io.layout import WORK_DIR, is_composite_output
+    from ..io.manifest import OutputFolder
+
+    folder = OutputFolder(out, "composite", owned_dirs=(WORK_DIR,), namespace=is_composite_output)
+    manifest = folder.read()
+    with folder.lock():
+        cdoc = _strict_json(coll_path)
+        paths = [coll_path] + [p for p in [out / CATALOG_FILE] if p.is_file()] + [
+            _local_path(lk["href"], out).resolve() for lk in cdoc.get("links", []) if lk.get("rel") == "item"]
+        for path in paths:
+            doc = cdoc if path == coll_path else _strict_json(path)
+            old_self = next((_local_path(lk["href"], path.parent) for lk in doc.get("links", [])
+                             if lk.get("rel") == "self" and lk["href"].startswith(("file://", "/"))), None)
+            for key, asset in doc.get("assets", {}).items():
+                href = asset["href"]
+                if "://" in href and not href.startswith("file://"):
+                    continue
+                target = _local_path(href, path.parent)
+                if os.path.isabs(href.removeprefix("file://")) and old_self is not None:
+                    # the same place relative to the document as when it was written: a moved
+                    # or copied folder describes its own files
+                    here = path.parent / os.path.relpath(target, old_self.parent)
+                    target = here if here.exists() else target
+                if not target.exists():
+                    raise InputError(f"{path}: asset {key}: file {href} does not exist (nor {target})")
+                asset["href"] = _href(target, path.parent, hrefs)
+            _write_json_atomic(path, _with_self_link(doc, path))
+        if manifest is not None:
+            rels = {os.path.relpath(p, out).replace(os.sep, "/") for p in paths}
+            folder.record([r for r in rels if r in manifest["files"]])
+    return paths
 
 
 # ----------------------------------------------------------------------------- validation
@@ -487,11 +711,17 @@ def validate_output_catalog(path: str | os.PathLike) -> tuple[bool, list[str]]:
         props = idoc.get("properties", {})
         if not ({"proj:code", "proj:epsg", "proj:wkt2"} & set(props)):
             errors.append(f"{ipath}: no proj:code / proj:epsg / proj:wkt2")
+        if props.get("datetime") is None:
+            errors.append(f"{ipath}: datetime is null")
+        if not any(lk.get("rel") == "self" for lk in idoc.get("links", [])):
+            errors.append(f"{ipath}: no self link")
         for key in ("proj:shape", "proj:transform", "proj:bbox", "start_datetime", "end_datetime"):
             if key not in props:
                 errors.append(f"{ipath}: property {key} missing")
         for key, asset in item.assets.items():
             href = asset.get_absolute_href() or ""
+            if href.startswith("file://"):
+                href = str(_local_path(href, ipath.parent))
             if "://" not in href and not Path(href).exists():
                 errors.append(f"{ipath}: asset {key}: file {href} does not exist")
             if "data" in (asset.roles or []):

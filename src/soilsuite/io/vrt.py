@@ -27,7 +27,7 @@ from affine import Affine
 
 from ..errors import InputError, OutputExistsError
 
-__all__ = ["write_mosaic_vrt"]
+__all__ = ["write_band_vrt", "write_mosaic_vrt"]
 
 
 def _source(band: int, href: str, size: tuple[int, int], block: tuple[int, int], dtype: str,
@@ -135,6 +135,64 @@ def write_mosaic_vrt(path: str | os.PathLike, tiles: Sequence[tuple[str | os.Pat
             # edge tile without overviews of its own is decimated from its full resolution
             ov = ET.SubElement(root, "OverviewList", resampling=resampling)
             ov.text = " ".join(str(2**k) for k in range(1, levels + 1))
+        ET.indent(root)
+        ET.ElementTree(root).write(tmp, encoding="unicode")
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return path
+
+
+def write_band_vrt(source: str | os.PathLike, band: int, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write ``path`` (.vrt): band ``band`` (1-based) of a multi-band file as a one-band raster.
+
+    Band-level STAC clients read every band of an asset (stackstac refuses more than one), so
+    the STAC writer describes each band of a spectral product (``SRC_MEAN_B04``) by one of
+    these. GDAL writes the skeleton (``rasterio.shutil.copy(driver="VRT")``: CRS, grid,
+    description, scale, offset, unit, nodata, tags, statistics); every other band is dropped
+    and the source is stored relative to the VRT (the folder can be moved). No pixels are
+    copied; GDAL serves the source's overviews through it.
+
+    Parameters
+    ----------
+    source : str or os.PathLike
+        The multi-band raster (a product COG or a tile COG).
+    band : int
+        The band to expose, 1-based.
+    path : str or os.PathLike
+        The VRT to write (its folder is created); written to a temporary name, then renamed.
+    overwrite : bool
+        Replace an existing file.
+
+    Returns
+    -------
+    Path
+        The VRT.
+    """
+    source, path = Path(source), Path(path)
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path} exists already; use overwrite to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.vrt")
+    try:
+        with rasterio.Env(GDAL_PAM_ENABLED=False), rasterio.open(source) as src:
+            if not 1 <= band <= src.count:
+                raise InputError(f"{source}: has {src.count} bands, no band {band}")
+            rasterio.shutil.copy(src, tmp, driver="VRT")
+        root = ET.parse(tmp).getroot()
+        href = os.path.relpath(source.resolve(), path.parent.resolve()).replace(os.sep, "/")
+        for el in root.findall("VRTRasterBand"):
+            if el.get("band") != str(band):
+                root.remove(el)
+                continue
+            el.set("band", "1")
+            for name in el.iter("SourceFilename"):
+                name.set("relativeToVRT", "1")
+                name.text = href
+        for md in root.findall("Metadata"):  # dataset-level INTERLEAVE etc. of the source
+            if md.get("domain") == "IMAGE_STRUCTURE":
+                root.remove(md)
         ET.indent(root)
         ET.ElementTree(root).write(tmp, encoding="unicode")
         os.replace(tmp, path)
