@@ -1,6 +1,7 @@
 # soilsuite: two commands on a fresh machine with python3 and make.
 #   make demo   - install into .venv, simulate an archive, composite it, map soil
 #   make test   - install into .venv, fetch the real test data, run the tests
+#   make docs   - the docs site (MkDocs Material) into site/, warnings as errors
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -9,7 +10,7 @@ STAMP := $(VENV)/.stamp-install
 REALDATA := .realdata
 export MPLBACKEND := Agg
 
-.PHONY: install demo test test-slow test-all realdata bench lint clean
+.PHONY: install demo test test-slow test-all realdata bench lint clean docs
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +18,9 @@ $(VENV)/bin/python:
 
 $(STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	# stackstac (tests/test_stac_clients.py) caps pandas<3 in its metadata but runs on our pandas 3 (tested);
+	# its other dependencies are ours already, so it is installed without them
+	$(PY) -m pip install --quiet --no-deps -c constraints.txt stackstac
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -41,8 +45,11 @@ test-all: $(STAMP) $(REALDATA)/.complete
 bench: $(STAMP) $(REALDATA)/.complete
 	$(PY) bench/run_all.py
 
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench scripts
 
 clean:
-	rm -rf $(VENV) $(REALDATA) demo_out bench_out .pytest_cache
+	rm -rf $(VENV) $(REALDATA) demo_out bench_out .pytest_cache site

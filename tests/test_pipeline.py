@@ -371,9 +371,11 @@ def test_old_option_names_still_work_with_a_warning():
 
 def test_cli_options_take_default_and_help_from_the_config():
     """No default is written twice: each ``composite``/``export-force`` option that is a config
-    field has the field's default and description."""
+    field has the field's default, and its description as help (or the one-line form that
+    ``cli_common`` gives the option to keep ``--help`` readable at 80 columns)."""
     import typer
 
+    from soilsuite.cli_common import ADVANCED_HELP, SHORT_HELP
     from soilsuite.config import (
         BareOptions,
         CompositeConfig,
@@ -391,7 +393,7 @@ def test_cli_options_take_default_and_help_from_the_config():
         for p in cmds[cmd].params:
             if p.name in fields and not p.hidden and p.name != "source":
                 f = fields[p.name]
-                assert p.help == f.description, (cmd, p.name)
+                assert p.help in (f.description, SHORT_HELP.get(p.name), ADVANCED_HELP.get(p.name)), (cmd, p.name)
                 assert p.required if f.is_required() else p.default == f.default, (cmd, p.name, p.default)
                 checked += 1
         assert checked >= (30 if cmd == "composite" else 14), (cmd, checked)
@@ -425,22 +427,30 @@ def test_memory_budget_sets_workers_and_tiles():
 
 
 def test_per_tile_progress_rows():
-    """Each tile in flight gets a row showing its stage; the row goes when the tile is done."""
+    """Each tile in flight gets a row showing its stage (and dates read); the row goes when the
+    tile is done; the overall row moves by fractions of tiles."""
     from rich.console import Console
     from rich.progress import Progress, TextColumn
 
     from soilsuite.pipeline import composite as C
 
     with Progress(TextColumn("{task.description} {task.fields[stage]}"), console=Console(file=open(os.devnull, "w"))) as p:
-        bars = C._TileBars(p)
+        overall = p.add_task("tiles", total=2, stage="")
+        bars = C._TileBars(p, overall, 2, 0)
         C._LOCAL_HOOK.append(bars)
         try:
             C._report("r0000_c0001", 0)  # not on a Dask worker: the local hook gets it
             bars((123.0, {"tile": "r0000_c0002", "step": 1}))  # as a Dask event (timestamp, msg)
             stages = {p.tasks[i].description.strip(): p.tasks[i].fields["stage"] for i in bars.rows.values()}
             assert stages == {"r0000_c0001": "load", "r0000_c0002": "composite"}
+            C._report("r0000_c0001", 0, 45, 90, "bands")  # half the dates read
+            assert p.tasks[bars.rows["r0000_c0001"]].fields["stage"] == "load 45/90 dates"
+            assert 0 < p.tasks[overall].completed < 1
             C._report("r0000_c0001", len(C.TILE_STAGES))
             assert list(bars.rows) == ["r0000_c0002"]
+            bars.finish("r0000_c0001")  # the result arrives after the last event: counted once
+            C._report("r0000_c0001", 2)  # a late event of a finished tile brings no row back
+            assert list(bars.rows) == ["r0000_c0002"] and 1 <= p.tasks[overall].completed < 2
             bars({"garbage": 1})  # never raises
         finally:
             C._LOCAL_HOOK.clear()

@@ -15,9 +15,12 @@ import typer
 from .cli_common import (
     AREA,
     ENGINE,
+    LOG_JSON,
     METHOD,
     OUTPUT,
     TIME,
+    PanelCommand,
+    batch_output,
     cli_date,
     console,
     deprecated_alias,
@@ -27,12 +30,14 @@ from .cli_common import (
     opt,
     parse_bbox,
     print_summary,
+    report_done,
 )
 from .config import (
     BareOptions,
     CompositeConfig,
     EngineOptions,
     ForceExportConfig,
+    LayerOptions,
     MaskOptions,
     SceneFilter,
 )
@@ -47,7 +52,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 FORCE_CLEAN_HELP = CompositeConfig.model_fields["force_clean"].description
-QUIET = typer.Option("--quiet", help="no progress bar", rich_help_panel=OUTPUT)
+LAYERS = "Optional layers (docs/temporal.md)"
+QUIET = typer.Option("--quiet", "-q", help="no progress, no summary (warnings, errors only)", rich_help_panel=OUTPUT,
+                     metavar="")
 
 
 @app.command()
@@ -66,6 +73,7 @@ def simulate(
     hrefs: Annotated[str, typer.Option(help="asset hrefs: 'relative' (movable folder) or 'absolute' (file:// URIs, for serving the items through a STAC API)")] = "relative",
     format: Annotated[str, typer.Option("--format", help="'stac' (catalog of COGs) or 'safe' (Sentinel-2 L2A SAFE products: JPEG2000 + metadata XML)")] = "stac",  # noqa: A002
     safe_zip: Annotated[bool, typer.Option(help="with --format safe: each product as <name>.zip")] = False,
+    ploughed_grassland: Annotated[float, typer.Option(help="share (0-1) of grassland fields ploughed once (truth/events.json)")] = 0.0,
 ):
     """Write a synthetic Sentinel-2 L2A archive with known truth (static STAC catalog of COGs)."""
     from .sources.simulate import simulate as _simulate
@@ -73,7 +81,7 @@ def simulate(
     res = _simulate(
         out, size=size, start=cli_date(start, "start"), end=cli_date(end, "end"), revisit_days=revisit_days, seed=seed,
         epsg=epsg, cloud_fraction=cloud_fraction, overwrite=overwrite, force_clean=force_clean, progress=True,
-        hrefs=hrefs, format=format, safe_zip=safe_zip,
+        hrefs=hrefs, format=format, safe_zip=safe_zip, ploughed_grassland=ploughed_grassland,
     )
     console.print(res.summary())
 
@@ -99,7 +107,7 @@ def index_safe(
             console.print(f"  superseded (composite will reject it): {it.id}: {it.properties[SUPERSEDED_REASON]}")
 
 
-@app.command()
+@app.command(cls=PanelCommand)
 @friendly
 def composite(
     source: Annotated[str, typer.Argument(help="STAC catalog/folder, STAC API URL or SAFE folder/zip(s)",
@@ -107,6 +115,7 @@ def composite(
     start: str = opt(CompositeConfig, "start", panel=TIME, metavar="YYYY-MM-DD"),
     end: str = opt(CompositeConfig, "end", panel=TIME, metavar="YYYY-MM-DD"),
     periods: str = opt(CompositeConfig, "periods", panel=TIME),
+    period_blue_filter: str = opt(CompositeConfig, "period_blue_filter", panel=TIME),
     collection: str | None = opt(CompositeConfig, "collection", panel=AREA),
     bbox: str | None = opt(CompositeConfig, "bbox", panel=AREA, metavar="W,S,E,N"),
     area: Path | None = opt(CompositeConfig, "area", panel=AREA),
@@ -128,6 +137,13 @@ def composite(
     blue_k_mref: float = opt(BareOptions, "blue_k_mref", panel=METHOD),
     min_bare_obs: int = opt(BareOptions, "min_bare_obs", panel=METHOD),
     ci_method: str = opt(BareOptions, "ci_method", panel=METHOD),
+    temporal: bool = opt(LayerOptions, "temporal", panel=LAYERS),
+    tillage_max_gap_days: int = opt(LayerOptions, "tillage_max_gap_days", panel=LAYERS),
+    ploughing: bool = opt(LayerOptions, "ploughing", panel=LAYERS),
+    grassland: Path | None = opt(LayerOptions, "grassland", panel=LAYERS),
+    min_ploughing_obs: int = opt(LayerOptions, "min_ploughing_obs", panel=LAYERS),
+    erosion: bool = opt(LayerOptions, "erosion", panel=LAYERS),
+    erosivity: Path | None = opt(LayerOptions, "erosivity", panel=LAYERS),
     tile_size: int = opt(EngineOptions, "tile_size", panel=ENGINE),
     max_memory: str = opt(EngineOptions, "max_memory", panel=ENGINE),
     scheduler: str | None = opt(EngineOptions, "scheduler", panel=ENGINE, envvar="SOILSUITE_SCHEDULER"),
@@ -135,9 +151,11 @@ def composite(
     out: Path = opt(CompositeConfig, "out", "--out", "-o", panel=OUTPUT),
     layout: str = opt(CompositeConfig, "layout", panel=OUTPUT),
     cog_tile_px: int = opt(CompositeConfig, "cog_tile_px", panel=OUTPUT),
+    stac_hrefs: str = opt(CompositeConfig, "stac_hrefs", panel=OUTPUT),
     overwrite: bool = opt(CompositeConfig, "overwrite", panel=OUTPUT),
     force_clean: bool = opt(CompositeConfig, "force_clean", panel=OUTPUT),
     quiet: Annotated[bool, QUIET] = False,
+    log_json: Annotated[bool, LOG_JSON] = False,
     tile: str | None = hidden_alias("--tile"),
     out_tile_px: int | None = hidden_alias("--out-tile-px"),
 ):
@@ -145,6 +163,7 @@ def composite(
     # defaults and help come from soilsuite.config (one place for both)
     from .pipeline.composite import build_config, run
 
+    batch_output(quiet, log_json, command="composite", out=out)
     cfg = build_config(
         source=source, out=out, start=cli_date(start, "start"), end=cli_date(end, "end"), bbox=parse_bbox(bbox),
         area=area, mgrs=deprecated_alias(mgrs, tile, "--tile", "--mgrs"),
@@ -152,14 +171,19 @@ def composite(
         selector=selector, threshold=threshold, threshold_raster=threshold_raster, max_cloud_cover=max_cloud_cover,
         min_sun_elevation=min_sun_elevation, dilation_px=dilation_px, max_sun_zenith=max_sun_zenith,
         max_nbr2=max_nbr2, blue_k_bare=blue_k_bare, blue_k_mref=blue_k_mref, min_bare_obs=min_bare_obs,
-        ci_method=ci_method, periods=periods, layout=layout,
+        ci_method=ci_method, periods=periods, period_blue_filter=period_blue_filter, temporal=temporal,
+        tillage_max_gap_days=tillage_max_gap_days, ploughing=ploughing, grassland=grassland,
+        min_ploughing_obs=min_ploughing_obs, erosion=erosion, erosivity=erosivity, layout=layout,
         cog_tile_px=deprecated_alias(cog_tile_px, out_tile_px, "--out-tile-px", "--cog-tile-px",
                                      CompositeConfig.model_fields["cog_tile_px"].default),
+        stac_hrefs=stac_hrefs,
         tile_size=tile_size, max_memory=max_memory, scheduler=scheduler, n_workers=n_workers, overwrite=overwrite,
         force_clean=force_clean, on_error=on_error, allow_partial_coverage=allow_partial_coverage,
     )
     summary = run(cfg, progress=not quiet)
-    if summary.already_complete:
+    if log_json or (quiet and not summary.already_complete):
+        return report_done(summary)
+    if summary.already_complete:  # said even with --quiet: the command did nothing
         console.print(f"[green]already complete:[/] {out} holds a finished run of these parameters; nothing to do "
                       "(--overwrite recomputes it)")
         return
@@ -200,7 +224,7 @@ def version():
 F = ForceExportConfig
 
 
-@app.command("export-force")
+@app.command("export-force", cls=PanelCommand)
 @friendly
 def export_force(
     source: Annotated[str, typer.Argument(help="STAC catalog JSON or folder, or STAC API URL", metavar="SOURCE",
@@ -228,6 +252,8 @@ def export_force(
 
     from .io.force import export_force as _export_force
 
+    batch_output(quiet, False)
+
     res = _export_force(
         source, out=out, start=cli_date(start, "start"), end=cli_date(end, "end"), bbox=parse_bbox(bbox), crs=crs,
         resolution=resolution, force_tile_m=deprecated_alias(force_tile_m, tile_size, "--tile-size", "--force-tile-m",
@@ -242,13 +268,83 @@ def export_force(
         console.print(f"[green]already complete:[/] {out} holds a finished export of these parameters; nothing to "
                       "do (--overwrite exports again)")
         return
-    Console().print(res.summary())
+    if not quiet:
+        Console().print(res.summary())
+
+
+@app.command()
+@friendly
+def serve(
+    out_dir: Annotated[Path, typer.Argument(help="a product folder (composite run, per-year products, soil maps)",
+                                            metavar="OUT_DIR", show_default=False)],
+    port: Annotated[int, typer.Option(help="TCP port (0: any free port)")] = 8765,
+    host: Annotated[str, typer.Option(help="loopback address to listen on (the viewer never listens on others)")] = "127.0.0.1",
+    open_browser: Annotated[bool, typer.Option("--open", help="open the page in the default web browser")] = False,
+):
+    """Local web map of a product folder: every layer, legends, pixel values, PV+IR2 series."""
+    from .viewer import check_host, discover_layers
+    from .viewer import serve as _serve
+
+    check_host(host)
+    n = len(discover_layers(out_dir)) if Path(out_dir).is_dir() else 0
+
+    def ready(url: str) -> None:
+        console.print(f"soilsuite viewer of {out_dir} ({n} layers) at [bold]{url}[/] (Ctrl-C stops it)",
+                      highlight=False)
+        if open_browser:
+            import webbrowser
+
+            webbrowser.open(url)
+
+    _serve(out_dir, port=port, host=host, ready=ready)
+
+
+@app.command()
+@friendly
+def stac(
+    out_dir: Annotated[Path, typer.Argument(help="a product folder written by `soilsuite composite`",
+                                            metavar="OUT_DIR", show_default=False)],
+    absolute: Annotated[bool, typer.Option("--absolute/--relative",
+                                           help="asset hrefs as absolute file:// URIs (stackstac, a STAC API) "
+                                                "or relative to each JSON file (a movable folder)")] = False,
+):
+    """Rewrite a product folder's STAC asset hrefs and self links for where the folder is now."""
+    from .io.stac import rewrite_hrefs, validate_output_catalog
+
+    paths = rewrite_hrefs(out_dir, "absolute" if absolute else "relative")
+    ok, errors = validate_output_catalog(out_dir)
+    if not ok:
+        from .errors import InputError
+
+        raise InputError(f"{out_dir}: STAC rewritten, but it does not validate: {'; '.join(errors[:3])}")
+    console.print(f"{len(paths)} STAC file(s) in {out_dir}: asset hrefs {'absolute' if absolute else 'relative'}")
+
+
+@app.command()
+@friendly
+def qgis(
+    out_dir: Annotated[Path, typer.Argument(help="a product folder (composite run or soil maps)", metavar="OUT_DIR",
+                                            show_default=False)],
+):
+    """Write QGIS styles (.qml) beside every product and a grouped project (soilsuite.qgs)."""
+    from .errors import InputError
+    from .io.qgis import update_folder
+
+    if not Path(out_dir).is_dir():
+        raise InputError(f"{out_dir} is not a folder")
+    written, skipped = update_folder(out_dir)
+    console.print(f"{len(written)} QGIS file(s) written in {out_dir} (styles .qml, project soilsuite.qgs)")
+    if skipped:
+        names = ", ".join(str(p) for p in skipped[:3]) + (f" and {len(skipped) - 3} more" if len(skipped) > 3 else "")
+        console.print(f"{len(skipped)} left alone (not written by soilsuite, or changed since): {names}")
 
 
 def _register_subapps() -> None:
     from .cli_dsm import dsm_app
+    from .cli_products import register as register_product_commands
 
     app.add_typer(dsm_app, name="dsm")
+    register_product_commands(app)  # parcels, export, plot-pixel, plot-parcel, plot-years
 
 
 _register_subapps()

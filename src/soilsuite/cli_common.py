@@ -22,9 +22,75 @@ console = Console(stderr=True)
 
 # rich help panels of `soilsuite composite --help` (and `export-force`)
 AREA, TIME, METHOD, ENGINE, OUTPUT = "Input and area", "Time", "Method", "Engine", "Output"
+#: Panel of the rarely used options (listed last, with a short help each).
+ADVANCED = "Advanced"
+
+#: Rarely used options: moved to the :data:`ADVANCED` panel with this short help (the full
+#: text is the field's description in :mod:`soilsuite.config`, shown in the docs).
+ADVANCED_HELP: dict[str, str] = {
+    "period_blue_filter": "window or exact",
+    "collection": "STAC API collection id",
+    "resolution": "pixel size (m)",
+    "on_error": "bad scene: fail/skip",
+    "allow_partial_coverage": "warn on partial cover",
+    "max_sun_zenith": "max sun zenith, deg",
+    "dilation_px": "cloud dilation (px)",
+    "blue_k_bare": "blue outlier k, SRC",
+    "blue_k_mref": "blue outlier k, MREF",
+    "min_bare_obs": "min bare obs., SRC",
+    "ci_method": "CI: t or z (1.96)",
+    "tillage_max_gap_days": "tillage gap (days)",
+    "min_ploughing_obs": "ploughing: min obs.",
+    "tile_size": "tile side (px)",
+    "max_memory": "memory budget",
+    "scheduler": "Dask address or sync",
+    "n_workers": "local Dask workers",
+    "cog_tile_px": "COG tile side (px)",
+    "stac_hrefs": "STAC href style",
+    "force_clean": "also replace changed files",
+    "force_block_m": "FORCE block height (m)",
+    "origin": "FORCE grid origin x,y",
+}
+#: One-line help of common options whose description in :mod:`soilsuite.config` is long.
+SHORT_HELP: dict[str, str] = {
+    "start": "first day (inclusive)",
+    "end": "last day (inclusive)",
+    "periods": "also per year, season...",
+    "bbox": "area: lon/lat box",
+    "area": "area: a vector file",
+    "mgrs": "area: an MGRS tile, e.g. 33UUU",
+    "crs": "target CRS (default: UTM of the area)",
+    "max_cloud_cover": "max cloud cover (%)",
+    "min_sun_elevation": "min sun elevation (deg)",
+    "selector": "bare-soil selector",
+    "threshold": "bare if PV+IR2 <= this",
+    "threshold_raster": "raster of regional thresholds",
+    "worldcover": "WorldCover: built-up, water never bare",
+    "max_nbr2": "dry-vegetation guard: NBR2 <= this",
+    "temporal": "bare dates, episodes, tillage events",
+    "ploughing": "grassland ploughing flag",
+    "grassland": "grassland polygons (vector file)",
+    "erosion": "monthly BSF and C-factor",
+    "erosivity": "monthly erosivity (CSV or raster)",
+    "out": "output folder",
+    "layout": "single, tiles or auto",
+    "overwrite": "replace an earlier run (its own files)",
+}
 
 
 # ----------------------------------------------------------------------------- options
+class PanelCommand(typer.core.TyperCommand):
+    """A command whose ``--help`` lists the :data:`ADVANCED` panel last and ``--help`` itself in
+    the Output panel (no panel of its own): ``@app.command(cls=PanelCommand)``."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for p in params:
+            if p.name == "help":
+                p.rich_help_panel = OUTPUT
+        return sorted(params, key=lambda p: getattr(p, "rich_help_panel", None) == ADVANCED)
+
+
 def opt(model: type, name: str, *decls: str, panel: str | None = None, **kwargs: Any) -> Any:
     """A typer option whose default and help text come from a field of a pydantic model.
 
@@ -53,8 +119,13 @@ def opt(model: type, name: str, *decls: str, panel: str | None = None, **kwargs:
     default = ... if field.is_required() else field.default
     if field.annotation is bool and not decls:
         decls = (f"--{name.replace('_', '-')}",)
+    if field.annotation is bool:
+        kwargs.setdefault("metavar", "")  # a flag: no type column
     kwargs.setdefault("show_default", default not in (None, False, ...))
-    return typer.Option(default, *decls, help=field.description, rich_help_panel=panel, **kwargs)
+    help_text = SHORT_HELP.get(name, field.description)
+    if name in ADVANCED_HELP and not field.is_required():
+        panel, help_text = ADVANCED, ADVANCED_HELP[name]
+    return typer.Option(default, *decls, help=kwargs.pop("help", help_text), rich_help_panel=panel, **kwargs)
 
 
 def hidden_alias(flag: str) -> Any:
@@ -120,6 +191,62 @@ def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
     return numbers(text, 4, "--bbox", "west,south,east,north")  # type: ignore[return-value]
 
 
+# ----------------------------------------------------------------------------- batch output
+#: ``--log-json``: progress, messages, errors and a last ``done`` record as JSON lines on stderr.
+LOG_JSON = typer.Option("--log-json", help="JSON lines on stderr (batch systems)", rich_help_panel=OUTPUT,
+                        metavar="")
+
+
+_SHOWWARNING = None  # warnings.showwarning before batch_output changed it
+
+
+def batch_output(quiet: bool, log_json: bool, **start: Any) -> None:
+    """Set the progress output for ``--quiet`` / ``--log-json`` (:func:`soilsuite.progress.set_output`).
+
+    With ``--log-json`` a ``start`` record (``start`` fields, e.g. the command) is written, Python
+    warnings become ``warning`` records, the console prints nothing (every line on stderr is
+    JSON) and errors become ``error`` records (:func:`friendly`). With ``--quiet`` no progress
+    and no summary: a successful run prints nothing, warnings and errors still print. Without
+    either, the defaults are restored (the CLI may be called again in the same process, e.g. by
+    tests).
+    """
+    import logging
+    import warnings
+
+    from .progress import emit, set_output
+
+    global _SHOWWARNING
+    if _SHOWWARNING is None:
+        _SHOWWARNING = warnings.showwarning
+    mode = "json" if log_json else "quiet" if quiet else "rich"
+    set_output(mode)
+    console.quiet = mode == "json"
+    logging.getLogger("distributed").setLevel(logging.WARNING if mode == "rich" else logging.ERROR)
+    if mode == "rich":
+        warnings.showwarning = _SHOWWARNING
+    elif mode == "json":
+        def showwarning(message, category, filename, lineno, file=None, line=None):
+            emit("warning", message=str(message), category=category.__name__)
+
+        warnings.showwarning = showwarning
+        emit("start", **{k: str(v) for k, v in start.items()})
+    else:
+        warnings.showwarning = _SHOWWARNING
+
+
+def report_done(summary) -> None:
+    """The last record of a ``--log-json`` run (nothing with ``--quiet``): where, how long, what."""
+    from .progress import emit
+
+    fields = {"out": str(summary.out), "seconds": round(float(summary.seconds), 2),
+              "already_complete": bool(getattr(summary, "already_complete", False))}
+    for k in ("tiles", "tiles_resumed", "n_observations", "mean_bsf", "mask_share", "products"):
+        v = getattr(summary, k, None)
+        if v is not None:
+            fields[k] = v if not isinstance(v, float) or v == v else None
+    emit("done", status="ok", **fields)
+
+
 # ----------------------------------------------------------------------------- errors
 def one_line(exc: BaseException) -> list[str] | None:
     """The one-line message(s) for an error caused by input or the machine, else None.
@@ -162,6 +289,8 @@ def friendly(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from .progress import emit, output_mode
+
         try:
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
@@ -169,12 +298,24 @@ def friendly(fn):
         except Exception as exc:
             lines = one_line(exc)
             if lines is None:
+                if output_mode() == "json":  # a bug: its traceback follows, but the log says so first
+                    emit("error", message=f"{type(exc).__name__}: {exc}", bug=True)
+                    emit("done", status="error", exit_code=1)
                 raise  # a bug: keep the traceback
             from rich.markup import escape
 
             for line in lines:
-                console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+                if output_mode() == "json":
+                    emit("error", message=line)
+                else:
+                    console.quiet = False  # --quiet still prints errors
+                    console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+            if output_mode() == "json":
+                emit("done", status="error", exit_code=2)
             raise typer.Exit(2) from None
+        finally:
+            if output_mode() != "rich":  # --quiet / --log-json end with the command (in-process callers)
+                batch_output(False, False)
 
     return wrapper
 

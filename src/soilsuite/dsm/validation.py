@@ -172,8 +172,8 @@ class ValidationResult:
         if "picp" in m:
             lines += [f"| PICP of the 90 % interval | {m['picp']:.3f} (nominal 0.90) |",
                       f"| mean 90 % interval width | {m['mpiw']:.4g} {self.unit} |"]
-        lines += ["", "## Settings", ""]
-        lines += [f"- {k}: {v}" for k, v in self.info.items()]
+        lines += ["", "## Settings", "", "| setting | value | unit |", "|---|---|---|"]
+        lines += [f"| {k} | {v} | {u} |" for k, v, u in settings_rows(self.info, self.unit)]
         if images:
             lines += ["", "## Plots", ""]
             lines += [f"![{k}]({v})" for k, v in images.items()]
@@ -196,10 +196,12 @@ class ValidationResult:
         fig, ax = plt.subplots(figsize=(5, 5))
         if lo in p and hi in p:
             ax.errorbar(p["mean"], p["obs"], xerr=[p["mean"] - p[lo], p[hi] - p["mean"]], fmt="none",
-                        ecolor="0.8", lw=0.8, zorder=1, label="90 % interval")
-        ax.scatter(p["mean"], p["obs"], s=12, c="tab:blue", zorder=2)
+                        ecolor="0.75", lw=0.8, zorder=1,
+                        label="90 % prediction interval (Q0.05 to Q0.95)")
+        ax.scatter(p["mean"], p["obs"], s=12, c="tab:blue", zorder=2, label="sample (held-out forest mean)")
         lim = [np.nanmin([p["obs"].min(), p["mean"].min()]), np.nanmax([p["obs"].max(), p["mean"].max()])]
-        ax.plot(lim, lim, "k--", lw=1)
+        ax.plot(lim, lim, "k--", lw=1, label="1:1 line")
+        ax.legend(fontsize=7, loc="upper left", frameon=False)
         ax.set_xlabel(f"predicted {self.target} [{self.unit}]")
         ax.set_ylabel(f"observed {self.target} [{self.unit}]")
         ax.set_title(f"{self.method}: R2={self.metrics['r2']:.2f}, RMSE={self.metrics['rmse']:.3g}")
@@ -212,10 +214,19 @@ class ValidationResult:
             fig, ax = plt.subplots(figsize=(6, 5))
             r = p["mean"] - p["obs"]
             v = float(np.nanmax(np.abs(r))) or 1.0
-            sc = ax.scatter(p["x"], p["y"], c=r, cmap="RdBu_r", vmin=-v, vmax=v, s=18, edgecolors="0.3", linewidths=0.3)
-            fig.colorbar(sc, ax=ax, label=f"residual pred - obs [{self.unit}]")
+            crs = self.info.get("crs")
+            geographic = crs is not None and "4326" in str(crs)
+            f, unit = (1.0, "degrees") if geographic or crs is None else (1e-3, "km")
+            sc = ax.scatter(p["x"] * f, p["y"] * f, c=r, cmap="RdBu_r", vmin=-v, vmax=v, s=18, edgecolors="0.3",
+                            linewidths=0.3)
+            cb = fig.colorbar(sc, ax=ax, label=f"residual: predicted - observed [{self.unit}]")
+            cb.formatter.set_useOffset(False)
+            ax.ticklabel_format(useOffset=False, style="plain")
+            where = f"{unit}, {crs}" if crs else "sample coordinate units"
+            ax.set_xlabel(f"{'longitude' if geographic else 'easting'} ({where})")
+            ax.set_ylabel(f"{'latitude' if geographic else 'northing'} ({where})")
             ax.set_aspect("equal")
-            ax.set_title("residuals at the sample locations")
+            ax.set_title("residuals at the sample locations (red: over-, blue: under-predicted)", fontsize=9)
             fig.tight_layout()
             fig.savefig(folder / "residual_map.png", dpi=110)
             plt.close(fig)
@@ -268,6 +279,33 @@ class ValidationResult:
         OutputFolder(folder, "validation-report").build(fill, overwrite=overwrite, force_clean=force_clean,
                                                          what="report")
         return folder
+
+
+#: Units of the validation settings (``ValidationResult.info`` keys and model parameters).
+SETTING_UNITS = {"k": "folds", "seed": "", "block_size": "CRS units (m for a projected CRS)", "blocks": "count",
+                 "n_estimators": "trees", "min_samples_leaf": "samples", "max_features": "share of covariates",
+                 "max_depth": "levels", "min_samples_split": "samples", "max_samples": "share of samples",
+                 "quantiles": "quantile levels (0-1)", "random_state": "", "n_jobs": "processes"}
+
+
+def settings_rows(info: dict, unit: str = "") -> list[tuple[str, str, str]]:
+    """``(setting, value, unit)`` rows of a validation's settings: nested dicts (the model's
+    parameters) are flattened as ``model: <name>``; values are shown plainly (not as Python)."""
+
+    def show(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:g}"
+        if isinstance(v, list | tuple):
+            return ", ".join(show(x) for x in v)
+        return "none" if v is None else str(v)
+
+    rows = []
+    for k, v in info.items():
+        if isinstance(v, dict):
+            rows += [(f"model: {kk}", show(vv), SETTING_UNITS.get(kk, "")) for kk, vv in v.items()]
+        else:
+            rows.append((k, show(v), SETTING_UNITS.get(k, "")))
+    return rows
 
 
 def _html(md: str, res: ValidationResult) -> str:
@@ -385,7 +423,8 @@ def cross_validate(
     if coords is not None and X is None:
         c = np.asarray(coords, dtype="float64")
     qs = sorted(set(model.quantiles) | set(CALIBRATION_QUANTILES))
-    info: dict[str, Any] = {"method": method, "model parameters": model.get_params()}
+    info: dict[str, Any] = {"method": method, "model parameters": model.get_params(),
+                            "crs": getattr(model, "crs_", None)}
     if method == "oob":
         fitted = model if X is None else clone(model).fit(pd.DataFrame(Xa, columns=names), ya)
         pred = fitted.oob_predict(qs)

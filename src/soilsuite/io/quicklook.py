@@ -4,7 +4,8 @@ Pictures are drawn with matplotlib's object API on the Agg canvas (no pyplot sta
 display needed), north up, axes in km of the product's CRS (degrees for geographic CRSs), with
 a title, and at most ``max_size`` pixels of data per side: files are read decimated from their
 overviews (:func:`soilsuite.io.products.read_product`). The PNG is :data:`WIDTH_PX` pixels wide
-and at most :data:`MAX_HEIGHT_PX` high. Nodata is drawn grey (MASK: its class-0 colour).
+and at most :data:`MAX_HEIGHT_PX` high. Nodata is drawn grey (MASK: its class-0 colour), and
+every picture says so (colour-bar label or legend).
 """
 
 from __future__ import annotations
@@ -154,6 +155,11 @@ def _composite(src: Source, out_png, bands, percentiles, what: str, *, band_name
     img = _stretch(arr, percentiles)
     fig, ax = _figure(img.shape[:2], extra_in=1.0)
     _show(ax, img, transform, crs)
+    from matplotlib.patches import Patch
+
+    # what grey means: no value at the pixel (e.g. SRC: fewer bare observations than needed)
+    fig.legend(handles=[Patch(facecolor=NODATA_GREY, edgecolor="0.4", label="nodata (no value at this pixel)")],
+               loc="outside lower center", fontsize=9, frameon=False)
     ax.set_title(_title(src, f"{what} ({'/'.join(bands)}), {percentiles[0]:g}-{percentiles[1]:g} % stretch", title),
                  fontsize=10)
     return _save(fig, out_png, overwrite)
@@ -242,6 +248,33 @@ def quicklook_bsf(src: Source, out_png: str | os.PathLike, *, cmap: str = "YlOrB
     return _save(fig, out_png, overwrite)
 
 
+#: Quicklooks of the optional layers (docs/temporal.md): product -> (colour map, vmin, vmax, colour-bar label).
+LAYER_QUICKLOOKS: dict[str, tuple[str, float, float, str]] = {
+    "MEDIAN_BARE_DOY": ("twilight", 1.0, 366.0, "median day of year of bare observations"),
+    "TILLAGE_EVENTS": ("viridis", 0.0, 4.0, "tillage events (count)"),
+    "PLOUGHED": ("RdYlGn_r", 0.0, 1.0, "grassland ploughed (1) / not (0)"),
+    "C_FACTOR": ("YlOrBr", 0.0, 1.0, "erosivity-weighted bare-soil fraction (C-factor, 0-1)"),
+}
+
+
+def quicklook_layer(src: Source, out_png: str | os.PathLike, *, cmap: str, vmin: float, vmax: float, label: str,
+                    transform=None, crs=None, title: str | None = None, max_size: int = 1000,
+                    overwrite: bool = True) -> Path:
+    """A single-band layer (physical values, NaN = nodata) in ``cmap`` from ``vmin`` to ``vmax``
+    with a colour bar labelled ``label``; nodata grey. Other arguments as :func:`quicklook_bsf`."""
+    import matplotlib
+
+    arr, transform, crs = _load(src, bands=None, band_names=None, transform=transform, crs=crs,
+                                max_size=max_size)
+    img = np.ma.masked_invalid(arr[0])
+    cm = matplotlib.colormaps[cmap].with_extremes(bad=NODATA_GREY)
+    fig, ax = _figure(img.shape, extra_in=1.0)
+    im = _show(ax, img, transform, crs, cmap=cm, vmin=vmin, vmax=vmax)
+    fig.colorbar(im, ax=ax, label=f"{label}; grey = nodata", shrink=0.8)
+    ax.set_title(_title(src, label, title), fontsize=10)
+    return _save(fig, out_png, overwrite)
+
+
 def quicklook_mask(src: Source, out_png: str | os.PathLike, *, transform=None, crs=None,
                    title: str | None = None, max_size: int = 1000, overwrite: bool = True) -> Path:
     """MASK classes in their catalogue colours with a legend of the class names.
@@ -311,4 +344,8 @@ def quicklooks_for(out_dir: str | os.PathLike, *, max_size: int = 1000, overwrit
         written.append(quicklook_bsf(files["BSF"], ql / "BSF.png", **kw))
     if "MASK" in files:
         written.append(quicklook_mask(files["MASK"], ql / "MASK.png", **kw))
+    for name, (cmap, lo, hi, label) in LAYER_QUICKLOOKS.items():  # optional layers, when written
+        if name in files:
+            written.append(quicklook_layer(files[name], ql / f"{name}.png", cmap=cmap, vmin=lo, vmax=hi, label=label,
+                                           **kw))
     return written

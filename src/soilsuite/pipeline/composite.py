@@ -33,6 +33,7 @@ from ..config import (
     BareOptions,
     CompositeConfig,
     EngineOptions,
+    LayerOptions,
     MaskOptions,
     SceneFilter,
     renamed_options,
@@ -54,7 +55,8 @@ from .preflight import gdal_env, preflight
 from .tiles import Tile
 
 # ----------------------------------------------------------------------------- configuration
-_SECTIONS = {"scene": SceneFilter, "mask": MaskOptions, "bare": BareOptions, "engine": EngineOptions}
+_SECTIONS = {"scene": SceneFilter, "mask": MaskOptions, "bare": BareOptions, "engine": EngineOptions,
+             "layers": LayerOptions}
 
 
 def build_config(**kwargs: Any) -> CompositeConfig:
@@ -84,8 +86,9 @@ def _params_hash(cfg: CompositeConfig) -> str:
     """Hash of everything that changes the products (not engine settings, the file layout or
     overwrite): a resumed run must have the same hash. The products a run writes belong to it
     (a product registered since an interrupted run is missing from its finished tiles)."""
-    d = cfg.model_dump(mode="json", exclude={"engine", "overwrite", "force_clean", "out", "layout", "cog_tile_px"})
-    d["products"] = sorted(P.composite_products())
+    d = cfg.model_dump(mode="json", exclude={"engine", "overwrite", "force_clean", "out", "layout", "cog_tile_px",
+                                           "stac_hrefs"})
+    d["products"] = sorted(P.composite_products(cfg.product_groups))
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -177,8 +180,12 @@ def _encode_all(results: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {name: P.get(name).encode(arr) for name, arr in results.items()}
 
 
-def load_tile_inputs(items: list, assets: dict[str, str], geobox, cfg: CompositeConfig, halo: int) -> TileInputs:
+def load_tile_inputs(items: list, assets: dict[str, str], geobox, cfg: CompositeConfig, halo: int,
+                     progress=None) -> TileInputs:
     """Load one tile and compute validity (SPEC 2.1).
+
+    ``progress(what, dates_read, n_dates)``, if given, is called as the dates are read
+    (``what`` is ``"bands"``, then ``"SCL"``).
 
     Only SCL is loaded with a halo of ``halo`` pixels (the context of the cloud dilation);
     the reflectance bands are loaded on the tile itself, so a tile whose edges follow the
@@ -195,7 +202,8 @@ def load_tile_inputs(items: list, assets: dict[str, str], geobox, cfg: Composite
             meta = S.observation_meta(items, assets)
 
             def load(bands, grid):
-                ds = S.load_cube(items, grid, assets, chunks=None, bands=bands)
+                hook = None if progress is None else _DateProgress(progress, bands, len(meta.dates))
+                ds = S.load_cube(items, grid, assets, chunks=None, bands=bands, progress=hook)
                 if ds.sizes["time"] != len(meta.dates):
                     raise InputError(
                         f"odc-stac grouped {ds.sizes['time']} solar days, expected {len(meta.dates)} "
@@ -233,6 +241,7 @@ def load_tile_inputs(items: list, assets: dict[str, str], geobox, cfg: Composite
             thr = np.where(np.isfinite(thr), thr, b.threshold).astype(np.float32)
         else:
             thr = np.full((ny, nx), b.threshold, np.float32)
+        wc = None
         if cfg.worldcover is not None:
             wc = read_on_grid(cfg.worldcover, geobox, resampling="nearest", dtype="uint8", fill=0)
             never_bare = np.isin(wc, WORLDCOVER_NEVER_BARE)
@@ -240,7 +249,10 @@ def load_tile_inputs(items: list, assets: dict[str, str], geobox, cfg: Composite
         else:
             never_bare = np.zeros((ny, nx), bool)
             other = np.zeros((ny, nx), bool)
-    return TileInputs(meta, refl, valid, thr, never_bare, other)
+        from ..sources.layer_inputs import layer_inputs
+
+        aux = layer_inputs(cfg, geobox, wc)
+    return TileInputs(meta, refl, valid, thr, never_bare, other, aux)
 
 
 def process_tile(task: TileTask) -> str:
@@ -267,19 +279,46 @@ TILE_STAGES = ("load", "composite", "save")
 PROGRESS_TOPIC = "soilsuite-tile-progress"
 
 
-def _report(tile: str, step: int) -> None:
-    """Tell the client that ``tile`` starts stage ``step`` (``len(TILE_STAGES)``: finished).
+class _DateProgress:
+    """odc-stac's tqdm-like ``progress`` hook of one load: reports the dates read so far.
+
+    The read tasks of a load are (date, band, block) in date order, so ``k`` of ``n`` tasks done
+    is about ``k * n_dates / n`` dates read; reported each time that number grows.
+    """
+
+    def __init__(self, report, bands, n_dates: int):
+        self.report, self.n_dates = report, n_dates
+        self.what = "SCL" if tuple(bands) == ("SCL",) else "bands"
+
+    def __call__(self, tasks):
+        n = max(1, len(tasks))
+        last = -1
+        for k, task in enumerate(tasks, start=1):
+            yield task
+            dates = k * self.n_dates // n
+            if dates != last:
+                last = dates
+                try:
+                    self.report(self.what, dates, self.n_dates)
+                except Exception:  # noqa: BLE001 - progress must never stop a load
+                    pass
+
+
+def _report(tile: str, step: int, done: int | None = None, total: int | None = None, what: str = "") -> None:
+    """Tell the client that ``tile`` is in stage ``step`` (``len(TILE_STAGES)``: finished),
+    with ``done`` of ``total`` dates read of ``what`` during the load.
 
     On a Dask worker this is a worker event (``log_event``) the client subscribes to; outside a
     worker (``scheduler="sync"``) the local hook, if any, is called. Never raises.
     """
+    msg = {"tile": tile, "step": step, "done": done, "total": total, "what": what}
     try:
         from distributed import get_worker
 
-        get_worker().log_event(PROGRESS_TOPIC, {"tile": tile, "step": step})
+        get_worker().log_event(PROGRESS_TOPIC, msg)
     except Exception:  # noqa: BLE001 - not on a worker, or no scheduler: progress is optional
         if _LOCAL_HOOK:
-            _LOCAL_HOOK[0]({"tile": tile, "step": step})
+            _LOCAL_HOOK[0](msg)
 
 
 _LOCAL_HOOK: list = []
@@ -292,7 +331,8 @@ def _process_tile(task: TileTask) -> str:
     install_extensions(task.extensions)  # before the config: it validates the selector's name
     cfg = CompositeConfig(**task.cfg)
     _report(name, 0)
-    inp = load_tile_inputs(task.items, task.assets, task.tile.geobox, cfg, task.halo)
+    inp = load_tile_inputs(task.items, task.assets, task.tile.geobox, cfg, task.halo,
+                           progress=lambda what, k, n: _report(name, 0, k, n, what))
     dates = inp.meta.dates
     _report(name, 1)
     results = {label: _encode_all(r) for label, r in composite_inputs(inp, cfg, task.periods).items()}
@@ -509,6 +549,9 @@ def run(cfg: CompositeConfig, *, progress: bool = False) -> RunSummary:
     assets = S.resolve_assets(sel.items)
     geobox = target_geobox(cfg, sel.items)
     sel, meta = preflight(cfg, sel, assets, geobox, progress=progress)  # inputs checked before any tile
+    from ..sources.layer_inputs import check_layer_inputs
+
+    check_layer_inputs(cfg)  # grassland polygons, erosivity shares of the optional layers
     folder = output_folder(cfg)
     with folder.lock():  # inputs are fine: now create / resume the output folder
         action = _check_out(cfg)  # again, under the lock: another run may have finished meanwhile
@@ -521,9 +564,10 @@ def run(cfg: CompositeConfig, *, progress: bool = False) -> RunSummary:
 def _run_locked(cfg: CompositeConfig, t0: float, out: Path, folder: OutputFolder, found, sel, assets, meta,
                 geobox, progress: bool) -> RunSummary:
     """The run once its output folder is locked and prepared."""
+    from ..periods import periods_with_data
     from .plan import plan_run
 
-    periods = sorted({str(d.year) for d in meta.dates}) if cfg.periods == "year" else []
+    periods = [p.label for p in periods_with_data(cfg.periods, cfg.start, cfg.end, meta.dates)]
     plan = plan_run(cfg, geobox, len(meta.dates), periods, out)  # every derived setting, once
     halo = cfg.mask.dilation_px // 2
     ext = extensions()
@@ -561,7 +605,12 @@ def _run_locked(cfg: CompositeConfig, t0: float, out: Path, folder: OutputFolder
         "rejected_items": [{"id": r.item_id, "reason": r.reason} for r in sel.rejected],
     }
     summary.timings = {"search_and_plan_s": t_plan - t0, "tiles_s": t_tiles - t_plan}
-    write_outputs(plan, summary, record, cfg)
+    from ..progress import progress_bar
+
+    with progress_bar(progress, stage=True, eta=False, transient=True) as pbar:
+        wid = pbar.add_task("products", total=1, stage="product files")
+        write_outputs(plan, summary, record, cfg,
+                      step=lambda stage, k, n: pbar.update(wid, completed=k, total=n, stage=stage))
     s = folder.survey()
     folder.record(s.owned + s.changed, state="complete")  # the run is finished: list what it wrote
     shutil.rmtree(work_dir(out), ignore_errors=True)
@@ -569,28 +618,73 @@ def _run_locked(cfg: CompositeConfig, t0: float, out: Path, folder: OutputFolder
     return summary
 
 
-class _TileBars:
-    """One progress row per tile in flight (its stage), removed when the tile is finished."""
+#: Share of a tile's work at the start of each stage (load bands, load SCL, composite, save).
+_STAGE_SHARE = {"bands": 0.0, "SCL": 0.5, "composite": 0.6, "save": 0.9}
 
-    def __init__(self, pbar):
-        self.pbar = pbar
+
+class _TileBars:
+    """Progress inside the tiles: one row per tile in flight (stage, dates read), and the overall
+    row advanced by fractions of tiles, so a single-tile run moves too.
+
+    Rows of finished tiles are removed by :meth:`finish` (called when the tile's result is in),
+    and messages that arrive later for them (Dask events are asynchronous) are ignored, so no
+    stale row is left when the bar stops.
+    """
+
+    def __init__(self, pbar, overall: int, total: int, done0: int):
+        import threading
+
+        self.pbar, self.overall, self.total, self.done = pbar, overall, total, done0
         self.rows: dict[str, int] = {}
+        self.share: dict[str, float] = {}
+        self.finished: set[str] = set()
+        self.lock = threading.Lock()
+
+    def _overall(self) -> None:
+        self.pbar.update(self.overall, completed=self.done + sum(self.share.values()),
+                         stage=f"{self.done}/{self.total} tiles")
 
     def __call__(self, msg) -> None:
         try:
             if isinstance(msg, tuple):  # (timestamp, message) from a Dask event topic
                 msg = msg[1]
             tile, step = msg["tile"], int(msg["step"])
-            n = len(TILE_STAGES)
-            if tile not in self.rows:
-                self.rows[tile] = self.pbar.add_task(f"  {tile}", total=n, stage="")
-            row = self.rows[tile]
-            if step >= n:
-                self.pbar.remove_task(self.rows.pop(tile))
-            else:
-                self.pbar.update(row, completed=step, stage=TILE_STAGES[step])
+            with self.lock:
+                if tile in self.finished:
+                    return
+                if step >= len(TILE_STAGES):
+                    return self._finish(tile)
+                stage = TILE_STAGES[step]
+                if step == 0 and msg.get("total"):
+                    what = msg.get("what") or "bands"
+                    k, n = int(msg["done"]), int(msg["total"])
+                    lo = _STAGE_SHARE[what]
+                    hi = _STAGE_SHARE["SCL" if what == "bands" else "composite"]
+                    share = lo + (hi - lo) * k / max(1, n)
+                    text = f"load {'' if what == 'bands' else 'SCL, '}{k}/{n} dates"
+                else:
+                    share, text = _STAGE_SHARE.get(stage, 0.0), stage
+                if tile not in self.rows:
+                    self.rows[tile] = self.pbar.add_task(f"  {tile}", total=1.0, stage=text, tile=tile)
+                self.share[tile] = share
+                self.pbar.update(self.rows[tile], completed=share, stage=text)
+                self._overall()
         except Exception:  # noqa: BLE001 - a display problem must never stop a run
             pass
+
+    def _finish(self, tile: str) -> None:
+        self.finished.add(tile)
+        self.share.pop(tile, None)
+        if tile in self.rows:
+            self.pbar.remove_task(self.rows.pop(tile))
+        self.done += 1
+        self._overall()
+
+    def finish(self, tile: str) -> None:
+        """The tile's result is in: drop its row and count it done (once)."""
+        with self.lock:
+            if tile not in self.finished:
+                self._finish(tile)
 
 
 def _run_tasks(tasks: list[TileTask], engine: EngineOptions, progress: bool, total: int, done0: int,
@@ -608,8 +702,8 @@ def _run_tasks(tasks: list[TileTask], engine: EngineOptions, progress: bool, tot
         return
     sizing = {} if plan is None else {"n_workers": plan.workers, "memory_per_worker": plan.memory_per_worker}
     with dask_client(engine, **sizing) as client, bar as pbar:
-        tid = pbar.add_task("tiles", total=total, completed=done0, stage="eta")
-        tiles = _TileBars(pbar) if progress else None
+        tid = pbar.add_task("tiles", total=total, completed=done0, stage=f"{done0}/{total} tiles")
+        tiles = _TileBars(pbar, tid, total, done0) if progress else None
         if client is None:
             if tiles:
                 _LOCAL_HOOK.append(tiles)
@@ -618,7 +712,8 @@ def _run_tasks(tasks: list[TileTask], engine: EngineOptions, progress: bool, tot
                     res = process_tile(t)
                     if res.startswith(TILE_ERROR):
                         raise InputError(res[len(TILE_ERROR):])
-                    pbar.advance(tid)
+                    if tiles:
+                        tiles.finish(t.tile.name)
             finally:
                 _LOCAL_HOOK.clear()
             return
@@ -632,9 +727,18 @@ def _run_tasks(tasks: list[TileTask], engine: EngineOptions, progress: bool, tot
         from distributed import as_completed
 
         futures = client.map(process_tile, tasks, pure=False, key=[f"tile-{t.tile.name}" for t in tasks])
+        names = {f.key: t.tile.name for f, t in zip(futures, tasks, strict=True)}
         for fut in as_completed(futures):
             res = fut.result()  # re-raises unexpected errors
             if isinstance(res, str) and res.startswith(TILE_ERROR):
                 client.cancel(futures)
                 raise InputError(res[len(TILE_ERROR):])
-            pbar.advance(tid)
+            if tiles:
+                tiles.finish(names[fut.key])
+            else:
+                pbar.advance(tid)
+        if tiles:
+            try:
+                client.unsubscribe_topic(PROGRESS_TOPIC)
+            except Exception:  # noqa: BLE001
+                pass

@@ -59,9 +59,18 @@ def _remove_other_layout(out: Path, labels: list[str], layout: str) -> None:
     that the folder holds one layout only; and stale output tiles."""
     other = "single" if layout == "tiles" else "tiles"
     for label in labels:
-        for name in P.composite_products():
+        for name in P.composite_products(P.OPTIONAL_GROUPS):
             product_path(out, label, name, other).unlink(missing_ok=True)
         shutil.rmtree(output_tiles_dir(out, label), ignore_errors=True)
+
+
+def _period_ranges(cfg: CompositeConfig, labels: list[str]) -> dict | None:
+    """``{label: (first day, last day)}`` of the run's periods, for the STAC Items."""
+    if not labels:
+        return None
+    from .block import _periods
+
+    return {p.label: (p.first, p.last) for p in _periods(cfg, labels)}
 
 
 def _merge_stats(parts: list[dict]) -> dict:
@@ -72,8 +81,11 @@ def _merge_stats(parts: list[dict]) -> dict:
     return merged
 
 
-def write_outputs(plan: RunPlan, summary, record: dict, cfg: CompositeConfig) -> None:
+def write_outputs(plan: RunPlan, summary, record: dict, cfg: CompositeConfig, step=None) -> None:
     """Mosaic every product of the window (and of each period), then pictures, STAC, record.
+
+    ``step(stage, done, total)``, if given, is called as the work advances (one unit per product
+    file, then the pictures, then the STAC catalog), e.g. to move a progress bar.
 
     ``single`` layout: one COG per product. ``tiles`` layout: one COG per product and output
     tile of ``plan.cog_tile_px`` (under ``tiles/<tile>/``), a ``<NAME>.vrt`` mosaic of them,
@@ -95,7 +107,7 @@ def write_outputs(plan: RunPlan, summary, record: dict, cfg: CompositeConfig) ->
     jobs = []
     for label in plan.labels:
         written[label] = {}
-        for name in P.composite_products():
+        for name in P.composite_products(cfg.product_groups):
             keep = label == "window" and name in ("MASK", "BSF")
             path = product_path(out, label, name, layout)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,6 +119,16 @@ def write_outputs(plan: RunPlan, summary, record: dict, cfg: CompositeConfig) ->
                 if ot is not None:
                     tile_files.setdefault(label, {}).setdefault(ot.name, (ot.geobox, {}))[1][name] = target
 
+    import threading
+
+    n_steps, done_steps, lock = len(jobs) + 2, [0], threading.Lock()
+
+    def advance(stage: str) -> None:
+        if step is not None:
+            with lock:
+                done_steps[0] += 1
+                step(stage, done_steps[0], n_steps)
+
     def write(job) -> None:
         label, name, path, ot, stats = job
         spec = P.get(name)
@@ -115,6 +137,7 @@ def write_outputs(plan: RunPlan, summary, record: dict, cfg: CompositeConfig) ->
             path, spec, geobox=gb, blocks=_blocks(plan.tiles, plan.store, label, name, stats, within=ot),
             band_names=list(spec.bands) if spec.is_spectral else None, overwrite=True,
         )
+        advance("product files")
 
     # one product file per thread: GDAL compresses and writes without holding the GIL; each
     # thread holds one tile of one product at a time
@@ -142,7 +165,11 @@ def write_outputs(plan: RunPlan, summary, record: dict, cfg: CompositeConfig) ->
 
     summary.products = {name: str(p.relative_to(out)) for name, p in written["window"].items()}
     t1 = time.perf_counter()
+    if step is not None:
+        step("quicklooks", done_steps[0], n_steps)
     qls = quicklooks_for(out)
+    # every period's own pictures too: each STAC Item carries its period's quicklooks
+    period_qls = {label: quicklooks_for(_label_dir(out, label)) for label in plan.labels if label != "window"}
     t2 = time.perf_counter()
     summary.timings.update({"mosaic_cogs_s": t1 - t0, "quicklooks_s": t2 - t1})
     summary.quicklooks = [str(Path(q).relative_to(out)) for q in qls]
@@ -153,11 +180,22 @@ def write_outputs(plan: RunPlan, summary, record: dict, cfg: CompositeConfig) ->
     record["quicklooks"] = summary.quicklooks
     record["layout"] = {"layout": layout, "cog_tile_px": plan.cog_tile_px,
                         "tiles": [ot.name for ot in out_tiles] if layout == "tiles" else None}
+    advance("STAC catalog")
     write_output_catalog(
         out, written, geobox=geobox, start=cfg.start, end=cfg.end, run_record=record,
-        quicklooks=qls, overwrite=True, tiles=tile_files or None, threads=plan.io_threads,
+        quicklooks={"window": qls, **period_qls}, overwrite=True, tiles=tile_files or None,
+        threads=plan.io_threads, hrefs=cfg.stac_hrefs,
+        periods=_period_ranges(cfg, plan.periods),
     )
     summary.timings["stac_s"] = time.perf_counter() - t2
+    # QGIS: a style beside every product file and one project of the folder (io/qgis.py)
+    from ..io.qgis import write_file_styles, write_project
+
+    t3 = time.perf_counter()
+    write_file_styles([p for names in written.values() for p in names.values()])  # this run's files only
+    write_project(out, periods=[label for label in plan.labels if label != "window"])
+    summary.timings["qgis_s"] = time.perf_counter() - t3
     record["summary"]["timings"] = summary.timings
     record["summary"]["seconds"] = sum(summary.timings.values())
+    advance("run record")
     write_run_record(out, record)

@@ -406,6 +406,9 @@ def preflight(cfg: CompositeConfig, sel: S.SceneSelection, assets: dict[str, str
         rejected = list(sel.rejected) + [
             S.Rejection(iid, f"broken scene {iid} (asset {b.band} {b.href}: {b.reason})") for iid, b in by_item.items()
         ]
+        for r in rejected[len(sel.rejected):]:  # said in every output mode (--quiet, --log-json too)
+            warnings.warn(f"{r.reason}: left out (--on-error skip; listed in run.json)", PreflightWarning,
+                          stacklevel=2)
         sel = S.SceneSelection(kept, rejected)
     check_valid_observations(sel.items, rep, cfg.mask.invalid_scl)
     return sel, S.observation_meta(sel.items, assets)

@@ -465,11 +465,13 @@ def observation_meta(items: Sequence[pystac.Item], assets: dict[str, str], senso
 
 
 def load_cube(items: Sequence[pystac.Item], geobox, assets: dict[str, str], *, chunks=None, pool: int | None = None,
-              bands: Sequence[str] = ALL_ASSETS, sensor: Sensor = SENSOR):
+              bands: Sequence[str] = ALL_ASSETS, sensor: Sensor = SENSOR, progress=None):
     """Load items onto ``geobox`` with odc-stac, fused by the sensor's solar day.
 
     ``bands`` (our names, default all of B02..B12 and SCL) selects what is read. Items are
     grouped by ``groupby=sensor.solar_day``, the callable :func:`observation_meta` uses.
+    ``progress`` (eager loads only) is odc-stac's tqdm-like hook: called with a sized iterable
+    of the read tasks, it returns an iterable that yields them (e.g. to report dates read).
 
     Returns
     -------
@@ -488,7 +490,7 @@ def load_cube(items: Sequence[pystac.Item], geobox, assets: dict[str, str], *, c
     try:
         ds = odc.stac.load(
             items, bands=keys, geobox=geobox, groupby=sensor.solar_day, resampling=resampling,
-            chunks=chunks, pool=pool, fail_on_error=True, stac_cfg=stac_cfg,
+            chunks=chunks, pool=pool, fail_on_error=True, stac_cfg=stac_cfg, progress=progress,
         )
     except Exception as exc:
         raise InputError(f"loading {len(items)} STAC item(s) failed: {exc}") from exc
