@@ -1,4 +1,7 @@
-"""Optional layers beyond SCMaP's products (issue 15), registered in the product catalogue.
+"""Optional layers beyond SCMaP's products (issue 15): the per-block field functions and finalizers.
+
+Their products are declared in the catalogue (:mod:`soilsuite.products`, which imports this
+module; this module imports nothing of it).
 
 Three groups, each written only when a run asks for it (``--temporal``, ``--ploughing``,
 ``--erosion``; :attr:`soilsuite.config.CompositeConfig.product_groups`), for the window and
@@ -21,21 +24,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import partial
+from typing import Any
 
 import numpy as np
 
-from . import products as P
 from .kernels import temporal as KT
 
-__all__ = ["MONTHS", "TEMPORAL_PRODUCTS", "PLOUGHING_PRODUCTS", "EROSION_PRODUCTS", "c_factor", "mask_classes"]
+__all__ = ["MONTHS", "c_factor", "mask_classes"]
 
 _VALID, _BELOW, _BARE = 1, 2, 8
+#: A :class:`soilsuite.products.ObservationBlock` (not imported: the catalogue imports this module).
+ObservationBlock = Any
 #: Band names of the monthly products.
 MONTHS = tuple(f"M{m:02d}" for m in range(1, 13))
 
 
 # ----------------------------------------------------------------------------- temporal
-def _temporal(block: P.ObservationBlock) -> dict[str, np.ndarray]:
+def _temporal(block: ObservationBlock) -> dict[str, np.ndarray]:
     key = "temporal.bare_dates"
     if key not in block.cache:
         end = block.period_end
@@ -46,7 +51,7 @@ def _temporal(block: P.ObservationBlock) -> dict[str, np.ndarray]:
     return block.cache[key]
 
 
-def _temporal_output(name: str, block: P.ObservationBlock) -> np.ndarray:
+def _temporal_output(name: str, block: ObservationBlock) -> np.ndarray:
     return _temporal(block)[name]
 
 
@@ -65,47 +70,15 @@ t_first_tillage_doy = partial(_temporal_output, "first_tillage_doy")
 t_days_since_bare = partial(_temporal_output, "days_since_bare")
 
 
-def _one(name: str):
+def one_field(name: str):
+    """The finalize of a product that is its one field, as float32 (picklable)."""
     return partial(_take, name)
 
 
-_DOY = dict(dtype="uint16", nodata=0, scale=1.0, offset=0.0, unit="day of year (1-366)", group="temporal")
-_CNT = dict(dtype="uint16", nodata=65535, scale=1.0, offset=0.0, group="temporal")
-_T = [
-    (P.ProductSpec("FIRST_BARE_DOY", description="earliest day of year of a bare observation; nodata: none",
-                   fields=("t_first_doy",), finalize=_one("t_first_doy"), **_DOY),
-     P.FieldSpec("t_first_doy", "min", t_first_doy, "earliest day of year of a bare observation")),
-    (P.ProductSpec("LAST_BARE_DOY", description="latest day of year of a bare observation; nodata: none",
-                   fields=("t_last_doy",), finalize=_one("t_last_doy"), **_DOY),
-     P.FieldSpec("t_last_doy", "max", t_last_doy, "latest day of year of a bare observation")),
-    (P.ProductSpec("MEDIAN_BARE_DOY", description="median day of year of the bare observations",
-                   fields=("t_median_doy",), finalize=_one("t_median_doy"), **_DOY),
-     P.FieldSpec("t_median_doy", "all", t_median_doy, "median day of year of the bare observations")),
-    (P.ProductSpec("BARE_EPISODES", unit="count", fields=("t_episodes",), finalize=_one("t_episodes"),
-                   description="runs of bare observations (ended by a valid non-bare one); nodata: no valid obs",
-                   **_CNT),
-     P.FieldSpec("t_episodes", "all", t_episodes, "number of bare episodes (count)")),
-    (P.ProductSpec("LONGEST_BARE_SPELL", unit="days", fields=("t_longest_spell",),
-                   finalize=_one("t_longest_spell"),
-                   description="longest bare episode, first to last bare observation + 1 (days)", **_CNT),
-     P.FieldSpec("t_longest_spell", "all", t_longest_spell, "longest bare episode (days)")),
-    (P.ProductSpec("TILLAGE_EVENTS", unit="count", fields=("t_tillage_events",),
-                   finalize=_one("t_tillage_events"),
-                   description="bare episodes starting within N days of a vegetated observation", **_CNT),
-     P.FieldSpec("t_tillage_events", "all", t_tillage_events, "number of tillage events (count)")),
-    (P.ProductSpec("FIRST_TILLAGE_DOY", description="day of year of the first tillage event",
-                   fields=("t_first_tillage_doy",), finalize=_one("t_first_tillage_doy"), **_DOY),
-     P.FieldSpec("t_first_tillage_doy", "all", t_first_tillage_doy, "day of year of the first tillage event")),
-    (P.ProductSpec("DAYS_SINCE_BARE", "int16", -1, 1.0, 0.0, "days",
-                   "days from the last bare observation to the period's last day", fields=("t_days_since_bare",),
-                   finalize=_one("t_days_since_bare"), group="temporal"),
-     P.FieldSpec("t_days_since_bare", "all", t_days_since_bare, "days since the last bare observation")),
-]
-TEMPORAL_PRODUCTS = tuple(spec.name for spec, _ in _T)
 
 
 # ----------------------------------------------------------------------------- ploughing
-def _period_counts(block: P.ObservationBlock) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _period_counts(block: ObservationBlock) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Valid, below-threshold and bare observations per period, int32 ``[P, Y, X]`` each."""
     key = "counts"
     if key not in block.cache:
@@ -132,7 +105,7 @@ def mask_classes(vpc: np.ndarray, n_below: np.ndarray, bsc: np.ndarray, other: n
     return m
 
 
-def plough_flag(block: P.ObservationBlock) -> np.ndarray:
+def plough_flag(block: ObservationBlock) -> np.ndarray:
     """1 where grassland had >= ``min_ploughing_obs`` bare observations in the period, 0 on other
     grassland with valid observations, NaN elsewhere; float32 ``[P, Y, X]``."""
     nv, _, nb = _period_counts(block)
@@ -145,7 +118,7 @@ def plough_flag(block: P.ObservationBlock) -> np.ndarray:
     return out
 
 
-def veg_lost(block: P.ObservationBlock) -> np.ndarray:
+def veg_lost(block: ObservationBlock) -> np.ndarray:
     """1 where MASK was 2 in the previous period and is 1 in this one, 0 where MASK was 2 and is
     not 1, NaN elsewhere (and in the first period); float32 ``[P, Y, X]``."""
     nv, nbl, nb = _period_counts(block)
@@ -157,24 +130,10 @@ def veg_lost(block: P.ObservationBlock) -> np.ndarray:
     return out
 
 
-_FLAG = dict(dtype="uint8", nodata=255, scale=1.0, offset=0.0, unit="class", group="ploughing")
-_PL = [
-    (P.ProductSpec("PLOUGHED", description="permanent grassland bare in the period: 1 ploughed, 0 not; nodata off "
-                   "grassland", classes={0: "grassland, not ploughed", 1: "grassland ploughed (bare)"},
-                   fields=("plough_flag",), finalize=_one("plough_flag"), **_FLAG),
-     P.FieldSpec("plough_flag", "max", plough_flag, "grassland ploughed in the period (0/1)", window_from_periods=True)),
-    (P.ProductSpec("PERM_VEG_LOST", description="MASK 2 (permanent vegetation) in the previous period -> MASK 1 "
-                   "(bare surface) in this one: 1 lost, 0 kept; nodata where MASK was not 2",
-                   classes={0: "permanent vegetation kept", 1: "permanent vegetation lost (now bare surface)"},
-                   fields=("veg_lost",), finalize=_one("veg_lost"), **_FLAG),
-     P.FieldSpec("veg_lost", "max", veg_lost, "permanent vegetation lost since the previous period (0/1)",
-                 window_from_periods=True)),
-]
-PLOUGHING_PRODUCTS = tuple(spec.name for spec, _ in _PL)
 
 
 # ----------------------------------------------------------------------------- erosion
-def _month_counts(block: P.ObservationBlock) -> tuple[np.ndarray, np.ndarray]:
+def _month_counts(block: ObservationBlock) -> tuple[np.ndarray, np.ndarray]:
     key = "month_counts"
     if key not in block.cache:
         months = (block.days.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64) % 12
@@ -191,15 +150,15 @@ def _month_counts(block: P.ObservationBlock) -> tuple[np.ndarray, np.ndarray]:
     return block.cache[key]
 
 
-def month_vpc(block: P.ObservationBlock) -> np.ndarray:
+def month_vpc(block: ObservationBlock) -> np.ndarray:
     return _month_counts(block)[0]
 
 
-def month_bsc(block: P.ObservationBlock) -> np.ndarray:
+def month_bsc(block: ObservationBlock) -> np.ndarray:
     return _month_counts(block)[1]
 
 
-def erosivity_share(block: P.ObservationBlock) -> np.ndarray:
+def erosivity_share(block: ObservationBlock) -> np.ndarray:
     """The monthly erosivity shares ``[P, 12, Y, X]`` (a broadcast view; flat 1/12 by default)."""
     w = block.aux.get("erosivity")
     shape = (block.n_periods, 12, *block.flags.shape[1:])
@@ -235,21 +194,4 @@ def finalize_c_factor(f: Mapping[str, np.ndarray]) -> np.ndarray:
     return c_factor(bsf_monthly(f), f["erosivity_share"])
 
 
-_ER = [
-    (P.ProductSpec("BSF_MONTHLY", "float32", float("nan"), 1.0, 0.0, "fraction (0-1)",
-                   "bare soil frequency per calendar month (band M01 = January), all years of the period pooled; "
-                   "nodata where the month has no valid observation", bands=MONTHS,
-                   fields=("month_vpc", "month_bsc"), finalize=bsf_monthly, group="erosion"),
-     P.FieldSpec("month_vpc", "sum", month_vpc, "valid observations per calendar month (count)"),
-     P.FieldSpec("month_bsc", "sum", month_bsc, "bare observations per calendar month (count)")),
-    (P.ProductSpec("C_FACTOR", "float32", float("nan"), 1.0, 0.0, "fraction (0-1)",
-                   "cover-management factor: monthly bare-soil frequency weighted by the monthly share of rainfall "
-                   "erosivity (RUSLE C style; bare soil 1, covered 0)", fields=("month_vpc", "month_bsc",
-                                                                                "erosivity_share"),
-                   finalize=finalize_c_factor, group="erosion"),
-     P.FieldSpec("erosivity_share", "max", erosivity_share, "share of yearly rainfall erosivity per month (0-1)")),
-]
-EROSION_PRODUCTS = tuple(spec.name for spec, *_ in _ER)
 
-for spec, *fields in (*_T, *_PL, *_ER):
-    P.register_product(spec, *fields)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import layers as L
 from .sentinel2 import BANDS, WAVELENGTH_UM
 
 #: MASK class values (SPEC section 3).
@@ -284,6 +285,73 @@ def band_wavelengths(spec: ProductSpec) -> list[float] | None:
     return [WAVELENGTH_UM[b] for b in spec.bands] if spec.is_spectral else None
 
 
-# the optional layers of issue 15 (groups "temporal", "ploughing", "erosion"): registered here so
-# that every reader and writer of the catalogue knows them
-from . import layers as _layers  # noqa: E402, F401
+# ----------------------------------------------------------------------------- optional layers (issue 15)
+# groups "temporal", "ploughing", "erosion" (docs/temporal.md): declared here so that every reader and
+# writer of the catalogue knows them; their block functions are in soilsuite.layers
+_DOY = dict(dtype="uint16", nodata=0, scale=1.0, offset=0.0, unit="day of year (1-366)", group="temporal")
+_CNT = dict(dtype="uint16", nodata=65535, scale=1.0, offset=0.0, group="temporal")
+_T = [
+    (ProductSpec("FIRST_BARE_DOY", description="earliest day of year of a bare observation; nodata: none",
+                   fields=("t_first_doy",), finalize=L.one_field("t_first_doy"), **_DOY),
+     FieldSpec("t_first_doy", "min", L.t_first_doy, "earliest day of year of a bare observation")),
+    (ProductSpec("LAST_BARE_DOY", description="latest day of year of a bare observation; nodata: none",
+                   fields=("t_last_doy",), finalize=L.one_field("t_last_doy"), **_DOY),
+     FieldSpec("t_last_doy", "max", L.t_last_doy, "latest day of year of a bare observation")),
+    (ProductSpec("MEDIAN_BARE_DOY", description="median day of year of the bare observations",
+                   fields=("t_median_doy",), finalize=L.one_field("t_median_doy"), **_DOY),
+     FieldSpec("t_median_doy", "all", L.t_median_doy, "median day of year of the bare observations")),
+    (ProductSpec("BARE_EPISODES", unit="count", fields=("t_episodes",), finalize=L.one_field("t_episodes"),
+                   description="runs of bare observations (ended by a valid non-bare one); nodata: no valid obs",
+                   **_CNT),
+     FieldSpec("t_episodes", "all", L.t_episodes, "number of bare episodes (count)")),
+    (ProductSpec("LONGEST_BARE_SPELL", unit="days", fields=("t_longest_spell",),
+                   finalize=L.one_field("t_longest_spell"),
+                   description="longest bare episode, first to last bare observation + 1 (days)", **_CNT),
+     FieldSpec("t_longest_spell", "all", L.t_longest_spell, "longest bare episode (days)")),
+    (ProductSpec("TILLAGE_EVENTS", unit="count", fields=("t_tillage_events",),
+                   finalize=L.one_field("t_tillage_events"),
+                   description="bare episodes starting within N days of a vegetated observation", **_CNT),
+     FieldSpec("t_tillage_events", "all", L.t_tillage_events, "number of tillage events (count)")),
+    (ProductSpec("FIRST_TILLAGE_DOY", description="day of year of the first tillage event",
+                   fields=("t_first_tillage_doy",), finalize=L.one_field("t_first_tillage_doy"), **_DOY),
+     FieldSpec("t_first_tillage_doy", "all", L.t_first_tillage_doy, "day of year of the first tillage event")),
+    (ProductSpec("DAYS_SINCE_BARE", "int16", -1, 1.0, 0.0, "days",
+                   "days from the last bare observation to the period's last day", fields=("t_days_since_bare",),
+                   finalize=L.one_field("t_days_since_bare"), group="temporal"),
+     FieldSpec("t_days_since_bare", "all", L.t_days_since_bare, "days since the last bare observation")),
+]
+TEMPORAL_PRODUCTS = tuple(spec.name for spec, _ in _T)
+
+_FLAG = dict(dtype="uint8", nodata=255, scale=1.0, offset=0.0, unit="class", group="ploughing")
+_PL = [
+    (ProductSpec("PLOUGHED", description="permanent grassland bare in the period: 1 ploughed, 0 not; nodata off "
+                   "grassland", classes={0: "grassland, not ploughed", 1: "grassland ploughed (bare)"},
+                   fields=("plough_flag",), finalize=L.one_field("plough_flag"), **_FLAG),
+     FieldSpec("plough_flag", "max", L.plough_flag, "grassland ploughed in the period (0/1)", window_from_periods=True)),
+    (ProductSpec("PERM_VEG_LOST", description="MASK 2 (permanent vegetation) in the previous period -> MASK 1 "
+                   "(bare surface) in this one: 1 lost, 0 kept; nodata where MASK was not 2",
+                   classes={0: "permanent vegetation kept", 1: "permanent vegetation lost (now bare surface)"},
+                   fields=("veg_lost",), finalize=L.one_field("veg_lost"), **_FLAG),
+     FieldSpec("veg_lost", "max", L.veg_lost, "permanent vegetation lost since the previous period (0/1)",
+                 window_from_periods=True)),
+]
+PLOUGHING_PRODUCTS = tuple(spec.name for spec, _ in _PL)
+
+_ER = [
+    (ProductSpec("BSF_MONTHLY", "float32", float("nan"), 1.0, 0.0, "fraction (0-1)",
+                   "bare soil frequency per calendar month (band M01 = January), all years of the period pooled; "
+                   "nodata where the month has no valid observation", bands=L.MONTHS,
+                   fields=("month_vpc", "month_bsc"), finalize=L.bsf_monthly, group="erosion"),
+     FieldSpec("month_vpc", "sum", L.month_vpc, "valid observations per calendar month (count)"),
+     FieldSpec("month_bsc", "sum", L.month_bsc, "bare observations per calendar month (count)")),
+    (ProductSpec("C_FACTOR", "float32", float("nan"), 1.0, 0.0, "fraction (0-1)",
+                   "cover-management factor: monthly bare-soil frequency weighted by the monthly share of rainfall "
+                   "erosivity (RUSLE C style; bare soil 1, covered 0)", fields=("month_vpc", "month_bsc",
+                                                                                "erosivity_share"),
+                   finalize=L.finalize_c_factor, group="erosion"),
+     FieldSpec("erosivity_share", "max", L.erosivity_share, "share of yearly rainfall erosivity per month (0-1)")),
+]
+EROSION_PRODUCTS = tuple(spec.name for spec, *_ in _ER)
+
+for _spec, *_fields in (*_T, *_PL, *_ER):
+    register_product(_spec, *_fields)
