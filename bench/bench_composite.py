@@ -16,6 +16,10 @@ same machine:
    grid, i.e. 2000 x 2000 output pixels, 4x the bench area in pixels) to show that peak memory
    follows the budget, not the area.
 
+Before them, the raw decode limit (``bench_decode.py``: every needed COG block decoded once with
+rasterio, no warp, one thread and all cores); the I/O floor and the composite are also reported
+as ratios to it (interleaved repeats of the three: ``bench_decode.py --compare``).
+
 Prints wall times, pixel-observations per second (pixels x observations / wall time), the ratio
 composite / I/O floor and peak RSS vs budget. Usage::
 
@@ -162,8 +166,21 @@ def run_composite(archive: Path, out: Path, max_memory: str, resolution: float =
             "output_bytes": _dir_bytes(out), "command": " ".join(cmd)}
 
 
+def decode_limit(archive: Path, repeat: int = 3) -> dict:
+    """The raw decode limit of the archive (bench_decode.py): every needed COG block decoded once
+    with rasterio, no warp; single thread and all cores, medians of interleaved repeats."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_decode as D
+
+    reads, info = D.needed_reads(archive / "catalog.json", START, START + dt.timedelta(days=3650))
+    limits = D.decode_limit(reads, repeat)
+    single, multi = D.summary(limits)
+    return {"modes": limits, "info": info, "single_s": single, "all_cores_s": multi,
+            "lines": D.report_lines(limits, info)}
+
+
 def run(size: int = 1000, dates: int = 40, max_memory: str = "2GB", area4x: bool = False,
-        folder: Path | None = None, verbose: bool = True) -> dict:
+        folder: Path | None = None, verbose: bool = True, decode_repeat: int = 3) -> dict:
     """Build/reuse the archive, measure the I/O floor and the composite; return the figures.
 
     Returns
@@ -179,12 +196,19 @@ def run(size: int = 1000, dates: int = 40, max_memory: str = "2GB", area4x: bool
     archive = build_archive(folder, size, dates)
     res: dict = {"archive": {"size": size, "dates": dates, "bytes": _dir_bytes(archive), "path": str(archive)},
                  "budget_bytes": parse_bytes(max_memory), "cores": len(os.sched_getaffinity(0))}
+    if decode_repeat:
+        res["decode"] = decode_limit(archive, decode_repeat)
     res["io_floor"] = io_floor(archive, max_memory)
     res["composite"] = run_composite(archive, folder / "products", max_memory)
     c = res["composite"]
     c["pxobs_per_s"] = c["pixels"] * c["observations"] / c["seconds"]
     res["io_floor"]["pxobs_per_s"] = res["io_floor"]["pixels"] * res["io_floor"]["observations"] / res["io_floor"]["seconds"]
     res["ratio_composite_to_io"] = c["seconds"] / res["io_floor"]["seconds"]
+    if "decode" in res:
+        d = res["decode"]
+        for key in ("io_floor", "composite"):
+            res[key]["ratio_to_decode_1"] = res[key]["seconds"] / d["single_s"]
+            res[key]["ratio_to_decode_all"] = res[key]["seconds"] / d["all_cores_s"]
     if area4x:
         c4 = run_composite(archive, folder / "products_10m", max_memory, resolution=10.0)
         c4["pxobs_per_s"] = c4["pixels"] * c4["observations"] / c4["seconds"]
@@ -207,6 +231,13 @@ def report(res: dict) -> str:
         f"{c['tiles']} tiles of {c['tile_side']} px",
         f"ratio composite / I/O floor: {res['ratio_composite_to_io']:.2f} (target <= 2)",
     ]
+    if "decode" in res:
+        d = res["decode"]
+        lines[1:1] = ["raw decode limit (bench_decode.py: each needed COG block once, rasterio read, no warp):",
+                      *(f"  {x}" for x in d["lines"])]
+        lines += [f"ratio {name} / decode limit: {res[key]['ratio_to_decode_1']:.2f}x single thread, "
+                  f"{res[key]['ratio_to_decode_all']:.2f}x all cores" + (" (issue 14 target <= 1.5)" if key == "composite" else "")
+                  for key, name in (("io_floor", "I/O floor"), ("composite", "composite"))]
     if "composite_4x" in res:
         c4 = res["composite_4x"]
         lines.append(
@@ -223,9 +254,10 @@ def main(argv=None) -> None:
     ap.add_argument("--dates", type=int, default=40)
     ap.add_argument("--max-memory", default="2GB")
     ap.add_argument("--area4x", action="store_true")
+    ap.add_argument("--decode-repeat", type=int, default=3, help="repeats of the decode limit (0: skip it)")
     ap.add_argument("--json", type=Path, help="also write the figures as JSON")
     a = ap.parse_args(argv)
-    res = run(a.size, a.dates, a.max_memory, a.area4x)
+    res = run(a.size, a.dates, a.max_memory, a.area4x, decode_repeat=a.decode_repeat)
     if a.json:
         a.json.write_text(json.dumps(res, indent=1, default=float))
 

@@ -1,9 +1,10 @@
 """``make bench``: every benchmark in one run, with a markdown report in ``bench_out/report.md``.
 
 1. kernels vs the numpy reference, single-threaded, same arrays (bench_kernels.py);
-2. the whole ``composite`` command on the fixed simulated archive vs the I/O floor, with peak
-   memory, and on 4x the pixels (bench_composite.py);
-3. the LimeSoDa soil-mapping benchmark (dsm_limesoda.py), if its data was fetched.
+2. the whole ``composite`` command on the fixed simulated archive vs the raw decode limit
+   (bench_decode.py) and the I/O floor, with peak memory, and on 4x the pixels (bench_composite.py);
+3. start-up: ``soilsuite --help`` and a tiny composite's fixed cost (bench_startup.py);
+4. the LimeSoDa soil-mapping benchmark (dsm_limesoda.py), if its data was fetched.
 
 Usage::
 
@@ -38,6 +39,7 @@ def main(argv=None) -> None:
     out.mkdir(exist_ok=True)
     import bench_composite
     import bench_kernels
+    import bench_startup
 
     lines = [f"# soilsuite benchmarks, {dt.datetime.now():%Y-%m-%d %H:%M}", "",
              f"machine: {platform.machine()}, {len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}, "
@@ -59,6 +61,10 @@ def main(argv=None) -> None:
     c = bench_composite.run(size=size, dates=dates, max_memory=a.max_memory, area4x=True)
     lines += ["## The whole composite command vs the I/O floor", "", "```", bench_composite.report(c), "```", ""]
 
+    print("== start-up ==", flush=True)
+    st = bench_startup.run(repeat=5)
+    lines += ["## Start-up and the fixed cost of a tiny composite", "", "```", bench_startup.report(st), "```", ""]
+
     limesoda = ROOT / ".realdata" / "limesoda"
     if limesoda.exists():
         print("== LimeSoDa ==", flush=True)
@@ -70,7 +76,7 @@ def main(argv=None) -> None:
         lines += [md.read_text() if md.exists() else f"dsm_limesoda failed:\n```\n{r.stderr[-2000:]}\n```", ""]
 
     (out / "report.md").write_text("\n".join(lines))
-    (out / "results.json").write_text(json.dumps({"kernels": k, "composite": c}, indent=1, default=float))
+    (out / "results.json").write_text(json.dumps({"kernels": k, "composite": c, "startup": st}, indent=1, default=float))
     print(f"report: {out / 'report.md'}")
 
 

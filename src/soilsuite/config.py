@@ -17,7 +17,7 @@ from .sensors import SENTINEL2_L2A
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, defer_build=True)
 
 
 class SceneFilter(_Model):
@@ -158,11 +158,11 @@ class CompositeConfig(_Model):
         "fail", description="broken scene: 'fail', or 'skip' (run.json)")
     allow_partial_coverage: bool = Field(
         False, description="warn (not refuse) if a raster covers part of the area")
-    scene: SceneFilter = SceneFilter()
-    mask: MaskOptions = MaskOptions()
-    bare: BareOptions = BareOptions()
-    engine: EngineOptions = EngineOptions()
-    layers: LayerOptions = LayerOptions()
+    scene: SceneFilter = Field(default_factory=SceneFilter)
+    mask: MaskOptions = Field(default_factory=MaskOptions)
+    bare: BareOptions = Field(default_factory=BareOptions)
+    engine: EngineOptions = Field(default_factory=EngineOptions)
+    layers: LayerOptions = Field(default_factory=LayerOptions)
 
     @field_validator("periods")
     @classmethod
@@ -222,7 +222,7 @@ class ForceExportConfig(_Model):
     origin: tuple[float, float] | None = Field(None, description="grid origin in the cube CRS (m); default: snapped corner")
     overwrite: bool = Field(False, description="replace an earlier export in `out` (only files it wrote)")
     force_clean: bool = Field(False, description=CompositeConfig.model_fields["force_clean"].description)
-    scene: SceneFilter = SceneFilter()
+    scene: SceneFilter = Field(default_factory=SceneFilter)
 
 
 #: Option names of earlier releases -> today's names (accepted with a DeprecationWarning).

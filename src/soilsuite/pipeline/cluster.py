@@ -3,7 +3,7 @@
 ``scheduler=None`` starts a LocalCluster sized to the machine (one single-threaded worker
 process per core, memory limit = budget / workers). ``scheduler="tcp://host:8786"`` connects to
 an existing cluster (e.g. one started by dask-jobqueue on SLURM); ``scheduler="sync"`` runs
-everything in this process (debugging, tiny areas).
+everything in this process (debugging, tiny areas), as does a local run of a single task.
 """
 
 from __future__ import annotations
@@ -85,8 +85,13 @@ def check_machine(engine: EngineOptions) -> None:
 
 @contextlib.contextmanager
 def dask_client(engine: EngineOptions, *, n_workers: int | None = None,
-                memory_per_worker: int | None = None) -> Iterator[object | None]:
+                memory_per_worker: int | None = None, n_tasks: int | None = None) -> Iterator[object | None]:
     """Yield a ``distributed.Client`` (or None for ``sync``) and close what we started.
+
+    With ``n_tasks`` <= 1 and no scheduler address, no local cluster is started either (None):
+    one task runs on one worker anyway, and starting worker processes costs seconds (issue 14,
+    ``bench/bench_startup.py``); the task runs in this process, within its worker's share of
+    the budget.
 
     Parameters
     ----------
@@ -96,9 +101,11 @@ def dask_client(engine: EngineOptions, *, n_workers: int | None = None,
         Worker processes and memory limit per worker (bytes) of the local cluster, as planned
         once for the run (:class:`soilsuite.pipeline.plan.RunPlan`); default: derived from
         ``engine`` (:func:`n_local_workers`, :func:`~soilsuite.pipeline.tiles.worker_share`).
+    n_tasks : int, optional
+        Tasks the caller will submit, if known.
     """
     address = engine.scheduler or os.environ.get(ENV_SCHEDULER)
-    if address == "sync":
+    if address == "sync" or (not address and n_tasks is not None and n_tasks <= 1):
         yield None
         return
     from distributed import Client, LocalCluster

@@ -19,6 +19,7 @@ import datetime as dt
 import hashlib
 import json
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -313,9 +314,10 @@ def _report(tile: str, step: int, done: int | None = None, total: int | None = N
     """
     msg = {"tile": tile, "step": step, "done": done, "total": total, "what": what}
     try:
-        from distributed import get_worker
-
-        get_worker().log_event(PROGRESS_TOPIC, msg)
+        dist = sys.modules.get("distributed")  # a Dask worker has it imported; a sync run needs not
+        if dist is None:
+            raise LookupError("not on a Dask worker")
+        dist.get_worker().log_event(PROGRESS_TOPIC, msg)
     except Exception:  # noqa: BLE001 - not on a worker, or no scheduler: progress is optional
         if _LOCAL_HOOK:
             _LOCAL_HOOK[0](msg)
@@ -701,7 +703,7 @@ def _run_tasks(tasks: list[TileTask], engine: EngineOptions, progress: bool, tot
     if not tasks:
         return
     sizing = {} if plan is None else {"n_workers": plan.workers, "memory_per_worker": plan.memory_per_worker}
-    with dask_client(engine, **sizing) as client, bar as pbar:
+    with dask_client(engine, **sizing, n_tasks=len(tasks)) as client, bar as pbar:
         tid = pbar.add_task("tiles", total=total, completed=done0, stage=f"{done0}/{total} tiles")
         tiles = _TileBars(pbar, tid, total, done0) if progress else None
         if client is None:
