@@ -284,6 +284,73 @@ def test_tuning_and_save_load(tmp_path):
         dsm.SoilModel(quantiles=(0.05, 1.5)).fit(X, y)
 
 
+def test_invert_coverage_is_the_weibull_order_statistic():
+    # 19 samples whose PIT values are exactly the grid points 0.05, 0.10, ..., 0.95: the share
+    # t is reached at the t * (n + 1)-th order statistic, i.e. level t itself.
+    grid = np.round(np.arange(1, 200) / 200, 6)
+    u = np.arange(1, 20) / 20
+    cover = np.array([np.mean(u <= g + 1e-12) for g in grid])
+    lv = dsm.model.invert_coverage(cover, grid, [0.05, 0.5, 0.95], n=19)
+    # each sample enters at its grid point and is placed half a grid step (0.0025) below it
+    np.testing.assert_allclose(lv, [0.05 - 0.0025, 0.5 - 0.0025, 0.95 - 0.0025], atol=1e-9)
+
+
+def _rounded(n: int, seed: int):
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(0, 1, (n, 2))
+    return X, np.round(3 * X[:, 0] + rng.normal(0, 0.7, n))  # integer lab values: many ties
+
+
+def test_calibration_balances_tails_with_tied_targets():
+    """Rounded targets: the old rule (``y <= Q`` for both tails) leaves almost nothing below Q05;
+    each tail calibrated as the interval counts it gives 5 % on both sides."""
+    from soilsuite.dsm.model import tail_shares
+
+    X, y = _rounded(600, 0)
+    Xt, yt = _rounded(4000, 100)  # independent test data: binomial SE of a 5 % share 0.0034
+    m = dsm.SoilModel(target="soc", unit="g/kg", n_estimators=100, min_samples_leaf=10, n_jobs=2).fit(X, y)
+    p = m.predict(Xt)
+    below, above = tail_shares(yt, p["q05"], p["q95"])
+    assert np.mean(yt == p["q05"]) > 0.03  # ties with the lower quantile really occur
+    # calibration on 600 out-of-bag samples: SE of a 5 % share ~0.009; allow ~2 SE
+    assert 0.03 <= below <= 0.07 and 0.03 <= above <= 0.07, (below, above)
+    # the rule before, rebuilt from the same out-of-bag curve: first level reaching y <= Q
+    lm = m.level_map_
+    nominal, first = np.unique(np.maximum.accumulate(lm["at_or_below"]), return_index=True)
+    m.level_map_ = (nominal, lm["grid"][first])
+    p_old = m.predict(Xt)
+    below_old, above_old = tail_shares(yt, p_old["q05"], p_old["q95"])
+    assert below_old < 0.01 < 0.03 <= above_old, (below_old, above_old)  # unbalanced
+    assert below - below_old > 0.025
+
+
+def test_labels_units_jobs_and_warnings():
+    X, _, y = _synthetic(60, 5)
+    with pytest.raises(ConfigError, match="target="):
+        dsm.SoilModel(n_estimators=10).fit(X, y)  # plain arrays: no name, no label guessed
+    m = dsm.SoilModel(n_estimators=10).fit(X, pd.Series(y, name="clay"))
+    assert m.target == "clay" and m.unit_ == "unknown"  # unit never guessed
+    assert m.metadata()["unit"] == "unknown" and m.metadata()["point_prediction"] == "mean"
+    m = dsm.SoilModel(target="soc", n_estimators=10).fit(X, y)
+    assert m.unit_ == "unknown"
+    assert dsm.SoilModel(target="soc", unit="%", n_estimators=10).fit(X, y).unit_ == "%"
+    # n_jobs default: all cores, as the CLI
+    assert dsm.SoilModel().n_jobs is None and m.forest_.n_jobs == -1
+    # float32: a coordinate-like covariate loses distinct values -> warning naming it
+    Xc = pd.DataFrame({"a": X[:, 0], "northing": 5_800_000.0 + np.arange(60) * 0.1})
+    with pytest.warns(UserWarning, match=r"northing: 60 distinct values -> \d+"):
+        m = dsm.SoilModel(target="soc", n_estimators=10).fit(Xc, y)
+    assert m.float32_cast_["northing"]["distinct_float32"] < 60 and "a" not in m.float32_cast_
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dsm.SoilModel(target="soc", n_estimators=10, calibrate=False).fit(X, y)  # no cast warning
+    # calibration switched off below 20 samples: said, and kept in the model card
+    with pytest.warns(UserWarning, match="15 training samples, fewer than 20"):
+        m = dsm.SoilModel(target="soc", n_estimators=20).fit(X[:15], y[:15])
+    assert m.level_map_ is None and m.metadata()["calibration"]["calibrated"] is False
+    assert m.levels([0.05, 0.95]) == [0.05, 0.95]
+
+
 def test_stock_hand_computed():
     # 20 g/kg SOC, bdod 1.3 kg/dm3, 0.3 m, 10 % coarse: 20 * 1.3 * 0.3 * 0.9 = 7.02 kg/m2
     assert dsm.stock(20.0, 1.3, 0.3, 10.0) == pytest.approx(7.02)

@@ -95,7 +95,8 @@ def train(
     trees: Annotated[int, typer.Option(help="trees of the forest")] = 500,
     min_samples_leaf: Annotated[int, typer.Option(help="minimum samples per leaf")] = 1,
     max_features: Annotated[float, typer.Option(help="share of covariates tried per split")] = 0.5,
-    tune: Annotated[bool, typer.Option(help="tune max_features and min_samples_leaf (see --tune-method)")] = False,
+    tune: Annotated[bool, typer.Option(help="tune max_features and min_samples_leaf (see --tune-method); off by "
+                                            "default: on LimeSoDa it did not beat the defaults (docs/dsm.md)")] = False,
     tune_method: Annotated[str, typer.Option(help="tuning score: 'cv' (inner 5-fold CV) or 'oob' (out-of-bag, faster)")] = "cv",
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     overwrite: Annotated[bool, typer.Option(help="replace an existing model file")] = False,
@@ -122,7 +123,7 @@ def train(
     names = product or (["SRC_MEAN", "BSF"] if products is not None else [])
     stack = dsm.build_stack(products, names, rasters, terrain=dem is not None, indices=indices)
     model = dsm.train(s, key, stack, n_estimators=trees, min_samples_leaf=min_samples_leaf,
-                      max_features=max_features, tune=tune_method if tune else False, random_state=seed, n_jobs=-1)
+                      max_features=max_features, tune=tune_method if tune else False, random_state=seed, n_jobs=None)
     model.samples_report_ = s.report
     model.save(model_out, overwrite=overwrite)
     oob = dsm.cross_validate(model, method="oob")

@@ -3,7 +3,8 @@
 Samples are drawn on cropland pixels with ``MASK == 1`` from the simulator's true SOC (plus
 lab noise), a quantile regression forest is trained on the composite products, validated by
 spatially blocked cross-validation, and the SOC map (quantiles, uncertainty, AOA) is predicted.
-The predicted median is then compared with the true SOC on every ``MASK == 1`` pixel.
+The predicted mean (the point prediction; the median is reported beside it) is then compared
+with the true SOC on every ``MASK == 1`` pixel.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def demo_soil_map(out: Path, sim: Any, console: Any = None, *, truth: Any = None
     Returns
     -------
     dict
-        ``n_samples``, ``cv`` (spatial CV metrics), ``r2_map`` and ``rmse_map`` (median vs
+        ``n_samples``, ``cv`` (spatial CV metrics), ``r2_map`` and ``rmse_map`` (mean vs
         true SOC over all MASK == 1 pixels, g/kg), ``aoa_share``, ``seconds`` and ``paths``.
     """
     import pandas as pd
@@ -107,16 +108,21 @@ def demo_soil_map(out: Path, sim: Any, console: Any = None, *, truth: Any = None
     cv = cross_validate(model, method="spatial", k=5, block_size=block, seed=seed)
     cv.write(soil / "validation", overwrite=True)
     paths = predict_map(model, soil, overwrite=True, progress=True)
+    with rasterio.open(paths["mean"]) as src:  # the point prediction (docs/dsm.md "Which map to read")
+        mean = src.read(1).astype("float64")
     with rasterio.open(paths["q50"]) as src:
         q50 = src.read(1).astype("float64")
     with rasterio.open(paths["aoa"]) as src:
         aoa = src.read(1)
-    sel = (mask == 1) & np.isfinite(q50) & np.isfinite(soc_true)
-    err = q50[sel] - soc_true[sel]
+    sel = (mask == 1) & np.isfinite(mean) & np.isfinite(soc_true)
+    err = mean[sel] - soc_true[sel]
     sst = float(np.sum((soc_true[sel] - soc_true[sel].mean()) ** 2))
     r2 = 1 - float(np.sum(err**2)) / sst if sst > 0 else float("nan")
+    err50 = q50[sel] - soc_true[sel]
+    r2_median = 1 - float(np.sum(err50**2)) / sst if sst > 0 else float("nan")
     res = {
         "n_samples": int(pick.size), "cv": cv.metrics, "r2_map": r2, "rmse_map": float(np.sqrt(np.mean(err**2))),
+        "r2_map_median": r2_median,
         "n_pixels": int(sel.sum()), "aoa_share": float(np.mean(aoa[mask == 1] == 1)) if (mask == 1).any() else float("nan"),
         "seconds": time.perf_counter() - t0,
         "paths": {"samples": str(csv), "model": str(soil / "soc.joblib"), "report": str(soil / "validation" / "report.html"),
@@ -129,8 +135,9 @@ def demo_soil_map(out: Path, sim: Any, console: Any = None, *, truth: Any = None
     t.add_row("samples (cropland, MASK=1, 5 % lab noise)", f"{pick.size}")
     t.add_row("spatial 5-fold CV: R2 / RMSE", f"{m['r2']:.3f} / {m['rmse']:.2f}")
     t.add_row("spatial 5-fold CV: PICP of the 90 % interval", f"{m['picp']:.3f}")
-    t.add_row(f"map Q0.50 vs truth, {sel.sum()} MASK=1 pixels: R2", f"{r2:.3f}")
-    t.add_row("map Q0.50 vs truth: RMSE", f"{res['rmse_map']:.2f}")
+    t.add_row(f"map mean vs truth, {sel.sum()} MASK=1 pixels: R2", f"{r2:.3f}")
+    t.add_row("map mean vs truth: RMSE", f"{res['rmse_map']:.2f}")
+    t.add_row("map Q0.50 (median) vs truth: R2", f"{r2_median:.3f}")
     t.add_row("MASK=1 pixels inside the area of applicability", f"{100 * res['aoa_share']:.1f} %")
     t.add_row("time", f"{res['seconds']:.1f} s")
     console.print(t)

@@ -26,6 +26,12 @@ from .properties import PROPERTIES
 #: Default tuning grid (small on purpose: the forest is robust to both).
 DEFAULT_GRID: dict[str, list] = {"max_features": [0.33, 0.67, 1.0], "min_samples_leaf": [1, 3]}
 
+#: Fewest samples with out-of-bag predictions for the quantile-level calibration.
+MIN_CALIBRATION_SAMPLES = 20
+
+#: Forest quantile levels on which the out-of-bag coverage curves are computed.
+CALIBRATION_GRID = np.round(np.linspace(0.0025, 0.9975, 200), 6)
+
 _FORMAT = "soilsuite.dsm.SoilModel"
 _FORMAT_VERSION = 1
 
@@ -55,14 +61,107 @@ def uncertainty_ratio(q_lo: Any, q_hi: Any, q50: Any) -> np.ndarray:
     return np.where(med > 0, r, np.nan)
 
 
+def invert_coverage(cover: Any, grid: Any, targets: Sequence[float], n: int) -> np.ndarray:
+    """Forest levels whose expected share on new data equals each target share.
+
+    The out-of-bag coverage curve is the empirical distribution of the samples' probability
+    integral transforms (PIT): sample i enters the curve at the level ``u_i`` where its
+    predicted quantile passes its observation. The level for a share ``t`` is the
+    ``t (n + 1)``-th order statistic of the ``u_i`` (Weibull plotting position, interpolated),
+    since a new observation falls below the k-th of n PIT values with probability
+    ``k / (n + 1)``: unbiased and symmetric in both tails, unlike reading the curve at the
+    first (or middle) level of a flat stretch, which shifts one tail by up to a gap between
+    order statistics (large for small n).
+
+    Parameters
+    ----------
+    cover : array [n_levels]
+        Out-of-bag share of observations below (or at or below) the quantile predicted at each
+        ``grid`` level; made monotone here.
+    grid : array [n_levels]
+        Forest quantile levels (increasing, 0-1). A sample entering at ``grid[j]`` is placed
+        half-way between ``grid[j - 1]`` and ``grid[j]``.
+    targets : sequence of float
+        Shares wanted (0-1).
+    n : int
+        Number of samples behind ``cover``.
+
+    Returns
+    -------
+    ndarray
+        One level per target, within 0.001-0.999.
+    """
+    g = np.asarray(grid, dtype="float64")
+    counts = np.maximum.accumulate(np.asarray(cover, dtype="float64")) * n
+    jump = 0.5 * (g + np.r_[0.0, g[:-1]])
+    j = np.searchsorted(counts, np.arange(1, n + 1) - 1e-6, side="left")
+    u = np.where(j < len(g), jump[np.minimum(j, len(g) - 1)], 0.5 * (g[-1] + 1.0))  # order statistics
+    h = np.asarray(targets, dtype="float64") * (n + 1)
+    out = np.interp(h, np.r_[0.0, np.arange(1, n + 1), n + 1.0], np.r_[0.0, u, 1.0])
+    return np.clip(out, 0.001, 0.999)
+
+
+def tail_shares(obs: Any, lo: Any, hi: Any) -> tuple[float, float]:
+    """Shares of observations strictly below ``lo`` and strictly above ``hi``.
+
+    The complement of the interval's coverage (``lo <= obs <= hi`` counts as inside, ties
+    included), split by side: a balanced 90 % interval has 0.05 on each side.
+    """
+    o, lo_, hi_ = (np.asarray(a, dtype="float64") for a in (obs, lo, hi))
+    ok = np.isfinite(o) & np.isfinite(lo_) & np.isfinite(hi_)
+    if not ok.any():
+        return float("nan"), float("nan")
+    return float(np.mean(o[ok] < lo_[ok])), float(np.mean(o[ok] > hi_[ok]))
+
+
+def check_float32(X64: np.ndarray, X32: np.ndarray, names: Sequence[str], what: str = "covariates") -> dict:
+    """Covariates whose values the float32 cast changed materially, with a warning naming them.
+
+    Material: distinct values merged (e.g. coordinates in metres with a large offset, which
+    float32 resolves to about 0.5 m near 5,800,000) or values beyond the float32 range
+    (+-3.4e38, which become inf). The rounding of every value by ~6e-8 relative is not
+    reported: scikit-learn's trees split on float32 anyway.
+
+    Returns
+    -------
+    dict
+        name -> ``distinct_float64``, ``distinct_float32``, ``overflow`` (count),
+        ``max_abs_change`` (covariate unit); empty if nothing changed materially.
+    """
+    changed: dict[str, dict] = {}
+    with np.errstate(invalid="ignore", over="ignore"):
+        for j, name in enumerate(names):
+            a, b = X64[:, j], X32[:, j].astype("float64")
+            fa = np.isfinite(a)
+            fb = fa & np.isfinite(b)
+            overflow = int(np.sum(fa & ~np.isfinite(b)))
+            n64 = len(np.unique(a[fa]))
+            n32 = len(np.unique(b[fb]))
+            if overflow or n32 < n64:
+                dmax = float(np.max(np.abs(a[fb] - b[fb]))) if fb.any() else float("nan")
+                changed[str(name)] = {"distinct_float64": n64, "distinct_float32": n32,
+                                      "overflow": overflow, "max_abs_change": dmax}
+    if changed:
+        parts = [f"{k}: {v['distinct_float64']} distinct values -> {v['distinct_float32']}"
+                 + (f", {v['overflow']} beyond the float32 range" if v["overflow"] else "")
+                 + f", largest change {v['max_abs_change']:.3g}" for k, v in list(changed.items())[:5]]
+        more = f" (and {len(changed) - 5} more)" if len(changed) > 5 else ""
+        warnings.warn(f"{what}: covariates are used as float32 (scikit-learn's trees split on float32); "
+                      f"the cast changed {len(changed)} of {len(names)} covariates: {'; '.join(parts)}{more}. "
+                      "Centre or rescale them (e.g. subtract a coordinate offset) before fitting",
+                      UserWarning, stacklevel=4)
+    return changed
+
+
 class SoilModel(BaseEstimator):
     """Quantile regression forest for one soil property.
 
     Parameters
     ----------
-    target : str
-        Property name (``soc``, ``clay`` ... or any name); the unit is looked up in
-        :data:`soilsuite.dsm.properties.PROPERTIES` unless ``unit`` is given.
+    target : str, optional
+        Property name (``soc``, ``clay`` ... or any name). If not given it is taken from the
+        name of ``y`` (a named pandas Series) at ``fit``; without either, ``fit`` stops with
+        a message asking for ``target=`` (a model is never labelled with a wrong property).
     quantiles : tuple of float
         Quantiles to predict besides the mean (default 0.05, 0.5, 0.95).
     n_estimators : int
@@ -72,9 +171,11 @@ class SoilModel(BaseEstimator):
     max_features : float, int or str
         Covariates tried per split (fraction if float).
     tune : bool or {"oob", "cv"}
-        Choose ``max_features`` and ``min_samples_leaf`` from ``tune_grid`` by the
-        out-of-bag MSE of the mean (``"oob"``, cheap) or by ``tune_cv``-fold inner
-        cross-validation (``"cv"`` or True).
+        Default False (no tuning): the forest defaults ``max_features=0.5``,
+        ``min_samples_leaf=1`` scored R2 0.385 on the 30 LimeSoDa Sentinel-2 tasks, inner-CV
+        tuning 0.365 at about 7x the CPU (docs/dsm.md). Otherwise choose ``max_features``
+        and ``min_samples_leaf`` from ``tune_grid`` by the out-of-bag MSE of the mean
+        (``"oob"``, cheap) or by ``tune_cv``-fold inner cross-validation (``"cv"`` or True).
     tune_grid : dict, optional
         Grid of forest parameters; default :data:`DEFAULT_GRID`.
     tune_cv : int
@@ -82,18 +183,27 @@ class SoilModel(BaseEstimator):
     tune_n_estimators : int
         Trees per forest while tuning.
     unit : str, optional
-        Unit of the target (for reports and file metadata).
+        Unit of the target (for reports and file metadata). Not guessed from the target
+        name: a model fitted without ``unit`` reports its unit as ``"unknown"``
+        (:func:`~soilsuite.dsm.train` passes the samples' unit).
     calibrate : bool
         Recalibrate the quantile levels on the out-of-bag predictions of the training data
-        (Kuleshov et al. 2018): the level ``q'`` used for a requested quantile ``q`` is the one
-        whose out-of-bag share of observations below the predicted quantile equals ``q``.
+        (Kuleshov et al. 2018), each tail on its own and with ties counted as the interval
+        counts them (``lo <= y <= hi`` is inside): for a requested ``q < 0.5`` the level used
+        is the one whose out-of-bag share of observations strictly below the predicted
+        quantile (``y < Q``) equals ``q``; for ``q > 0.5`` the one whose share at or below
+        it (``y <= Q``) equals ``q``, i.e. whose share strictly above equals ``1 - q``; for
+        ``q = 0.5`` ties count half. So both tails of the 90 % interval are 5 % even with
+        rounded lab values (a QRF quantile is always a training value, so ties are common).
         QRF intervals of small samples are often too narrow (PICP of the nominal 90 % interval
         ~0.83); this brings the coverage near nominal without looking at test data. Monotone,
-        so Q0.05 <= Q0.50 <= Q0.95 still holds.
+        so Q0.05 <= Q0.50 <= Q0.95 still holds. Needs at least
+        :data:`MIN_CALIBRATION_SAMPLES` (20) samples; below that it is switched off with a
+        warning and the reason is kept in ``calibration_`` (model card).
     random_state : int
         Seed.
-    n_jobs : int
-        Threads for fitting and prediction.
+    n_jobs : int, optional
+        Threads for fitting and prediction; None (default) or -1: all cores, as the CLI.
 
     Attributes
     ----------
@@ -101,6 +211,14 @@ class SoilModel(BaseEstimator):
     feature_names_ : list of str
     X_train_, y_train_ : ndarray
         Training data (float32 covariates, float64 target) used by OOB/CV reports and the AOA.
+        Covariates are float32 because scikit-learn's trees split on float32 anyway; ``fit``
+        warns (and records in ``float32_cast_``) when the cast merges distinct values or
+        overflows, naming the covariates.
+    float32_cast_ : dict
+        Covariates whose values the float32 cast changed materially: name -> distinct values
+        before/after and the largest absolute change.
+    calibration_ : dict
+        Whether the quantile levels were calibrated, on how many samples, or why not.
     coords_train_ : ndarray [n, 2] or None
         Sample coordinates (x, y) in ``crs_``.
     training_range_ : ndarray [2, n_features]
@@ -120,7 +238,7 @@ class SoilModel(BaseEstimator):
 
     def __init__(
         self,
-        target: str = "soc",
+        target: str | None = None,
         quantiles: Sequence[float] = (0.05, 0.5, 0.95),
         n_estimators: int = 500,
         min_samples_leaf: int = 1,
@@ -132,7 +250,7 @@ class SoilModel(BaseEstimator):
         unit: str | None = None,
         calibrate: bool = True,
         random_state: int = 0,
-        n_jobs: int = 1,
+        n_jobs: int | None = None,
     ):
         self.target = target
         self.quantiles = quantiles
@@ -151,10 +269,21 @@ class SoilModel(BaseEstimator):
     # ------------------------------------------------------------------ helpers
     @property
     def unit_(self) -> str:
-        if self.unit is not None:
-            return self.unit
-        p = PROPERTIES.get(self.target)
-        return p.unit if p else ""
+        """The target's unit as given (``unit=``), else ``"unknown"`` (never guessed)."""
+        return self.unit if self.unit else "unknown"
+
+    def _resolve_target(self, y: Any) -> None:
+        if self.target is not None:
+            if not isinstance(self.target, str) or not self.target.strip():
+                raise ConfigError(f"target must be a property name such as 'soc' or 'clay', got {self.target!r}")
+            return
+        name = getattr(y, "name", None)
+        if isinstance(name, str) and name.strip():
+            self.target = name.strip()
+            return
+        known = ", ".join(sorted(PROPERTIES))
+        raise ConfigError("SoilModel: name the property, e.g. SoilModel(target='clay', unit='g/100g'); "
+                          f"y has no name to take it from (package properties: {known})")
 
     @property
     def output_names(self) -> list[str]:
@@ -178,8 +307,12 @@ class SoilModel(BaseEstimator):
         # max_samples_leaf=None keeps every training sample in the leaves (Meinshausen's QRF)
         return RandomForestQuantileRegressor(
             n_estimators=n_estimators, max_samples_leaf=None, random_state=self.random_state,
-            n_jobs=self.n_jobs, **kw,
+            n_jobs=-1 if self.n_jobs is None else self.n_jobs, **kw,
         )
+
+    def _check_float32(self, X64: np.ndarray, X32: np.ndarray) -> None:
+        """Record (and warn about) covariates the float32 cast changed materially."""
+        self.float32_cast_ = check_float32(X64, X32, self.feature_names_, what=str(self.target))
 
     def _as_array(self, X: Any, *, fitting: bool = False) -> np.ndarray:
         if isinstance(X, pd.DataFrame):
@@ -191,13 +324,23 @@ class SoilModel(BaseEstimator):
                     raise InputError(f"covariates missing for the {self.target} model: {missing}; "
                                      f"the model was trained on {self.feature_names_}")
                 X = X[self.feature_names_]
+            if fitting:
+                X64 = X.to_numpy(dtype="float64")
+                X32 = X64.astype("float32")
+                self._check_float32(X64, X32)
+                return X32
             return X.to_numpy(dtype="float32")
-        X = np.asarray(X, dtype="float32")
+        if fitting:
+            X64 = np.asarray(X, dtype="float64")
+            X = X64.astype("float32")
+        else:
+            X = np.asarray(X, dtype="float32")
         if X.ndim != 2:
             raise InputError(f"covariates must be a 2-D table [samples, covariates], got shape {X.shape}")
         if fitting:
             if not hasattr(self, "feature_names_") or len(self.feature_names_) != X.shape[1]:
                 self.feature_names_ = [f"x{i}" for i in range(X.shape[1])]
+            self._check_float32(X64, X)
         elif X.shape[1] != len(self.feature_names_):
             raise InputError(f"expected {len(self.feature_names_)} covariates ({self.feature_names_}), "
                              f"got {X.shape[1]}")
@@ -259,6 +402,7 @@ class SoilModel(BaseEstimator):
             Sample labels (default: the DataFrame index or 0..n-1).
         """
         self._check_params()
+        self._resolve_target(y)
         if index is None:
             index = X.index.to_numpy() if isinstance(X, pd.DataFrame) else np.arange(len(X))
         Xa = self._as_array(X, fitting=True)
@@ -291,6 +435,8 @@ class SoilModel(BaseEstimator):
         self.forest_ = self._forest(self.n_estimators, **self.best_params_).fit(Xa, ya)
         self.importances_ = pd.Series(self.forest_.feature_importances_, index=self.feature_names_)
         self.level_map_ = self._calibrate_levels() if self.calibrate else None
+        if not self.calibrate:
+            self.calibration_ = {"calibrated": False, "reason": "calibrate=False"}
         fl = None if folds is None else np.asarray(folds)[ok]
         self.aoa_ = self._aoa_reference(fl)
         self.created_ = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
@@ -312,23 +458,36 @@ class SoilModel(BaseEstimator):
             out[ok, 1:] = np.asarray(q).reshape(len(Xo), len(qs))
         return out
 
-    def _calibrate_levels(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """(nominal, used) quantile levels from the out-of-bag coverage of the training data."""
+    def _calibrate_levels(self) -> dict | None:
+        """Out-of-bag coverage curves of the training data (see ``calibrate``).
+
+        Returns ``{"grid", "below", "at_or_below"}``: per forest level of ``grid`` the
+        out-of-bag shares of observations strictly below (``y < Q``) and at or below
+        (``y <= Q``) the predicted quantile; None (with a warning) if too few samples.
+        """
         n = len(self.y_train_)
-        if n < 20:
-            return None
-        grid = np.round(np.linspace(0.0025, 0.9975, 200), 6)
+        need = MIN_CALIBRATION_SAMPLES
+        if n < need:
+            return self._no_calibration(f"{n} training samples, fewer than {need}")
+        grid = CALIBRATION_GRID
         q = np.asarray(self.forest_.predict(self.X_train_, quantiles=list(grid), oob_score=True))
         q = q.reshape(n, len(grid))
         ok = np.isfinite(q).all(axis=1)
-        if ok.sum() < 20:
-            return None
-        cover = np.mean(self.y_train_[ok, None] <= q[ok], axis=0)
-        cover = np.maximum.accumulate(cover)
-        # nominal level -> used level: invert the (monotone) coverage curve; keep strict order
-        nominal, first = np.unique(cover, return_index=True)
-        used = grid[first]
-        return nominal, used
+        if ok.sum() < need:
+            return self._no_calibration(f"only {int(ok.sum())} of {n} training samples have out-of-bag "
+                                        f"predictions, fewer than {need} (use more trees)")
+        y = self.y_train_[ok, None]
+        self.calibration_ = {"calibrated": True, "n_oob": int(ok.sum()),
+                             "rule": "lower levels on y < Q, upper levels on y <= Q, median with ties halved"}
+        return {"grid": grid, "n": int(ok.sum()), "below": np.mean(y < q[ok], axis=0),
+                "at_or_below": np.mean(y <= q[ok], axis=0)}
+
+    def _no_calibration(self, why: str) -> None:
+        self.calibration_ = {"calibrated": False, "reason": why}
+        warnings.warn(f"{self.target}: quantile levels not calibrated ({why}); the intervals are the raw "
+                      "forest quantiles, which for small samples are often too narrow (90 % interval "
+                      "covering ~83 %)", UserWarning, stacklevel=3)
+        return None
 
     def levels(self, quantiles: Sequence[float]) -> list[float]:
         """Forest quantile levels used for the requested ``quantiles`` (see ``calibrate``)."""
@@ -336,8 +495,14 @@ class SoilModel(BaseEstimator):
         lm = getattr(self, "level_map_", None)
         if lm is None:
             return qs
-        nominal, used = lm
-        out = np.interp(qs, nominal, used, left=0.001, right=0.999)
+        if isinstance(lm, tuple):  # models saved before the two-sided rule: (nominal, used)
+            nominal, used = lm
+            out = np.interp(qs, nominal, used, left=0.001, right=0.999)
+        else:
+            g, below, at = lm["grid"], lm["below"], lm["at_or_below"]
+            mid = 0.5 * (below + at)
+            out = np.array([invert_coverage(below if q < 0.5 else at if q > 0.5 else mid, g, [q], lm["n"])[0]
+                            for q in qs])
         out = np.clip(out, 0.001, 0.999)
         return [round(float(v), 6) for v in np.maximum.accumulate(out)]
 
@@ -468,6 +633,9 @@ class SoilModel(BaseEstimator):
             "n_train": int(len(getattr(self, "y_train_", []))),
             "extent": getattr(self, "extent_", None), "crs": getattr(self, "crs_", None),
             "params": self.get_params(), "best_params": getattr(self, "best_params_", None),
+            "calibration": getattr(self, "calibration_", None),
+            "float32_cast": getattr(self, "float32_cast_", None),
+            "point_prediction": "mean",
             "created": getattr(self, "created_", None),
             "versions": {"soilsuite": __version__, "scikit-learn": sklearn.__version__,
                          "quantile-forest": quantile_forest.__version__},

@@ -6,6 +6,9 @@ Metrics are pooled over all held-out predictions (not averaged over folds):
 - R2 = 1 - SSE/SST with SSE = sum((obs - pred)^2), SST = sum((obs - mean(obs))^2)
 - bias = mean(pred - obs) (positive: the model over-predicts)
 - PICP = share of observations inside the 90 % prediction interval [Q0.05, Q0.95]
+  (``Q0.05 <= obs <= Q0.95``, ties inside)
+- below / above = shares strictly below Q0.05 and strictly above Q0.95 (0.05 each if the
+  interval is balanced; PICP = 1 - below - above)
 - MPIW = mean width of that interval
 
 The mean prediction is used for RMSE, R2 and bias. A report (markdown + HTML + PNG plots +
@@ -24,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, InputError
-from .model import SoilModel, qname
+from .model import SoilModel, check_float32, qname, tail_shares
 
 #: Quantiles predicted in cross-validation for the coverage-by-quantile plot.
 CALIBRATION_QUANTILES: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 20))
@@ -43,7 +46,8 @@ def metrics(obs: Any, pred: Any, lo: Any = None, hi: Any = None) -> dict[str, fl
     Returns
     -------
     dict
-        ``n``, ``rmse``, ``r2``, ``bias``, ``mae`` and, with bounds, ``picp``, ``mpiw``.
+        ``n``, ``rmse``, ``r2``, ``bias``, ``mae`` and, with bounds, ``picp``, ``below``
+        (share strictly below ``lo``), ``above`` (share strictly above ``hi``), ``mpiw``.
     """
     o = np.asarray(obs, dtype="float64")
     p = np.asarray(pred, dtype="float64")
@@ -60,6 +64,7 @@ def metrics(obs: Any, pred: Any, lo: Any = None, hi: Any = None) -> dict[str, fl
         lo_ = np.asarray(lo, dtype="float64")[ok]
         hi_ = np.asarray(hi, dtype="float64")[ok]
         out["picp"] = float(np.mean((o >= lo_) & (o <= hi_)))
+        out["below"], out["above"] = tail_shares(o, lo_, hi_)
         out["mpiw"] = float(np.mean(hi_ - lo_))
     return out
 
@@ -147,18 +152,28 @@ class ValidationResult:
     info: dict = field(default_factory=dict)
 
     def coverage(self) -> pd.DataFrame:
-        """Observed share below each predicted quantile vs the nominal level."""
+        """Observed share below each predicted quantile vs the nominal level.
+
+        Ties count as the interval counts them (and as the calibration does): below a lower
+        quantile (``q < 0.5``) means ``obs < Q``, below an upper one ``obs <= Q``, and at the
+        median a tie counts half.
+        """
         rows = []
+        o = self.predictions["obs"].to_numpy()
         for q in CALIBRATION_QUANTILES:
             c = qname(q)
             if c in self.predictions:
-                rows.append({"nominal": q, "observed": float(np.mean(self.predictions["obs"] <= self.predictions[c]))})
+                v = self.predictions[c].to_numpy()
+                share = (np.mean(o < v) if q < 0.5 else np.mean(o <= v) if q > 0.5
+                         else np.mean(o < v) + 0.5 * np.mean(o == v))
+                rows.append({"nominal": q, "observed": float(share)})
         return pd.DataFrame(rows)
 
     def summary_line(self) -> str:
         m = self.metrics
+        tails = f" (below Q05 {m['below']:.3f}, above Q95 {m['above']:.3f})" if "below" in m else ""
         return (f"{self.target} [{self.unit}] {self.method}: n={m['n']} RMSE={m['rmse']:.4g} "
-                f"R2={m['r2']:.3f} bias={m['bias']:.3g} PICP90={m.get('picp', float('nan')):.3f}")
+                f"R2={m['r2']:.3f} bias={m['bias']:.3g} PICP90={m.get('picp', float('nan')):.3f}{tails}")
 
     def to_markdown(self, images: dict[str, str] | None = None) -> str:
         m = self.metrics
@@ -171,7 +186,15 @@ class ValidationResult:
                  f"| MAE | {m['mae']:.4g} {self.unit} |"]
         if "picp" in m:
             lines += [f"| PICP of the 90 % interval | {m['picp']:.3f} (nominal 0.90) |",
+                      f"| share below Q0.05 / above Q0.95 | {m['below']:.3f} / {m['above']:.3f} (nominal 0.05 each) |",
                       f"| mean 90 % interval width | {m['mpiw']:.4g} {self.unit} |"]
+        lines += ["", "Point prediction: the forest mean (`mean`, map `<target>_mean.tif`); RMSE, R2, bias "
+                  "and MAE are of the mean. Q0.05/Q0.50/Q0.95 describe the uncertainty: the calibrated "
+                  "median Q0.50 is the interval's centre, not the best point prediction (its squared error "
+                  "is larger). See docs/dsm.md, 'Which map to read'."]
+        cal = self.info.get("calibration")
+        if cal:
+            lines += ["", f"Quantile-level calibration: {cal}."]
         lines += ["", "## Settings", "", "| setting | value | unit |", "|---|---|---|"]
         lines += [f"| {k} | {v} | {u} |" for k, v, u in settings_rows(self.info, self.unit)]
         if images:
@@ -364,7 +387,9 @@ def _training(model: SoilModel, X: Any, y: Any, coords: Any):
                 list(model.feature_names_))
     names = [str(c) for c in X.columns] if isinstance(X, pd.DataFrame) else None
     idx = X.index.to_numpy() if isinstance(X, pd.DataFrame) else np.arange(len(X))
-    Xa = np.asarray(X, dtype="float32")
+    X64 = np.asarray(X, dtype="float64")
+    Xa = X64.astype("float32")
+    check_float32(X64, Xa, names or [f"x{i}" for i in range(Xa.shape[1])], what=str(model.target))
     ya = np.asarray(y, dtype="float64")
     ok = np.isfinite(ya) & np.isfinite(Xa).all(axis=1)
     c = None if coords is None else np.asarray(coords, dtype="float64")[ok]
@@ -419,12 +444,22 @@ def cross_validate(
         method = "folds"
     if method not in {"kfold", "spatial", "oob", "folds"}:
         raise ConfigError(f"method must be kfold, spatial, oob or folds, got {method!r}")
+    if getattr(model, "target", None) is None:
+        name = getattr(y, "name", None)
+        if not (isinstance(name, str) and name.strip()):
+            raise ConfigError("cross_validate: the model has no target name and y has none; "
+                              "give SoilModel(target='clay', unit='g/100g')")
+        model = clone(model).set_params(target=name.strip())
     Xa, ya, c, idx, names = _training(model, X, y, coords)
     if coords is not None and X is None:
         c = np.asarray(coords, dtype="float64")
     qs = sorted(set(model.quantiles) | set(CALIBRATION_QUANTILES))
     info: dict[str, Any] = {"method": method, "model parameters": model.get_params(),
                             "crs": getattr(model, "crs_", None)}
+    cal = getattr(model, "calibration_", None)
+    if cal is not None and X is None:
+        info["calibration"] = ("on, " + str(cal.get("n_oob")) + " out-of-bag samples; " + cal.get("rule", "")
+                               if cal.get("calibrated") else "off: " + str(cal.get("reason")))
     if method == "oob":
         fitted = model if X is None else clone(model).fit(pd.DataFrame(Xa, columns=names), ya)
         pred = fitted.oob_predict(qs)
