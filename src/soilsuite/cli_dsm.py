@@ -98,6 +98,8 @@ def train(
     tune: Annotated[bool, typer.Option(help="tune max_features and min_samples_leaf (see --tune-method); off by "
                                             "default: on LimeSoDa it did not beat the defaults (docs/dsm.md)")] = False,
     tune_method: Annotated[str, typer.Option(help="tuning score: 'cv' (inner 5-fold CV) or 'oob' (out-of-bag, faster)")] = "cv",
+    reduce: Annotated[str, typer.Option(help=REDUCE_HELP)] = "auto",
+    spatial: Annotated[str, typer.Option(help=SPATIAL_HELP)] = "none",
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     overwrite: Annotated[bool, typer.Option(help="replace an existing model file")] = False,
 ):
@@ -106,6 +108,10 @@ def train(
 
     if tune_method not in ("oob", "cv"):
         raise ConfigError(f"--tune-method must be 'oob' or 'cv', got {tune_method!r}")
+    check_reduce(reduce)
+    from .dsm.spatial import check_spatial
+
+    check_spatial(spatial, "--spatial")
     if model_out.exists() and not overwrite:
         from .errors import OutputExistsError
 
@@ -123,13 +129,20 @@ def train(
     names = product or (["SRC_MEAN", "BSF"] if products is not None else [])
     stack = dsm.build_stack(products, names, rasters, terrain=dem is not None, indices=indices)
     model = dsm.train(s, key, stack, n_estimators=trees, min_samples_leaf=min_samples_leaf,
-                      max_features=max_features, tune=tune_method if tune else False, random_state=seed, n_jobs=None)
+                      max_features=max_features, tune=tune_method if tune else False, random_state=seed, n_jobs=None,
+                      reduce=reduce, spatial=spatial)
     model.samples_report_ = s.report
     model.save(model_out, overwrite=overwrite)
     oob = dsm.cross_validate(model, method="oob")
     Console().print(f"[bold]{key}[/] model: {len(model.y_train_)} samples, {len(model.feature_names_)} covariates "
                     f"({', '.join(model.feature_names_[:8])}{' ...' if len(model.feature_names_) > 8 else ''}), "
                     f"params {model.best_params_}")
+    Console().print(f"covariate reduction: {model.reducer_.describe()}")
+    sp = model.spatial_
+    if sp["requested"] != "none":
+        Console().print(f"spatial: {sp['used']}" + (f" (asked {sp['requested']}: {sp['reason']})" if sp.get("reason") else "")
+                        + (" - out-of-bag scores below are without the kriged residual; use `dsm validate`"
+                           if sp["used"] == "rk" else ""))
     Console().print(oob.summary_line())
     Console().print(f"model -> {model_out}")
 
@@ -143,6 +156,10 @@ def validate(
     k: Annotated[int, typer.Option(help="folds")] = 10,
     block_size: Annotated[float | None, typer.Option(help="spatial: block side (m, CRS units); default 1/8 of the sample extent")] = None,
     seed: Annotated[int, typer.Option(help="seed of the fold assignment")] = 0,
+    reduce: Annotated[str | None, typer.Option(help="covariate reduction refitted in each fold: auto, none, pca "
+                                                    "or filter; default: the model's own")] = None,
+    spatial: Annotated[str | None, typer.Option(help="spatial option refitted in each fold: none, xy, distances "
+                                                     "or rk; default: the model's own")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an earlier report in --out (only the files soilsuite wrote)")] = False,
     force_clean: Annotated[bool, typer.Option(help="with --overwrite: also replace soilsuite's files changed since; write beside other files (kept)")] = False,
 ):
@@ -153,12 +170,36 @@ def validate(
     OutputFolder(out, "validation-report").check_build(overwrite=overwrite, force_clean=force_clean,
                                                         what="report")  # refuse before the work
     m = dsm.load_model(model)
+    if reduce is not None:
+        check_reduce(reduce)
+        m.set_params(reduce=reduce)
+    if spatial is not None:
+        from .dsm.spatial import check_spatial
+
+        m.set_params(spatial=check_spatial(spatial, "--spatial"))
     if method == "spatial" and block_size is None:
         block_size = default_block_size(m)
     res = dsm.cross_validate(m, method=method, k=k, block_size=block_size, seed=seed)
     folder = res.write(out, overwrite=overwrite, force_clean=force_clean)
     Console().print(res.summary_line())
     Console().print(f"report -> {folder / 'report.html'}")
+
+
+REDUCE_HELP = ("covariate reduction fitted on the training rows (in each CV fold): auto (PCA of collinear "
+               "covariates or a correlation filter for wide stacks such as spectra, else none), none, pca, filter")
+
+
+SPATIAL_HELP = ("spatial structure: none, xy (sample coordinates as covariates), distances (buffer distances to "
+                "<= 32 reference points, RFsp) or rk (kriging of the out-of-bag residuals added to mean and "
+                "quantiles); measured in docs/dsm.md")
+
+
+def check_reduce(value: str) -> None:
+    """``--reduce`` must name a method of :mod:`soilsuite.dsm.reduce`."""
+    from .dsm.reduce import REDUCE_METHODS
+
+    if value not in REDUCE_METHODS:
+        raise ConfigError(f"--reduce must be one of {', '.join(REDUCE_METHODS)}, got {value!r}")
 
 
 def default_block_size(model) -> float:
@@ -191,3 +232,6 @@ def predict(
                             overwrite=overwrite, force_clean=force_clean, progress=not quiet)
     for name, p in paths.items():
         Console().print(f"{name:14s} {p}")
+
+
+from . import cli_dsm_compare as _compare  # noqa: E402,F401  (registers `dsm compare`)

@@ -14,6 +14,7 @@ Typical use::
 
 from __future__ import annotations
 
+from .compare import Comparison, compare, compare_models
 from .covariates import (
     SPECTRAL_INDICES,
     TERRAIN_LAYERS,
@@ -26,6 +27,7 @@ from .covariates import (
 from .model import SoilModel, load_model, qname, train, training_table, uncertainty_ratio
 from .predict import predict_map, stock_map
 from .properties import PROPERTIES, Property, stock
+from .reduce import Reducer
 from .samples import (
     SampleReport,
     Samples,
@@ -47,9 +49,9 @@ from .validation import (
 
 __all__ = [
     "PROPERTIES", "SPECTRAL_INDICES", "TERRAIN_LAYERS",
-    "CovariateStack", "Property", "SampleReport", "SampleWarning", "Samples", "SoilModel",
+    "Comparison", "CovariateStack", "Property", "Reducer", "SampleReport", "SampleWarning", "Samples", "SoilModel",
     "ValidationResult",
-    "build_stack", "check_extent", "check_units", "cross_validate", "find_duplicates",
+    "build_stack", "check_extent", "check_units", "compare", "compare_models", "cross_validate", "find_duplicates",
     "load_model", "make_grid", "metrics", "predict_map", "qname", "random_folds",
     "read_samples", "spatial_blocks", "spatial_folds", "spectral_indices", "stock",
     "stock_column", "stock_map", "terrain_derivatives", "train", "training_table",

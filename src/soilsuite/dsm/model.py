@@ -153,6 +153,33 @@ def check_float32(X64: np.ndarray, X32: np.ndarray, names: Sequence[str], what: 
     return changed
 
 
+#: Samples whose cross-validated training DI sets the area-of-applicability threshold (random subset above).
+AOA_MAX_QUERIES = 5000
+
+
+def other_fold_nn_distance(Z: np.ndarray, folds: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Euclidean distance from each row ``Z[queries]`` to its nearest row of another fold.
+
+    Squared distances of a chunk of queries to all rows by matrix product (``|a|^2 + |b|^2 -
+    2 a.b``, memory about 16 MB per chunk), same-fold rows masked, then the distance to the chosen
+    neighbour recomputed directly. NaN for a query whose fold holds every row.
+    """
+    Z = np.asarray(Z, dtype="float64")
+    folds = np.asarray(folds)
+    sq = np.einsum("ij,ij->i", Z, Z)
+    out = np.full(len(queries), np.nan)
+    step = max(1, 2_000_000 // max(1, len(Z)))
+    for s in range(0, len(queries), step):
+        qi = queries[s:s + step]
+        d2 = sq[qi, None] + sq[None, :] - 2.0 * (Z[qi] @ Z.T)
+        d2[folds[qi][:, None] == folds[None, :]] = np.inf
+        j = np.argmin(d2, axis=1)
+        found = np.isfinite(d2[np.arange(len(qi)), j])
+        d = np.sqrt(((Z[qi] - Z[j]) ** 2).sum(axis=1))
+        out[s:s + step] = np.where(found, d, np.nan)
+    return out
+
+
 class SoilModel(BaseEstimator):
     """Quantile regression forest for one soil property.
 
@@ -204,6 +231,23 @@ class SoilModel(BaseEstimator):
         Seed.
     n_jobs : int, optional
         Threads for fitting and prediction; None (default) or -1: all cores, as the CLI.
+    reduce : {"auto", "none", "pca", "filter"}
+        Covariate reduction fitted inside :meth:`fit` on the training rows only (so each
+        cross-validation fold refits it), see :mod:`soilsuite.dsm.reduce`. ``auto`` (default)
+        reduces only wide stacks (>= 30 covariates and more than half as many covariates as
+        samples, or >= 30 near-duplicate covariates, e.g. spectra) by a PCA of the collinear
+        block or a correlation filter, chosen by out-of-bag error; narrower stacks are used
+        as given. ``feature_names_`` stay the input covariates; ``reducer_`` records what was
+        used (model card).
+
+    spatial : {"none", "xy", "distances", "rk"}
+        Spatial structure (:mod:`soilsuite.dsm.spatial`): none (default), the sample coordinates
+        as two covariates, buffer distances to reference points as covariates (RFsp), or
+        regression kriging of the forest's out-of-bag residuals (mean and quantiles shifted by
+        the kriged residual, interval width unchanged). Needs ``coords`` at ``fit`` and at
+        prediction (:meth:`predict_array` ``coords=``, the map's pixel centres in
+        :func:`~soilsuite.dsm.predict.predict_map`). Fallbacks (too few samples, one location)
+        are warned about and recorded in ``spatial_``.
 
     Attributes
     ----------
@@ -234,6 +278,16 @@ class SoilModel(BaseEstimator):
         training DI and threshold.
     stack_ : dict or None
         Covariate stack description (:meth:`CovariateStack.to_dict`) when trained from rasters.
+    reducer_ : Reducer
+        The fitted covariate reduction (:class:`~soilsuite.dsm.reduce.Reducer`); the forest,
+        its importances (``importances_``, indexed by ``reducer_.names_out_``), the calibration
+        and the area of applicability work on its output.
+    covariate_check_ : dict
+        Covariates with NaN at sample points (name -> count) and constant covariates.
+    spatial_ : dict
+        The spatial option asked for and used, the extra covariates, the variogram, or the
+        reason for a fallback (model card); the fitted part is ``spatial_fit_``
+        (:class:`~soilsuite.dsm.spatial.SpatialFit`).
     """
 
     def __init__(
@@ -251,6 +305,8 @@ class SoilModel(BaseEstimator):
         calibrate: bool = True,
         random_state: int = 0,
         n_jobs: int | None = None,
+        reduce: str = "auto",
+        spatial: str = "none",
     ):
         self.target = target
         self.quantiles = quantiles
@@ -265,6 +321,8 @@ class SoilModel(BaseEstimator):
         self.calibrate = calibrate
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.reduce = reduce
+        self.spatial = spatial
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -298,6 +356,36 @@ class SoilModel(BaseEstimator):
             raise ConfigError(f"n_estimators must be >= 1, got {self.n_estimators}")
         if self.tune not in (False, True, "oob", "cv"):
             raise ConfigError(f"tune must be False, True, 'oob' or 'cv', got {self.tune!r}")
+        from .reduce import REDUCE_METHODS
+
+        if getattr(self, "reduce", "none") not in REDUCE_METHODS:
+            raise ConfigError(f"reduce must be one of {', '.join(REDUCE_METHODS)}, got {self.reduce!r}")
+        from .spatial import check_spatial
+
+        check_spatial(getattr(self, "spatial", "none"))
+
+    def _features(self, X: np.ndarray) -> np.ndarray:
+        """The forest's features of input covariate rows: the fitted reduction's output (float32);
+        the rows unchanged when there is no reduction (``none``, or a model saved before it)."""
+        r = getattr(self, "reducer_", None)
+        return np.asarray(X) if r is None or r.is_identity else r.transform(X)
+
+    def _forest_input(self, X: np.ndarray, coords: Any = None) -> np.ndarray:
+        """The forest's input rows: :meth:`_features` plus the spatial covariates at ``coords``
+        (:mod:`soilsuite.dsm.spatial`; none for ``spatial="none"`` or models saved before it)."""
+        F = self._features(X)
+        sp = getattr(self, "spatial_fit_", None)
+        if sp is None or not sp.names:
+            return F
+        return np.hstack([np.asarray(F, dtype=np.float32), sp.features(coords, len(F))])
+
+    def _fast(self) -> dict:
+        """The forest packed for the numba predictor (:mod:`soilsuite.dsm.fastforest`), cached."""
+        if getattr(self, "_packed", None) is None:
+            from .fastforest import pack_forest
+
+            self._packed = pack_forest(self.forest_)
+        return self._packed
 
     def _forest(self, n_estimators: int, **params):
         from quantile_forest import RandomForestQuantileRegressor
@@ -409,12 +497,19 @@ class SoilModel(BaseEstimator):
         ya = np.asarray(y, dtype="float64").ravel()
         if len(ya) != len(Xa):
             raise InputError(f"{len(Xa)} covariate rows but {len(ya)} target values")
+        from .reduce import check_covariates, make_reducer
+
+        self.covariate_check_ = check_covariates(Xa[np.isfinite(ya)], self.feature_names_, what=str(self.target))
         ok = np.isfinite(ya) & np.isfinite(Xa).all(axis=1)
         if not ok.all():
             bad = np.asarray(index)[~ok]
+            nan = self.covariate_check_["nan"]
+            which = (f"; covariates with NaN at sample points: "
+                     f"{', '.join(f'{k} ({v})' for k, v in list(nan.items())[:10])}{' ...' if len(nan) > 10 else ''}"
+                     " (fill the gaps, or leave these covariates out)" if nan else "")
             warnings.warn(f"{self.target}: {int((~ok).sum())} of {len(ya)} samples left out "
                           f"(missing target or covariate), labels: {list(bad[:10])}"
-                          f"{' ...' if len(bad) > 10 else ''}", UserWarning, stacklevel=2)
+                          f"{' ...' if len(bad) > 10 else ''}{which}", UserWarning, stacklevel=2)
         Xa, ya = Xa[ok], ya[ok]
         if len(ya) < 5:
             raise InputError(f"{self.target}: only {len(ya)} usable samples; need at least 5")
@@ -427,16 +522,40 @@ class SoilModel(BaseEstimator):
             c = self.coords_train_
             self.extent_ = (float(c[:, 0].min()), float(c[:, 1].min()), float(c[:, 0].max()), float(c[:, 1].max()))
         self.training_range_ = np.vstack([Xa.min(axis=0), Xa.max(axis=0)])
+        const = check_covariates(Xa, self.feature_names_)["constant"]
+        if const:
+            warnings.warn(f"{self.target}: covariates {const[:10]}{' ...' if len(const) > 10 else ''} are constant "
+                          f"over the {len(ya)} training samples and cannot inform the model; leave them out "
+                          "(reduce='filter'/'pca' drops them)", UserWarning, stacklevel=2)
+        self.reducer_ = make_reducer(self.reduce, feature_names=self.feature_names_,
+                                     random_state=self.random_state, n_jobs=self.n_jobs).fit(Xa, ya)
+        from .spatial import SpatialFit
+
+        self._packed = None
+        self.spatial_fit_ = SpatialFit(getattr(self, "spatial", "none"), self.coords_train_, self.random_state)
+        Xf = self._forest_input(Xa, self.coords_train_)
         if self.tune:
-            self.best_params_ = self._tune(Xa, ya)
+            self.best_params_ = self._tune(Xf, ya)
         else:
             self.best_params_ = {"max_features": self.max_features, "min_samples_leaf": self.min_samples_leaf}
             self.cv_results_ = None
-        self.forest_ = self._forest(self.n_estimators, **self.best_params_).fit(Xa, ya)
-        self.importances_ = pd.Series(self.forest_.feature_importances_, index=self.feature_names_)
+        self.forest_ = self._forest(self.n_estimators, **self.best_params_).fit(Xf, ya)
+        self.importances_ = pd.Series(self.forest_.feature_importances_,
+                                      index=[*self.reducer_.names_out_, *self.spatial_fit_.names])
         self.level_map_ = self._calibrate_levels() if self.calibrate else None
         if not self.calibrate:
             self.calibration_ = {"calibrated": False, "reason": "calibrate=False"}
+        if self.spatial_fit_.used == "rk":
+            from .fastforest import oob_quantiles
+
+            oob_mean, _ = oob_quantiles(self.forest_, self._fast(), Xf, [0.5], parallel=self.n_jobs != 1)
+            self.spatial_fit_.fit_kriging(self.coords_train_, ya - oob_mean, self.random_state)
+            if self.calibrate and self.spatial_fit_.kriging is not None:
+                shift = self.spatial_fit_.cv_kriged(self.coords_train_, ya - oob_mean, random_state=self.random_state)
+                self.level_map_ = self._calibrate_levels(shift)
+                if self.level_map_ is not None:
+                    self.calibration_["rule"] += "; quantiles plus the out-of-fold kriged residual (spatial='rk')"
+        self.spatial_ = self.spatial_fit_.record
         fl = None if folds is None else np.asarray(folds)[ok]
         self.aoa_ = self._aoa_reference(fl)
         self.created_ = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
@@ -445,37 +564,67 @@ class SoilModel(BaseEstimator):
         return self
 
     # ------------------------------------------------------------------ prediction
-    def predict_array(self, X: np.ndarray, quantiles: Sequence[float] | None = None) -> np.ndarray:
-        """Mean and quantiles as float32 [n, 1 + n_quantiles]; NaN rows where a covariate is NaN."""
+    def predict_array(self, X: np.ndarray, quantiles: Sequence[float] | None = None, *,
+                      coords: Any = None) -> np.ndarray:
+        """Mean and quantiles as float32 [n, 1 + n_quantiles]; NaN rows where a covariate is NaN.
+
+        The forest mean and the quantiles come from one pass of the numba predictor
+        (:mod:`soilsuite.dsm.fastforest`): the quantiles equal quantile-forest's ``predict``
+        exactly, the mean scikit-learn's forest mean. ``coords`` ([n, 2], the model's CRS) are
+        needed by models with ``spatial`` other than ``none``; with ``rk`` the kriged residual
+        is added to the mean and every quantile.
+        """
         qs = list(self.quantiles if quantiles is None else quantiles)
         X = np.asarray(X, dtype="float32")
         out = np.full((len(X), 1 + len(qs)), np.nan, dtype=np.float32)
         ok = np.isfinite(X).all(axis=1)
+        sp = getattr(self, "spatial_fit_", None)
+        if sp is not None and sp.needs_coords:
+            if coords is None:
+                raise InputError(f"the {self.target} model uses spatial={sp.used!r}: give coords= (x, y of the rows "
+                                 f"in {self.crs_ or 'the samples CRS'})")
+            coords = np.asarray(coords, dtype="float64")
+            if coords.shape != (len(X), 2):
+                raise InputError(f"coords must be [{len(X)}, 2] for {len(X)} rows, got shape {coords.shape}")
         if ok.any():
-            Xo = X[ok]
-            out[ok, 0] = _rf_mean(self.forest_, Xo)
-            q = self.forest_.predict(Xo, quantiles=self.levels(qs))
-            out[ok, 1:] = np.asarray(q).reshape(len(Xo), len(qs))
+            c = None if coords is None else np.asarray(coords, dtype="float64")[ok]
+            Xo = self._forest_input(X[ok], c)
+            from .fastforest import forest_predict
+
+            mean, q = forest_predict(self._fast(), Xo, self.levels(qs), parallel=self.n_jobs != 1)
+            if sp is not None and sp.kriging is not None:
+                r = sp.kriged(c, len(Xo))
+                mean = mean + r
+                q = q + r[:, None]
+            out[ok, 0] = mean
+            out[ok, 1:] = q
         return out
 
-    def _calibrate_levels(self) -> dict | None:
+    def _calibrate_levels(self, shift: np.ndarray | None = None) -> dict | None:
         """Out-of-bag coverage curves of the training data (see ``calibrate``).
 
         Returns ``{"grid", "below", "at_or_below"}``: per forest level of ``grid`` the
         out-of-bag shares of observations strictly below (``y < Q``) and at or below
         (``y <= Q``) the predicted quantile; None (with a warning) if too few samples.
+        ``shift`` (per sample, target unit) is added to the quantiles first (``spatial="rk"``:
+        the out-of-fold kriged residual).
         """
         n = len(self.y_train_)
         need = MIN_CALIBRATION_SAMPLES
         if n < need:
             return self._no_calibration(f"{n} training samples, fewer than {need}")
         grid = CALIBRATION_GRID
-        q = np.asarray(self.forest_.predict(self.X_train_, quantiles=list(grid), oob_score=True))
-        q = q.reshape(n, len(grid))
+        from .fastforest import oob_quantiles
+
+        _, q = oob_quantiles(self.forest_, self._fast(), self._forest_input(self.X_train_, self.coords_train_),
+                             list(grid), parallel=self.n_jobs != 1)  # = quantile-forest's oob_score=True
         ok = np.isfinite(q).all(axis=1)
         if ok.sum() < need:
             return self._no_calibration(f"only {int(ok.sum())} of {n} training samples have out-of-bag "
                                         f"predictions, fewer than {need} (use more trees)")
+        if shift is not None:
+            q = q + np.asarray(shift, dtype="float64")[:, None]
+            ok &= np.isfinite(q).all(axis=1)
         y = self.y_train_[ok, None]
         self.calibration_ = {"calibrated": True, "n_oob": int(ok.sum()),
                              "rule": "lower levels on y < Q, upper levels on y <= Q, median with ties halved"}
@@ -506,7 +655,7 @@ class SoilModel(BaseEstimator):
         out = np.clip(out, 0.001, 0.999)
         return [round(float(v), 6) for v in np.maximum.accumulate(out)]
 
-    def predict(self, X: Any, quantiles: Sequence[float] | None = None) -> pd.DataFrame:
+    def predict(self, X: Any, quantiles: Sequence[float] | None = None, *, coords: Any = None) -> pd.DataFrame:
         """Predict the mean and quantiles.
 
         Parameters
@@ -515,6 +664,8 @@ class SoilModel(BaseEstimator):
             Covariates (DataFrame columns are matched by name).
         quantiles : sequence of float, optional
             Default: the model's ``quantiles``.
+        coords : ndarray [n, 2], optional
+            x, y of the rows in the model's CRS (needed with ``spatial`` other than ``none``).
 
         Returns
         -------
@@ -523,13 +674,18 @@ class SoilModel(BaseEstimator):
         """
         qs = list(self.quantiles if quantiles is None else quantiles)
         idx = X.index if isinstance(X, pd.DataFrame) else None
-        arr = self.predict_array(self._as_array(X), qs)
+        arr = self.predict_array(self._as_array(X), qs, coords=coords)
         return pd.DataFrame(arr, index=idx, columns=["mean", *[qname(q) for q in qs]])
 
     def oob_predict(self, quantiles: Sequence[float] | None = None) -> pd.DataFrame:
-        """Out-of-bag predictions for the training samples (each from trees that did not see it)."""
+        """Out-of-bag predictions for the training samples (each from trees that did not see it).
+
+        With ``spatial="rk"`` these are the forest's out-of-bag predictions without the kriged
+        residual (kriging at a sample reproduces its own residual); evaluate rk by (spatial)
+        cross-validation.
+        """
         qs = list(self.quantiles if quantiles is None else quantiles)
-        X = self.X_train_
+        X = self._forest_input(self.X_train_, self.coords_train_)
         m = self.forest_.predict(X, quantiles="mean", weighted_leaves=True, oob_score=True)
         q = np.asarray(self.forest_.predict(X, quantiles=self.levels(qs), oob_score=True)).reshape(len(X), len(qs))
         return pd.DataFrame(np.column_stack([m, q]), index=self.index_train_,
@@ -547,15 +703,21 @@ class SoilModel(BaseEstimator):
         return (np.asarray(X, dtype="float64") - a["mean"]) / a["std"] * a["weights"]
 
     def _aoa_reference(self, folds: np.ndarray | None) -> dict:
-        """Meyer & Pebesma (2021) reference: weighted standardised space, mean distance, threshold."""
-        from scipy.spatial.distance import pdist
-        from sklearn.neighbors import NearestNeighbors
+        """Meyer & Pebesma (2021) reference: weighted standardised space, mean distance, threshold.
 
-        X = self.X_train_.astype("float64")
+        The training DI of a sample is its distance to the nearest sample of another fold over
+        ``dbar``; for more than :data:`AOA_MAX_QUERIES` samples it is computed for that many random
+        samples (the others keep NaN in ``train_di``) and the threshold is taken from them. The
+        weights are the forest importances of the covariates (spatial covariates excluded: the
+        AOA is a covariate-space notion).
+        """
+        from scipy.spatial.distance import pdist
+
+        X = self._features(self.X_train_).astype("float64")
         mean = X.mean(axis=0)
         std = X.std(axis=0, ddof=1)
         std[~(std > 0)] = 1.0
-        w = np.asarray(self.forest_.feature_importances_, dtype="float64")
+        w = np.asarray(self.forest_.feature_importances_, dtype="float64")[:X.shape[1]]
         if not np.isfinite(w).all() or w.sum() <= 0:
             w = np.ones(X.shape[1])
         ref = {"mean": mean, "std": std, "weights": w}
@@ -569,14 +731,11 @@ class SoilModel(BaseEstimator):
         if folds is None:
             rng = np.random.default_rng(self.random_state)
             folds = rng.permutation(np.arange(n) % min(10, n))
+        folds = np.asarray(folds)
+        queries = (np.arange(n) if n <= AOA_MAX_QUERIES
+                   else np.sort(np.random.default_rng(self.random_state + 1).choice(n, AOA_MAX_QUERIES, replace=False)))
         train_di = np.full(n, np.nan)
-        for f in np.unique(folds):
-            te = folds == f
-            if te.all():
-                continue
-            nn = NearestNeighbors(n_neighbors=1).fit(Z[~te])
-            d, _ = nn.kneighbors(Z[te])
-            train_di[te] = d[:, 0] / dbar
+        train_di[queries] = other_fold_nn_distance(Z, folds, queries) / dbar
         q1, q3 = np.nanpercentile(train_di, [25, 75])
         upper = q3 + 1.5 * (q3 - q1)
         thr = float(np.nanmax(train_di[train_di <= upper]))
@@ -590,7 +749,9 @@ class SoilModel(BaseEstimator):
         training mean/sd and weighted by the forest's variable importance, to the nearest
         training sample; ``dbar`` the mean distance between training samples. Locations with
         DI above ``aoa_["threshold"]`` (the upper whisker of the cross-validated training DI)
-        are outside the area of applicability. NaN where a covariate is NaN.
+        are outside the area of applicability. NaN where a covariate is NaN. With a covariate
+        reduction (``reducer_``) the distances are taken in the reduced features (components and
+        kept covariates), where the forest works.
         """
         from sklearn.neighbors import NearestNeighbors
 
@@ -599,8 +760,8 @@ class SoilModel(BaseEstimator):
         ok = np.isfinite(X).all(axis=1)
         if ok.any():
             if not hasattr(self, "_nn") or self._nn is None:
-                self._nn = NearestNeighbors(n_neighbors=1).fit(self._weighted(self.X_train_))
-            d, _ = self._nn.kneighbors(self._weighted(X[ok]))
+                self._nn = NearestNeighbors(n_neighbors=1).fit(self._weighted(self._features(self.X_train_)))
+            d, _ = self._nn.kneighbors(self._weighted(self._features(X[ok])))
             out[ok] = d[:, 0] / self.aoa_["dbar"]
         return out
 
@@ -616,6 +777,7 @@ class SoilModel(BaseEstimator):
     def __getstate__(self):
         state = self.__dict__.copy()
         state.pop("_nn", None)
+        state.pop("_packed", None)
         return state
 
     # ------------------------------------------------------------------ persistence
@@ -634,6 +796,8 @@ class SoilModel(BaseEstimator):
             "extent": getattr(self, "extent_", None), "crs": getattr(self, "crs_", None),
             "params": self.get_params(), "best_params": getattr(self, "best_params_", None),
             "calibration": getattr(self, "calibration_", None),
+            "reduction": getattr(getattr(self, "reducer_", None), "summary_", None),
+            "spatial": getattr(self, "spatial_", None),
             "float32_cast": getattr(self, "float32_cast_", None),
             "point_prediction": "mean",
             "created": getattr(self, "created_", None),

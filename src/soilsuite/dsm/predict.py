@@ -16,6 +16,12 @@ are written (float32, NaN = nodata) as Cloud Optimized GeoTIFFs:
                                (255 nodata)
 =============================  ==================================================================
 
+Models with ``spatial="xy"``, ``"distances"`` or ``"rk"`` (:mod:`soilsuite.dsm.spatial`) get the
+pixel centres of each block (x, y in the stack's CRS, which must be the model's) computed per block:
+the coordinate / distance covariates of a block (``block_size**2 * k * 4`` bytes for ``k``
+reference points) and the kriged residual (pykrige, in chunks of at most 4e6 pixel x sample
+cells) are never held for the whole map.
+
 The layers are written by the project's COG writer (:func:`soilsuite.io.cog.write_cogs_from_blocks`,
 one pass over the blocks for every layer) with their facts from :mod:`soilsuite.dsm.products`:
 staging GeoTIFFs next to the output, converted to COG and renamed into place; existing files
@@ -159,14 +165,23 @@ def _predict_into(model, stack, out: Path, final: dict, names: list[str], prefix
         task = bar.add_task("blocks", total=len(windows))
         bar.start()
 
+    # spatial models (dsm/spatial.py) need the pixel centres (stack CRS = the model's), per block
+    sp = getattr(model, "spatial_fit_", None)
+    need_xy = sp is not None and sp.needs_coords
+    if need_xy and getattr(model, "crs_", None) and not _same_crs(model.crs_, stack.crs):
+        raise InputError(f"the {model.target} model uses spatial={sp.used!r} with coordinates in {model.crs_}; "
+                         f"the covariate stack is in {stack.crs}: predict on a stack in the model's CRS")
+
     def blocks():
+        from .spatial import pixel_centres
+
         lo, med, hi = qname(0.05), qname(0.5), qname(0.95)
         cols = ["mean", *[qname(q) for q in model.quantiles]]
         for i, win in enumerate(windows):
             cov = stack.read(win)
             nb, bh, bw = cov.shape
             X = cov.reshape(nb, -1).T
-            pred = model.predict_array(X)
+            pred = model.predict_array(X, coords=pixel_centres(stack.geobox, win) if need_xy else None)
             layers = {c: pred[:, j] for j, c in enumerate(cols)}
             if "uncertainty" in names:
                 layers["uncertainty"] = uncertainty_ratio(layers[lo], layers[hi], layers[med]).astype(np.float32)
@@ -189,6 +204,13 @@ def _predict_into(model, stack, out: Path, final: dict, names: list[str], prefix
     finally:
         if bar is not None:
             bar.stop()
+
+
+def _same_crs(a, b) -> bool:
+    """True if two CRS descriptions (WKT, ``EPSG:n``, CRS objects) are the same CRS."""
+    from pyproj import CRS
+
+    return CRS.from_user_input(str(a)).equals(CRS.from_user_input(str(b)), ignore_axis_order=True)
 
 
 def stock_map(

@@ -184,6 +184,8 @@ class ValidationResult:
                  f"| R2 (1 - SSE/SST, pooled) | {m['r2']:.3f} |",
                  f"| bias (mean pred - obs) | {m['bias']:.4g} {self.unit} |",
                  f"| MAE | {m['mae']:.4g} {self.unit} |"]
+        if "aoa_share" in m:
+            lines.append(f"| held-out samples inside the area of applicability | {m['aoa_share']:.3f} (share) |")
         if "picp" in m:
             lines += [f"| PICP of the 90 % interval | {m['picp']:.3f} (nominal 0.90) |",
                       f"| share below Q0.05 / above Q0.95 | {m['below']:.3f} / {m['above']:.3f} (nominal 0.05 each) |",
@@ -396,6 +398,21 @@ def _training(model: SoilModel, X: Any, y: Any, coords: Any):
     return Xa[ok], ya[ok], c, idx[ok], names or [f"x{i}" for i in range(Xa.shape[1])]
 
 
+def _short(names: list, n: int = 12) -> str:
+    """Covariate names for a report: all of them, or the first ``n`` and how many in all."""
+    names = [str(v) for v in names]
+    return ", ".join(names) if len(names) <= n else f"{', '.join(names[:n])} ... ({len(names)} in all)"
+
+
+def _reduction_label(model: Any) -> str:
+    """Short label of a fitted model's covariate reduction: ``none``, ``filter``, ``pca:10``
+    (components)."""
+    r = getattr(model, "reducer_", None)
+    if r is None or r.method_used_ == "none":
+        return "none"
+    return f"pca:{r.pca_.n_components_}" if r.method_used_ == "pca" else "filter"
+
+
 def cross_validate(
     model: SoilModel,
     X: Any = None,
@@ -461,7 +478,7 @@ def cross_validate(
         info["calibration"] = ("on, " + str(cal.get("n_oob")) + " out-of-bag samples; " + cal.get("rule", "")
                                if cal.get("calibrated") else "off: " + str(cal.get("reason")))
     if method == "oob":
-        fitted = model if X is None else clone(model).fit(pd.DataFrame(Xa, columns=names), ya)
+        fitted = model if X is None else clone(model).fit(pd.DataFrame(Xa, columns=names), ya, coords=c)
         pred = fitted.oob_predict(qs)
         fl = np.full(len(ya), -1)
         importances = fitted.importances_
@@ -486,15 +503,31 @@ def cross_validate(
         if len(labels) < 2:
             raise ConfigError(f"cross-validation needs at least 2 folds, got {len(labels)}")
         imps = []
+        reductions = []
+        di = np.full(len(ya), np.nan)
+        inside = np.full(len(ya), np.nan)
         for i, f in enumerate(labels):
             te = fl == f
             m = clone(model)
-            m.fit(pd.DataFrame(Xa[~te], columns=names), ya[~te])
-            out[te] = m.predict_array(Xa[te], qs)
+            # coordinates go with the rows: spatial models (dsm/spatial.py) refit their
+            # coordinates / distances / residual kriging on the training fold only
+            m.fit(pd.DataFrame(Xa[~te], columns=names), ya[~te], coords=None if c is None else c[~te])
+            out[te] = m.predict_array(Xa[te], qs, coords=None if c is None else c[te])
             imps.append(m.importances_)
+            reductions.append(_reduction_label(m))
+            if hasattr(m, "dissimilarity") and getattr(m, "aoa_", None):
+                di[te] = m.dissimilarity(Xa[te])
+                inside[te] = di[te] <= m.aoa_["threshold"]
             if progress is not None:
                 progress(i + 1, len(labels))
         pred = pd.DataFrame(out, index=idx, columns=["mean", *[qname(q) for q in qs]])
+        if np.isfinite(di).any():
+            pred["di"] = di
+            pred["inside_aoa"] = inside
+        counts = pd.Series(reductions).value_counts()
+        info["reduction per fold"] = ", ".join(f"{k} x{v}" for k, v in counts.items())
+        info["cv design"] = (f"{len(labels)} folds ({method}); covariate reduction and calibration refitted in "
+                             "each fold on its training rows only")
         # importance of the fitted model if there is one, else the mean over the fold models
         importances = (model.importances_ if hasattr(model, "forest_") and X is None
                        else pd.concat(imps, axis=1).mean(axis=1))
@@ -504,4 +537,17 @@ def cross_validate(
     pred["x"] = c[:, 0] if c is not None else np.nan
     pred["y"] = c[:, 1] if c is not None else np.nan
     met = metrics(pred["obs"], pred["mean"], pred[qname(0.05)], pred[qname(0.95)])
+    if "inside_aoa" in pred:
+        met["aoa_share"] = float(np.nanmean(pred["inside_aoa"]))
+    fitted_red = getattr(model, "reducer_", None) if X is None else None
+    if fitted_red is not None and fitted_red.summary_.get("method") != getattr(model, "reduce", None):
+        fitted_red = None  # validated with another reduce= than the model was fitted with
+    if fitted_red is not None:
+        info["reduction"] = fitted_red.describe()
+        info["covariates after reduction"] = _short(fitted_red.names_out_)
+    else:
+        info["reduction"] = f"reduce={getattr(model, 'reduce', 'none')} (see reduction per fold)"
+    info["covariates"] = _short(names)
+    if "spatial" in model.get_params():
+        info["spatial option"] = model.get_params()["spatial"]
     return ValidationResult(method, model.target, model.unit_, pred, met, importances, info)
