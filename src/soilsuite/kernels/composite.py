@@ -19,6 +19,7 @@ thresholds: an approximation of a standalone run over that period alone.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
@@ -73,27 +74,31 @@ class Accumulator(NamedTuple):
 
 
 # ----------------------------------------------------------------------------- classify
-@njit(cache=True, nogil=True)
-def _sort(a, n, tmp):
-    """Sort ``a[:n]`` in place (``tmp``: scratch of length >= n).
+@lru_cache(maxsize=64)
+def sort_network(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Batcher's odd-even merge sort network for ``n`` keys: comparator pairs ``(lo[i], hi[i])``.
 
-    Short runs (the usual case over one season) by rank: each element's rank is the number of
-    elements before it in (value, position) order, counted without branches, which avoids
-    the mispredicted compares of an insertion sort; longer runs by numba's sort.
+    Applying them in order (``a[lo], a[hi] = min, max``) sorts any ``n`` values. Built for the
+    next power of two and pruned to the comparators within ``n`` (the missing keys count as
+    +inf: they never move). :func:`classify` runs it over whole rows of keys at once, so every
+    pixel of a row is sorted by the same vectorised min/max passes (no per-pixel branches).
     """
-    if n > 24:
-        a[:n].sort()
-        return
-    for i in range(n):
-        v = a[i]
-        r = 0
-        for j in range(n):
-            w = a[j]
-            r += (w < v) | ((w == v) & (j < i))
-        tmp[r] = v
-    for i in range(n):
-        a[i] = tmp[i]
-    return
+    size = 1
+    while size < n:
+        size *= 2
+    lo, hi = [], []
+    p = 1
+    while p < size:
+        k = p
+        while k >= 1:
+            for j in range(k % p, size - k, 2 * k):
+                for i in range(min(k, size - j - k)):
+                    if (i + j) // (2 * p) == (i + j + k) // (2 * p) and i + j + k < n:
+                        lo.append(i + j)
+                        hi.append(i + j + k)
+            k //= 2
+        p *= 2
+    return np.array(lo, np.int64), np.array(hi, np.int64)
 
 
 @njit(cache=True, nogil=True)
@@ -152,18 +157,18 @@ def _outlier_cut(v, n, k, min_excess):
     return c1 if c1 > c2 else c2
 
 
-def _classify_impl(refl, valid, candidate, never_bare, k_bare, k_mref, min_excess, blue, out):
+def _classify_impl(refl, valid, candidate, never_bare, k_bare, k_mref, min_excess, blue, net_lo, net_hi, out):
     n_t, _, n_y, n_x = refl.shape
+    big = np.int32(2147483647)
     for y in prange(n_y):
         # A key packs an observation's B02 DN, candidate and valid bits (4 * B02 + 2 * candidate
-        # + valid): one sort of a pixel's valid keys orders its valid B02 values, and the
+        # + 1; invalid: +inf): sorting a pixel's keys orders its valid B02 values first, and the
         # candidates' values in that order are sorted too, so the two outlier filters need a
         # single sort.
         key = np.empty((n_t, n_x), np.int32)
+        n_valid = np.zeros(n_x, np.int32)
         cut_bare = np.empty(n_x, np.float64)
         cut_mref = np.empty(n_x, np.float64)
-        keys = np.empty(n_t, np.int32)
-        tmp = np.empty(n_t, np.int32)
         vals = np.empty(n_t, np.float64)
         cand = np.empty(n_t, np.float64)
         # pass 1, rows of dates (vectorisable): flags before the blue filter, and the keys
@@ -179,29 +184,44 @@ def _classify_impl(refl, valid, candidate, never_bare, k_bare, k_mref, min_exces
                 below = v & np.uint8(sr[x])
                 c = below & np.uint8(not nb[x])
                 fo[x] = v * FLAG_VALID | below * FLAG_BELOW | c * FLAG_CANDIDATE
-                kr[x] = np.int32(br[x]) * 4 + np.int32(c) * 2 + np.int32(v)
-        # pass 2, per pixel: gather the valid keys (branch-free), the two B02 cuts
+                k = np.int32(br[x]) * 4 + np.int32(c) * 2 + 1
+                kr[x] = k if v != 0 else big
+                n_valid[x] += np.int32(v)
+        any_valid = np.int32(0)
         for x in range(n_x):
-            nv = 0
-            for t in range(n_t):
-                k = key[t, x]
-                keys[nv] = k
-                nv += k & 1
-            if nv == 0:
+            any_valid |= n_valid[x]
+        if any_valid == 0:  # e.g. a cloudy row
+            for x in range(n_x):
                 cut_bare[x] = np.inf
                 cut_mref[x] = np.inf
-                continue
-            _sort(keys, nv, tmp)
-            nc = 0
-            for i in range(nv):
-                k = keys[i]
-                b = np.float64(k >> 2)  # floor shift: exact for negative DN too
-                vals[i] = b
-                cand[nc] = b
-                nc += (k >> 1) & 1
-            cut_bare[x] = _outlier_cut(cand, nc, k_bare, min_excess)
-            cut_mref[x] = _outlier_cut(vals, nv, k_mref, min_excess)
-        # pass 3, rows of dates again: the bare and MREF bits
+        else:
+            # pass 2: sort every pixel's keys with the sorting network, a min/max over the row
+            # per comparator (vectorised across pixels)
+            for ci in range(net_lo.shape[0]):
+                ka = key[net_lo[ci]]
+                kb = key[net_hi[ci]]
+                for x in range(n_x):
+                    a = ka[x]
+                    b = kb[x]
+                    ka[x] = min(a, b)
+                    kb[x] = max(a, b)
+            # pass 3, per pixel: its sorted valid values and candidates, the two B02 cuts
+            for x in range(n_x):
+                nv = n_valid[x]
+                if nv == 0:
+                    cut_bare[x] = np.inf
+                    cut_mref[x] = np.inf
+                    continue
+                nc = 0
+                for i in range(nv):
+                    k = key[i, x]
+                    b = np.float64(k >> 2)  # floor shift: exact for negative DN too
+                    vals[i] = b
+                    cand[nc] = b
+                    nc += (k >> 1) & 1
+                cut_bare[x] = _outlier_cut(cand, nc, k_bare, min_excess)
+                cut_mref[x] = _outlier_cut(vals, nv, k_mref, min_excess)
+        # pass 4, rows of dates again: the bare and MREF bits
         for t in range(n_t):
             fo = out[t, y]
             br = refl[t, blue, y]
@@ -295,60 +315,79 @@ def classify(
     never_bare = _per_pixel(never_bare, (n_y, n_x), np.bool_, "never_bare")
     out = np.empty((n_t, n_y, n_x), np.uint8)
     fn = _classify_parallel if parallel else _classify_serial
-    return fn(refl, valid, candidate, never_bare, float(k_bare), float(k_mref), float(min_excess_dn), int(blue), out)
+    net_lo, net_hi = sort_network(n_t)
+    return fn(refl, valid, candidate, never_bare, float(k_bare), float(k_mref), float(min_excess_dn), int(blue),
+              net_lo, net_hi, out)
 
 
 # ----------------------------------------------------------------------------- accumulate
 def _accumulate_impl(refl, flags, period, vpc, n_below, bsc, mref_n, bsum, bsq, msum, msq):
     n_t, n_b, n_y, n_x = refl.shape
     for y in prange(n_y):
-        # columns of this row with a bare / an MREF observation at t; unsigned, so that
-        # indexing with them needs no negative-index wraparound
-        ib = np.empty(n_x, np.uintp)
-        im = np.empty(n_x, np.uintp)
+        # counts, and which dates of this row have a bare / MREF observation at all
+        has = np.zeros(n_t, np.uint8)
         for t in range(n_t):
             p = period[t]
             if p < 0:
                 continue
-            # counts: branch-free over the row (vectorises)
+            # branch-free over the row (vectorises)
             fr = flags[t, y]
             vr = vpc[p, y]
             br = n_below[p, y]
             cr = bsc[p, y]
             mr = mref_n[p, y]
+            any_set = np.uint8(0)
             for x in range(n_x):
                 f = fr[x]
                 vr[x] += f & 1
                 br[x] += (f >> 1) & 1
                 cr[x] += (f >> 3) & 1
                 mr[x] += (f >> 4) & 1
-            # columns with a bare / MREF observation (branch-free compaction)
-            nb = 0
-            nm = 0
-            for x in range(n_x):
-                f = fr[x]
-                ib[nb] = x
-                nb += (f >> 3) & 1
-                im[nm] = x
-                nm += (f >> 4) & 1
-            if nb + nm == 0:  # e.g. a cloudy row
-                continue
-            for b in range(n_b):
+                any_set |= f
+            has[t] = (any_set >> 3) & 3
+        # sums, band by band, in integer row buffers (int32 DN sums, int64 sums of squares: exact,
+        # twice the SIMD lanes of float64) that stay in L1 while the dates stream through; added
+        # to the float64 accumulators when the period changes. Masked by a select (no gather),
+        # two loops of few arrays each so that LLVM vectorises them.
+        a1 = np.empty(n_x, np.int32)
+        a2 = np.empty(n_x, np.int64)
+        c1 = np.empty(n_x, np.int32)
+        c2 = np.empty(n_x, np.int64)
+        for b in range(n_b):
+            cur = -1
+            for t in range(n_t + 1):
+                p = period[t] if t < n_t else -2
+                if t < n_t and (p < 0 or has[t] == 0):  # e.g. a cloudy row
+                    continue
+                if p != cur:
+                    if cur >= 0:  # flush the buffers of period `cur`
+                        s1 = bsum[cur, b, y]
+                        s2 = bsq[cur, b, y]
+                        for x in range(n_x):
+                            s1[x] += np.float64(a1[x])
+                            s2[x] += np.float64(a2[x])
+                        m1 = msum[cur, b, y]
+                        m2 = msq[cur, b, y]
+                        for x in range(n_x):
+                            m1[x] += np.float64(c1[x])
+                            m2[x] += np.float64(c2[x])
+                    if t == n_t:
+                        break
+                    cur = p
+                    a1[:] = 0
+                    a2[:] = 0
+                    c1[:] = 0
+                    c2[:] = 0
                 src = refl[t, b, y]
-                s1 = bsum[p, b, y]
-                s2 = bsq[p, b, y]
-                for i in range(nb):
-                    x = ib[i]
-                    v = np.float64(src[x])
-                    s1[x] += v
-                    s2[x] += v * v
-                s1 = msum[p, b, y]
-                s2 = msq[p, b, y]
-                for i in range(nm):
-                    x = im[i]
-                    v = np.float64(src[x])
-                    s1[x] += v
-                    s2[x] += v * v
+                fr = flags[t, y]
+                for x in range(n_x):
+                    v = np.int32(src[x]) if (fr[x] & FLAG_BARE) != 0 else np.int32(0)
+                    a1[x] += v
+                    a2[x] += np.int64(v * v)  # |v| <= 32768: v * v fits int32
+                for x in range(n_x):
+                    v = np.int32(src[x]) if (fr[x] & FLAG_MREF) != 0 else np.int32(0)
+                    c1[x] += v
+                    c2[x] += np.int64(v * v)
 
 
 _accumulate_serial, _accumulate_parallel = twins(_accumulate_impl)
@@ -391,6 +430,8 @@ def accumulate(
     if period.size and (period.min() < -1 or period.max() >= n_periods):
         raise ValueError(f"period values must be in -1 .. {n_periods - 1}, got {period.min()} .. {period.max()}")
     period = np.ascontiguousarray(period, dtype=np.int64)
+    if n_t >= 2**16:  # the kernel sums DN of one row and period in int32
+        raise ValueError(f"accumulate takes at most 65535 dates at once, got {n_t}; split the time axis and merge()")
     counts = [np.zeros((n_periods, n_y, n_x), np.uint32) for _ in range(4)]
     sums = [np.zeros((n_periods, n_b, n_y, n_x), np.float64) for _ in range(4)]
     fn = _accumulate_parallel if parallel else _accumulate_serial

@@ -140,6 +140,9 @@ def plan_run(cfg: CompositeConfig, geobox: GeoBox, n_obs: int, periods: list[str
     workers = 1 if cfg.engine.scheduler == "sync" else local
     per_worker = worker_share(cfg.engine.max_memory, workers)
     side = tile_side_for_share(per_worker, n_obs, len(periods), cfg.engine.tile_size)
+    from ..sources.cube import tile_side_for_cube
+
+    side = tile_side_for_cube(cfg.source, side)  # a cube (soilsuite ingest): tiles of whole chunks
     store = TileStore.resume(out, side)
     layout = resolve_layout(cfg, geobox)
     cog_px = cfg.cog_tile_px if layout == "tiles" else None

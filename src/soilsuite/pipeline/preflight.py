@@ -370,7 +370,15 @@ def check_inputs(cfg: CompositeConfig, items: Sequence, assets: dict[str, str], 
                                     allow_partial=cfg.allow_partial_coverage, area=need,
                                     outside=f"the constant --threshold {cfg.bare.threshold:g} applies"))
     max_assets = 10**12 if cfg.on_error == "skip" else MAX_ASSETS
-    rep = check_assets(items, assets, max_assets=max_assets, progress=progress)
+    from ..sources.cube import is_cube_item
+
+    if items and is_cube_item(items[0]):  # a cube (soilsuite ingest): its grid, not files per item
+        from ..sources.cube import check_cube_run
+
+        check_cube_run(cfg, items, geobox)
+        rep = PreflightReport()
+    else:
+        rep = check_assets(items, assets, max_assets=max_assets, progress=progress)
     rep.warnings = [n for n in notes if n]
     return rep
 

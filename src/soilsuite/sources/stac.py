@@ -207,8 +207,11 @@ def search_items(
     t0 = dt.datetime.combine(start, dt.time.min, tzinfo=dt.UTC)
     t1 = dt.datetime.combine(end, dt.time.max, tzinfo=dt.UTC)
     src = str(source)
+    from .cube import is_cube_source, search_cube
     from .safe import is_safe_source, search_safe
 
+    if is_cube_source(src):  # a Zarr cube written by `soilsuite ingest` (sources/cube.py)
+        return search_cube(src, t0=t0, t1=t1, bbox=bbox)
     if is_safe_source(src):  # Sentinel-2 SAFE folders / zips (sources/safe.py)
         return search_safe(src, t0=t0, t1=t1, bbox=bbox)
     if src.startswith(("http://", "https://")) and not src.endswith(".json"):

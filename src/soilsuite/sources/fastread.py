@@ -1,0 +1,456 @@
+"""Direct window reads of the source rasters when the target grid is the items' native grid.
+
+:func:`soilsuite.sources.stac.load_cube` loads through odc-stac: a Dask-free chunked loader
+with per-chunk task objects, a reprojection set-up per asset and, for the 10 m bands, a GDAL
+warp. When the target grid *is* the items' grid (same CRS, 20 m, origins on the 20 m lattice;
+the default grid of a composite is built that way) none of that machinery is needed:
+:func:`load_native` opens each asset file once, reads the window of the tile with rasterio
+and fuses the items of a solar day itself. It reproduces odc-stac 0.5's reader decision by
+decision, so the arrays are identical (``tests/test_fastread.py``):
+
+- items are grouped by ``sensor.solar_day`` and, within a day, sorted by (nominal datetime,
+  id), the order odc-stac's ``groupby`` uses; only items whose footprint
+  (:meth:`odc.stac.model.ParsedItem.safe_geometry`) meets the grid are read;
+- the fuser is odc-stac's default: an item fills only the pixels the items before it left at
+  nodata (``0`` for L2A DN and SCL);
+- a 20 m asset (bands, SCL) on the native grid is a plain windowed ``read`` (no warp);
+- a 10 m band: when the file has a 2x overview (COGs larger than one block usually have one),
+  odc-stac reads that overview, so the window of the overview is read here too (the overview's
+  values are the producer's resampling: nearest in the simulator, see docs/performance.md);
+  without a 2x overview odc-stac warps the full-resolution pixels with GDAL's ``average``, and
+  so does this module, on the same destination window (GDAL's float weights round some exact
+  half-way means down, so only GDAL reproduces GDAL here);
+- any other geometry (another CRS, a shifted or rotated grid, another pixel size) goes through
+  the same ``rasterio.warp.reproject`` call odc-stac makes.
+
+``read_path="mean"`` replaces the 10 m rule by the exact 2 x 2 block mean of the full
+resolution pixels (:func:`soilsuite.kernels.resample.block_mean_2x2`, numba), ignoring the
+producer's overviews: the physically meant 20 m mean, not byte-identical to the odc-stac path.
+
+Units: raw DN as stored (uint16 L2A DN, uint8 SCL), nodata as in the sensor's ``stac_cfg``
+(0); the offset correction is applied later (:func:`soilsuite.sources.stac.to_reflectance`).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import groupby
+
+import numpy as np
+
+from ..errors import ConfigError, InputError
+from ..sensors import SENTINEL2_L2A, Sensor
+
+#: ``read_path`` values: ``auto`` (direct reads on a native grid, else odc-stac), ``general``
+#: (always odc-stac), ``mean`` (as ``auto``, 10 m bands by the exact 2 x 2 mean).
+READ_PATHS = ("auto", "general", "mean")
+#: Environment variable read when no ``read_path`` is given (``soilsuite composite --read-path``).
+READ_PATH_ENV = "SOILSUITE_READ_PATH"
+#: Environment variable: reader threads per tile load (default 1).
+READ_THREADS_ENV = "SOILSUITE_READ_THREADS"
+#: Environment variable: open datasets kept per reader thread between tile loads (default
+#: :data:`DEFAULT_OPEN_FILES`, at most a quarter of the open-file limit; 0: open and close
+#: each file per tile).
+OPEN_FILES_ENV = "SOILSUITE_READ_OPEN_FILES"
+#: Default of ``$SOILSUITE_READ_OPEN_FILES``: a third less CPU for tiles of 320-512 px on the
+#: bench archive (docs/performance.md).
+DEFAULT_OPEN_FILES = 512
+
+
+def resolve_read_path(read_path: str | None = None) -> str:
+    """The read path to use: ``read_path`` if given, else ``$SOILSUITE_READ_PATH``, else ``auto``.
+
+    Raises
+    ------
+    ConfigError
+        A value that is not one of :data:`READ_PATHS` (naming where it came from).
+    """
+    src = "read_path"
+    if read_path is None:
+        read_path, src = os.environ.get(READ_PATH_ENV) or "auto", f"${READ_PATH_ENV}"
+    if read_path not in READ_PATHS:
+        raise ConfigError(f"{src}: expected one of {', '.join(READ_PATHS)}, got {read_path!r}")
+    return read_path
+
+
+def read_threads(threads: int | None = None) -> int:
+    """Reader threads per load: ``threads``, else ``$SOILSUITE_READ_THREADS``, else 1."""
+    if threads is None:
+        raw = os.environ.get(READ_THREADS_ENV) or "1"
+        try:
+            threads = int(raw)
+        except ValueError:
+            raise ConfigError(f"${READ_THREADS_ENV}: expected a whole number of threads, got {raw!r}") from None
+    if threads < 1:
+        raise ConfigError(f"reader threads: expected at least 1, got {threads}")
+    return threads
+
+
+def is_native_grid(items: Sequence, geobox, assets: dict[str, str], bands: Sequence[str],
+                   sensor: Sensor = SENTINEL2_L2A, parsed: list | None = None) -> bool:
+    """True if ``geobox`` is the items' native grid for ``bands`` by their ``proj:`` metadata.
+
+    Same CRS, north-up, the pixel size of each asset equal to the grid's (20 m) or exactly half
+    of it (10 m), and every asset's origin on the grid's pixel lattice (an integer number of
+    grid pixels away). Assets without ``proj:transform``/``proj:epsg`` metadata count as native
+    (the reader checks each file anyway and warps what is not aligned, as odc-stac does).
+    """
+    parsed = _parse(items, assets, sensor) if parsed is None else parsed
+    a = geobox.affine
+    if a.b != 0 or a.d != 0 or a.a <= 0 or a.e >= 0 or abs(a.a + a.e) > 1e-9 * a.a:
+        return False
+    res = a.a
+    for pi in parsed:
+        for band in bands:
+            try:
+                gb = pi[assets[band]].geobox
+            except (KeyError, IndexError):
+                gb = None
+            if gb is None:
+                continue
+            if gb.crs != geobox.crs:
+                return False
+            s = gb.affine
+            if s.b != 0 or s.d != 0 or s.e != -s.a:
+                return False
+            ratio = res / s.a
+            if not any(abs(ratio - k) < 1e-9 for k in (1, 2)):
+                return False
+            for off in ((s.c - a.c) / res, (a.f - s.f) / res):
+                if abs(off - round(off)) > 1e-6:
+                    return False
+    return True
+
+
+def load_arrays(items: Sequence, geobox, assets: dict[str, str], *, bands: Sequence[str],
+                sensor: Sensor = SENTINEL2_L2A, read_path: str | None = None, threads: int | None = None,
+                progress: Callable | None = None) -> dict[str, np.ndarray]:
+    """Raw DN of ``bands`` on ``geobox``, fused by solar day: the tile loader's one entry point.
+
+    Direct reads (:func:`load_native`) when ``read_path`` is not ``"general"`` and ``geobox``
+    is the items' native grid (:func:`is_native_grid`); otherwise odc-stac
+    (:func:`soilsuite.sources.stac.load_cube`). Both give the same arrays (``"mean"`` aside).
+
+    Parameters
+    ----------
+    read_path : {"auto", "general", "mean"}, optional
+        Default ``$SOILSUITE_READ_PATH``, else ``"auto"`` (:func:`resolve_read_path`).
+    threads : int, optional
+        Reader threads of the direct path; default ``$SOILSUITE_READ_THREADS``, else 1.
+
+    Returns
+    -------
+    dict
+        Band name -> ``[T, Y, X]`` raw DN (uint16 bands, uint8 SCL; nodata 0).
+    """
+    path = resolve_read_path(read_path)
+    if path != "general":
+        parsed = _parse(items, assets, sensor)
+        if is_native_grid(items, geobox, assets, bands, sensor, parsed):
+            return load_native(items, geobox, assets, bands=bands, sensor=sensor, read_path=path,
+                               threads=read_threads(threads), progress=progress, parsed=parsed)
+    from .stac import load_cube
+
+    ds = load_cube(items, geobox, assets, chunks=None, bands=bands, sensor=sensor, progress=progress)
+    return {b: ds[b].values for b in bands}
+
+
+def _parse(items: Sequence, assets: dict[str, str], sensor: Sensor) -> list:
+    import odc.stac
+
+    return list(odc.stac.parse_items(items, cfg=sensor.stac_cfg(assets)))
+
+
+@dataclass(frozen=True)
+class _BandCfg:
+    """How one band is loaded (odc-stac's ``RasterLoadParams`` for it)."""
+
+    name: str
+    key: str
+    params: object  # odc.loader.types.RasterLoadParams
+
+
+def _band_cfgs(bands: Sequence[str], assets: dict[str, str], sensor: Sensor, mean: bool) -> list[_BandCfg]:
+    from odc.loader.types import RasterLoadParams
+
+    cfg = sensor.stac_cfg(assets)["*"]["assets"]
+    out = []
+    for b in bands:
+        key = assets[b]
+        resampling = "nearest" if b == sensor.quality.band else "average"
+        params = RasterLoadParams(cfg[key]["data_type"], fill_value=cfg[key]["nodata"], use_overviews=not mean,
+                                  resampling=resampling, fail_on_error=True)
+        out.append(_BandCfg(b, key, params))
+    return out
+
+
+def load_native(items: Sequence, geobox, assets: dict[str, str], *, bands: Sequence[str],
+                sensor: Sensor = SENTINEL2_L2A, read_path: str = "auto", threads: int = 1,
+                progress: Callable | None = None, parsed: list | None = None) -> dict[str, np.ndarray]:
+    """Load ``bands`` of ``items`` onto ``geobox`` by direct window reads, fused by solar day.
+
+    Parameters
+    ----------
+    items : sequence of pystac.Item
+        The items to load (any order).
+    geobox : odc.geo.geobox.GeoBox
+        The target grid (a tile, possibly padded by a halo).
+    assets : dict
+        Our band names -> the items' asset keys (:func:`soilsuite.sources.stac.resolve_assets`).
+    bands : sequence of str
+        Our band names to load (``B02``...``B12``, ``SCL``).
+    read_path : {"auto", "mean"}
+        ``mean``: 10 m bands as the exact 2 x 2 mean of the full-resolution pixels.
+    threads : int
+        Reader threads (rasterio releases the GIL while GDAL decodes); 1 reads in this thread.
+    progress : callable, optional
+        odc-stac's tqdm-like hook (:func:`soilsuite.sources.stac.load_cube`): given a sized
+        list of read tasks in date order, yields them as they run.
+
+    Returns
+    -------
+    dict
+        Band name -> raw DN ``[T, Y, X]`` (dtype and nodata of the sensor's ``stac_cfg``), T the
+        solar days in time order, as :func:`~soilsuite.sources.stac.load_cube` returns them.
+
+    Raises
+    ------
+    InputError
+        A file that cannot be read, naming the item, the asset and the file.
+    """
+    from odc.geo.geobox import GeoboxTiles
+
+    parsed = _parse(items, assets, sensor) if parsed is None else parsed
+    order = sorted(range(len(items)), key=lambda i: (sensor.solar_day(items[i], parsed[i], i),
+                                                     parsed[i].nominal_datetime, parsed[i].id))
+    groups = [list(g) for _, g in groupby(order, key=lambda i: sensor.solar_day(items[i], parsed[i], i))]
+    gbt = GeoboxTiles(geobox, geobox.shape.yx)
+
+    def meets(i: int) -> bool:
+        geom = parsed[i].safe_geometry(geobox.crs)
+        if geom is None:
+            raise InputError(f"STAC item {parsed[i].id!r}: has no footprint (geometry or proj: metadata)")
+        return any(True for _ in gbt.tiles(geom))
+
+    over = {i: meets(i) for i in order}
+    groups = [[i for i in g if over[i]] for g in groups]
+    cfgs = _band_cfgs(bands, assets, sensor, mean=read_path == "mean")
+    ny, nx = geobox.shape.yx
+    out = {c.name: np.full((len(groups), ny, nx), c.params.fill_value, dtype=c.params.dtype) for c in cfgs}
+    tasks = [(t, c) for t in range(len(groups)) for c in cfgs]
+
+    def run(task) -> None:
+        t, c = task
+        dst = out[c.name][t]
+        for i in groups[t]:
+            src = parsed[i][c.key]
+            try:
+                roi, pix = _read(src.uri, src.band, geobox, c.params)
+            except InputError:
+                raise
+            except Exception as exc:  # rasterio/GDAL errors: name the item, the asset, the file
+                raise InputError(f"STAC item {parsed[i].id!r}, asset {c.key} {src.uri}: cannot be read: {exc}") from exc
+            if pix is None:
+                continue
+            part = dst[roi]
+            np.copyto(part, pix, where=part == c.params.fill_value)
+
+    if threads > 1:
+        with ThreadPoolExecutor(threads, initializer=_no_cache) as pool:
+            done = pool.map(run, tasks)
+            for _ in (progress(_Sized(done, len(tasks))) if progress else done):
+                pass
+    else:
+        for task in (progress(tasks) if progress else tasks):
+            run(task)
+    return out
+
+
+class _Sized:
+    """A sized iterable over an iterator (for a tqdm-like progress hook)."""
+
+    def __init__(self, it, n: int):
+        self.it, self.n = it, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        return iter(self.it)
+
+
+class _Datasets(threading.local):
+    """Open rasterio datasets of this thread, kept between tile loads.
+
+    A worker loads tile after tile from the same files; keeping them open saves the open
+    (header, tile index: about as much CPU as decoding two 256 px blocks) and keeps their
+    decoded blocks in GDAL's block cache (``GDAL_CACHEMAX``) for the next tile (the SCL halo,
+    blocks shared by two tiles). At most :meth:`limit` are kept: the first ones opened (tiles
+    visit the files in the same order, so evicting the least recently used would never hit
+    once the archive has more files than the limit; keeping a fixed set hits that share of
+    them). Local files are keyed by path, size and modification time, so a replaced file is
+    opened again.
+    """
+
+    def __init__(self):
+        self.open: dict = {}
+        self.enabled = True  # off in the short-lived threads of a reader pool
+
+    def limit(self) -> int:
+        if not self.enabled:
+            return 0
+        raw = os.environ.get(OPEN_FILES_ENV)
+        if raw:
+            try:
+                return max(0, int(raw))
+            except ValueError:
+                raise ConfigError(f"${OPEN_FILES_ENV}: expected a whole number of files, got {raw!r}") from None
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        return DEFAULT_OPEN_FILES if soft == resource.RLIM_INFINITY else min(DEFAULT_OPEN_FILES, soft // 4)
+
+    @contextmanager
+    def get(self, uri: str, overview_level: int | None = None):
+        import rasterio
+
+        kw = {} if overview_level is None else {"overview_level": overview_level}
+        limit = self.limit()
+        if limit == 0:
+            with rasterio.open(uri, "r", sharing=False, **kw) as ds:
+                yield ds
+            return
+        try:
+            st = os.stat(uri)
+            key = (uri, overview_level, st.st_size, st.st_mtime_ns)
+        except OSError:  # a URL or a /vsi path
+            key = (uri, overview_level)
+        ds = self.open.get(key)
+        if ds is not None:
+            yield ds
+        elif len(self.open) < limit:
+            ds = self.open[key] = rasterio.open(uri, "r", sharing=False, **kw)
+            yield ds
+        else:
+            with rasterio.open(uri, "r", sharing=False, **kw) as ds:
+                yield ds
+
+    def close(self) -> None:
+        while self.open:
+            self.open.popitem()[1].close()
+
+
+_DATASETS = _Datasets()
+
+
+def _no_cache() -> None:
+    _DATASETS.enabled = False
+
+
+def close_datasets() -> None:
+    """Close the datasets this thread keeps open between tile loads."""
+    _DATASETS.close()
+
+
+def _read(uri: str, bidx: int, geobox, params) -> tuple[tuple[slice, slice], np.ndarray | None]:
+    """One asset file onto ``geobox``: ``(roi of geobox, pixels)``, pixels None if disjoint.
+
+    The decisions of odc-stac 0.5's ``_rio_read``/``_do_read``, without its task machinery.
+    """
+    from odc.geo.converters import rio_geobox
+    from odc.geo.overlap import compute_reproject_roi
+    from odc.geo.roi import roi_is_empty, roi_shape
+    from odc.loader._reader import pick_overview
+
+    ttol = 0.9 if params.nearest else 0.05
+    with _DATASETS.get(uri) as rdr:
+        rr = compute_reproject_roi(rio_geobox(rdr), geobox, ttol=ttol)
+        if roi_is_empty(rr.roi_dst) or roi_is_empty(rr.roi_src):
+            return rr.roi_dst, None
+        shape = roi_shape(rr.roi_dst)
+        if params.use_overviews and rr.read_shrink > 1:
+            ovr = pick_overview(rr.read_shrink, rdr.overviews(bidx))
+            if ovr is not None:
+                with _DATASETS.get(uri, ovr) as rov:
+                    ro = compute_reproject_roi(rio_geobox(rov), geobox, ttol=ttol)
+                    if ro.paste_ok and ro.read_shrink == 1 and ro.roi_dst == rr.roi_dst:
+                        return rr.roi_dst, _paste(rov, bidx, ro, shape, params)
+                    return rr.roi_dst, _warp(rov, bidx, rr, shape, geobox, params)
+        if rr.paste_ok and rr.read_shrink == 1:
+            return rr.roi_dst, _paste(rdr, bidx, rr, shape, params)
+        if rr.paste_ok and rr.read_shrink == 2 and not params.use_overviews and not params.nearest:
+            return rr.roi_dst, _mean2(rdr, bidx, rr, shape, geobox, params)
+        return rr.roi_dst, _warp(rdr, bidx, rr, shape, geobox, params)
+
+
+def _nodata(rdr, bidx: int, params, dtype) -> tuple:
+    from odc.loader._reader import resolve_dst_nodata, resolve_src_nodata
+
+    src_nd = resolve_src_nodata(rdr.nodatavals[bidx - 1], params)
+    return src_nd, resolve_dst_nodata(np.dtype(dtype), params, src_nd)
+
+
+def _paste(rdr, bidx: int, rr, shape, params) -> np.ndarray:
+    """A plain windowed read (odc-stac's ``paste_ok`` case), nodata remapped as odc-stac does."""
+    from odc.loader._reader import nodata_mask, same_nodata
+    from rasterio.windows import Window
+
+    ys, xs = rr.roi_src
+    pix = np.empty(shape, np.dtype(params.dtype))
+    rdr.read(bidx, out=pix, window=Window(xs.start, ys.start, xs.stop - xs.start, ys.stop - ys.start))
+    src_nd, dst_nd = _nodata(rdr, bidx, params, pix.dtype)
+    if dst_nd is not None and not same_nodata(src_nd, dst_nd):
+        np.copyto(pix, dst_nd, where=nodata_mask(pix, src_nd))
+    return pix
+
+
+def _warp(rdr, bidx: int, rr, shape, geobox, params) -> np.ndarray:
+    """The ``rasterio.warp.reproject`` call odc-stac makes when it cannot paste."""
+    import rasterio
+    import rasterio.warp
+    from odc.geo.warp import resampling_s2rio
+
+    pix = np.empty(shape, np.dtype(params.dtype))
+    src_nd, dst_nd = _nodata(rdr, bidx, params, pix.dtype)
+    rasterio.warp.reproject(
+        rasterio.band(rdr, bidx), pix, src_nodata=src_nd, dst_crs=str(geobox.crs),
+        dst_transform=geobox[rr.roi_dst].transform, dst_nodata=dst_nd, resampling=resampling_s2rio(params.resampling),
+    )
+    return pix
+
+
+def _mean2(rdr, bidx: int, rr, shape, geobox, params) -> np.ndarray:
+    """Exact 2 x 2 block mean of the full-resolution pixels under ``rr.roi_dst``
+    (``read_path="mean"``); pixels outside the file count as nodata. Falls back to the warp
+    when the 2 x 2 blocks do not start on a source pixel (an odd-pixel offset)."""
+    from rasterio.windows import Window
+
+    from ..kernels.resample import block_mean_2x2
+
+    s, d = rdr.transform, geobox[rr.roi_dst].affine
+    c0, r0 = (d.c - s.c) / s.a, (d.f - s.f) / s.e
+    if abs(c0 - round(c0)) > 1e-6 or abs(r0 - round(r0)) > 1e-6:
+        return _warp(rdr, bidx, rr, shape, geobox, params)
+    c0, r0 = round(c0), round(r0)
+    h, w = 2 * shape[0], 2 * shape[1]
+    src_nd, dst_nd = _nodata(rdr, bidx, params, np.dtype(params.dtype))
+    nd = src_nd if src_nd is not None else dst_nd
+    nd = 0 if nd is None else int(nd)
+    full = np.full((h, w), nd, np.dtype(params.dtype))
+    # the part of the blocks inside the file (the window may pass its edge by a pixel)
+    a0, a1 = max(r0, 0), min(r0 + h, rdr.height)
+    b0, b1 = max(c0, 0), min(c0 + w, rdr.width)
+    if a1 > a0 and b1 > b0:
+        rdr.read(bidx, out=full[a0 - r0:a1 - r0, b0 - c0:b1 - c0], window=Window(b0, a0, b1 - b0, a1 - a0))
+    pix = block_mean_2x2(full, nd)
+    if dst_nd is not None and nd != dst_nd:
+        pix[pix == nd] = dst_nd
+    return pix
+
+
+__all__ = ["READ_PATHS", "READ_PATH_ENV", "is_native_grid", "load_arrays", "load_native", "read_threads", "resolve_read_path"]
