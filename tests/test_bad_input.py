@@ -277,6 +277,7 @@ def samples_and_model_file(ctx: Ctx) -> None:
 COVARIATE = "clay={arch}/truth/clay.tif"
 TRAIN = ("dsm", "train", "{data}/samples.csv", "--property", "soc", "--model-out", "{out}/soc.joblib",
          "--x", "x", "--y", "y", "--crs", "EPSG:32633", "--trees", "5")
+CAL = ("calibrate-threshold", "{arch}", *WINDOW, *RUN, "--worldcover", "{arch}/worldcover.tif", "--out", "{tmp}/thr.tif")
 
 CASES: list[Case] = [
     # --- composite: dates, area, options
@@ -298,16 +299,31 @@ CASES: list[Case] = [
     Case("composite-blue-k", comp("--blue-k-bare", "0"), r"option blue_k_bare: .*greater than 0"),
     Case("composite-resolution", comp("--resolution", "-20"), r"option resolution: .*greater than 0"),
     Case("composite-tile-size", comp("--tile-size", "10"), r"option tile_size: .*greater than or equal to 64"),
+    # --- composite: selectors and their options (issue 11, docs/selectors.md)
+    Case("composite-unknown-selector", comp("--selector", "nope"), r"unknown selector 'nope'; known: barest, geomedian, geos3, scmap"),
+    Case("composite-barest-k-with-scmap", comp("--barest-k", "3"), r"--barest-k is an option of selector 'barest', not of 'scmap': drop it or give --selector barest"),
+    Case("composite-barest-k-zero", comp("--selector", "barest", "--barest-k", "0"), r"option barest_k: .*greater than or equal to 1"),
+    Case("composite-geomedian-with-dry-src", comp("--selector", "geomedian", "--src-estimator", "dry"), r"--src-estimator dry: selector .geomedian. computes SRC_MEAN itself"),
+    Case("composite-threshold-with-geos3", comp("--selector", "geos3", "--threshold", "0.3"), r"--threshold 0\.3: selector 'geos3' does not use a PV\+IR2 threshold"),
+    Case("composite-dry-guard-out-of-range", comp("--dry-guard", "1.5"), r"option dry_guard: .*less than or equal to 1"),
+    Case("composite-max-nbr2-out-of-range", comp("--max-nbr2", "-2"), r"option dry_guard: .*greater than or equal to -1"),
+    Case("composite-dry-guard-and-max-nbr2", comp("--dry-guard", "0.1", "--max-nbr2", "0.2"), r"max_nbr2 is another name of dry_guard: give one of them, not both"),
     Case("composite-cog-tile-px", comp("--cog-tile-px", "10"), r"option cog_tile_px: .*greater than or equal to 64"),
     Case("composite-out-tile-px-deprecated", comp("--out-tile-px", "10"), r"option cog_tile_px: .*greater than or equal to 64"),
     Case("composite-workers-zero", comp("--workers", "0"), r"option n_workers: .*greater than or equal to 1"),
     Case("composite-ci-method", comp("--ci-method", "normal"), r"option ci_method: .*'t' or 'z'"),
+    Case("composite-profile", comp("--profile", "best"), r"profile: unknown profile 'best'; known: scmap, soilsuite"),
+    Case("composite-src-estimator", comp("--src-estimator", "wet"), r"option src_estimator: .*'mean' or 'dry'"),
+    Case("composite-src-dry-share", comp("--src-dry-share", "0"), r"option src_dry_share: .*greater than 0"),
     Case("composite-periods", comp("--periods", "weekly"), r"periods: cannot read 'weekly'; expected one of"),
     Case("composite-periods-bad-day", comp("--periods", "a:03-01..02-30"), r"periods: 'a:03-01..02-30': not a valid day"),
     Case("composite-periods-reversed", comp("--periods", "a:2021-05-01..2021-04-01"), r"the last day is before the first"),
     Case("composite-periods-duplicate", comp("--periods", "a:03-01..05-31,a:06-01..07-01"), r"names must be unique, a given twice"),
     Case("composite-periods-overlap", comp("--periods", "a:03-01..05-31,b:04-01..06-30"), r"overlap"),
     Case("composite-layout", comp("--layout", "grid"), r"option layout: .*'auto', 'single' or 'tiles'"),
+    Case("composite-read-path", comp("--read-path", "fast"), r"option read_path: .*'auto', 'general' or 'mean'"),
+    Case("composite-read-path-env", ("composite", "{arch}", "--out", "{out}", *WINDOW, "--quiet"),
+         r"option read_path: .*'auto', 'general' or 'mean'", env={"SOILSUITE_READ_PATH": "fast"}),
     Case("composite-max-memory-words", comp("--max-memory", "lots"), r"option max_memory: .*got 'lots'"),
     Case("composite-max-memory-negative", comp("--max-memory", "-2GB"), r"option max_memory: .*got '-2GB'"),
     Case("composite-crs-garbage", comp("--crs", "EPSG:999999"), r"cannot build a 20\.0 m grid in EPSG:999999"),
@@ -391,6 +407,7 @@ CASES: list[Case] = [
     Case("simulate-cloud-fraction", sim("--cloud-fraction", "1.5"), r"cloud_fraction: expected a value in \[0, 1\]"),
     Case("simulate-revisit-zero", sim("--revisit-days", "0"), r"revisit_days: expected an integer >= 1"),
     Case("simulate-epsg-not-utm", sim("--epsg", "4326"), r"epsg: expected a WGS 84 / UTM code"),
+    Case("simulate-spectra", sim("--spectra", "lab"), r"spectra: expected one of v1, field, got 'lab'"),
     Case("simulate-end-before-start", ("simulate", "{out}", "--start", END, "--end", START), r"end: expected end >= start"),
     Case("simulate-bad-date", ("simulate", "{out}", "--start", "May 1st"), r"expected a date YYYY-MM-DD, got 'May 1st'"),
     Case("simulate-hrefs", sim("--hrefs", "sideways"), r"hrefs: expected 'relative' or 'absolute'"),
@@ -464,6 +481,27 @@ CASES: list[Case] = [
     Case("dsm-predict-model-missing", ("dsm", "predict", "{tmp}/nowhere.joblib", "--out", "{out}"), r"model file .*nowhere\.joblib does not exist"),
     Case("dsm-predict-model-garbage", ("dsm", "predict", "{data}/m.joblib", "--out", "{out}"), r"m\.joblib: not a .*soilsuite model file",
          setup=write_file("m.joblib", "not a model")),
+    Case("dsm-train-reduce-unknown", TRAIN + ("--covariate", COVARIATE, "--reduce", "lda"),
+         r"--reduce must be one of auto, none, pca, filter, got 'lda'", setup=samples_csv()),
+    Case("dsm-validate-reduce-unknown", ("dsm", "validate", "{data}/soc.joblib", "--out", "{out}", "--reduce", "lda"),
+         r"--reduce must be one of auto, none, pca, filter, got 'lda'", setup=model_file),
+    Case("dsm-compare-candidate-unknown", ("dsm", "compare", "{data}/samples.csv", "--property", "soc", "--out", "{out}",
+                                           "--x", "x", "--y", "y", "--crs", "EPSG:32633", "--covariate", COVARIATE,
+                                           "--candidates", "qrf,svm"), r"unknown candidates \['svm'\]", setup=samples_csv()),
+    # issue 11: calibrate-threshold, threshold-sweep
+    Case("calibrate-too-few-observations", CAL + ("--region-size", "640", "--min-obs", "100000"),
+         r"calibration area: no region has 100000 valid cropland \(WorldCover 40\) and 100000 grassland \(30\) "
+         r"observations \(most found in one region: \d+ cropland, \d+ grassland\)"),
+    Case("calibrate-no-regions", CAL, r"give one of --region-size \(metres\) or --regions"),
+    Case("calibrate-both-regions", CAL + ("--region-size", "640", "--regions", "{tmp}/r.gpkg"),
+         r"give one of --region-size \(metres\) or --regions"),
+    Case("calibrate-regions-missing", CAL + ("--regions", "{tmp}/nowhere.gpkg"), r"--regions .*nowhere\.gpkg: cannot be read"),
+    Case("calibrate-out-not-tif", CAL[:-2] + ("--out", "{tmp}/thr.png", "--region-size", "640"),
+         r"--out .*thr\.png: expected a GeoTIFF name ending in \.tif"),
+    Case("sweep-range-backwards", ("threshold-sweep", "{arch}", *WINDOW, *RUN, "--out", "{out}", "--thresholds", "0.3:0.1:0.05"),
+         r"--thresholds '0\.3:0\.1:0\.05': expected START:STOP:STEP with STEP > 0 and START <= STOP"),
+    Case("sweep-range-not-numbers", ("threshold-sweep", "{arch}", *WINDOW, *RUN, "--out", "{out}", "--thresholds", "0.1-0.3"),
+         r"--thresholds '0\.1-0\.3': expected START:STOP:STEP"),
 ]
 
 #: Rows that do not behave today (traceback, wrong exit code, damaged files or no clear line).

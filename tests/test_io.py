@@ -239,8 +239,10 @@ def test_open_products_physical_raw_and_lazy(written):
     ds = iop.open_products(out)
     assert set(ds.data_vars) == set(P.PRODUCTS)
     assert ds["SRC_MEAN"].dims == ("band", "y", "x") and list(ds["band"].values) == list(BANDS)
-    assert ds["BSF"].dims == ("y", "x") and ds.sizes == {"band": 10, "y": NY, "x": NX, "month": 12}
+    assert ds["BSF"].dims == ("y", "x") and ds.sizes == {"band": 10, "y": NY, "x": NX, "month": 12,
+                                                                "provenance_band": 10}
     assert ds["BSF_MONTHLY"].dims == ("month", "y", "x")  # a multi-band product that is not spectral
+    assert ds["PROVENANCE"].dims == ("provenance_band", "y", "x")
     assert ds.attrs["epsg"] == 32633 and "UTM zone 33N" in ds["spatial_ref"].attrs["crs_wkt"]
     assert ds["x"].values[0] == 400_010 and ds["y"].values[0] == 5_799_990
     for name in P.PRODUCTS:
@@ -413,7 +415,7 @@ def test_quicklooks_are_pngs_of_the_expected_size(catalog):
 
     _, out, _, qls = catalog
     assert [q.name for q in qls] == ["SRC_MEAN_rgb.png", "SRC_MEAN_swir.png", "BSF.png", "MASK.png",
-                                     *(f"{n}.png" for n in LAYER_QUICKLOOKS)]
+                                     *(f"{n}.png" for n in LAYER_QUICKLOOKS), "PROVENANCE.png"]
     for q in qls:
         assert q.parent == out / "quicklooks" and q.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         img = mpimg.imread(q)

@@ -4,8 +4,10 @@ Public API (imported lazily so that ``import soilsuite`` stays fast):
 
 - :func:`simulate` / :func:`load_truth` - synthetic Sentinel-2 L2A archive with known truth
 - :func:`composite` - bare-soil composites and statistics from a STAC source
+- :func:`ingest` - the archive once as an analysis-ready Zarr cube that ``composite`` reads
 - :func:`compute` - the same products of your own lazy cube (``odc.stac.load(chunks=...)``)
 - :func:`open_products` - open a product folder as an xarray Dataset
+- :func:`calibrate_threshold` / :func:`threshold_sweep` - regional PV+IR2 thresholds, threshold sensitivity
 - :mod:`soilsuite.dsm` - digital soil mapping (quantile regression forests)
 """
 
@@ -24,6 +26,7 @@ _API = {
     "compute": "soilsuite.pipeline.compute",
     "open_products": "soilsuite.io.products",
     "export_force": "soilsuite.io.force",
+    "ingest": "soilsuite.ingest",
     "index_safe": "soilsuite.sources.safe",
     "read_safe": "soilsuite.sources.safe",
     "parcel_stats": "soilsuite.parcels",
@@ -32,6 +35,8 @@ _API = {
     "plot_pixel": "soilsuite.plots",
     "plot_parcel": "soilsuite.plots",
     "plot_years": "soilsuite.plots",
+    "calibrate_threshold": "soilsuite.calibrate",
+    "threshold_sweep": "soilsuite.sweep",
 }
 
 __all__ = [*_API, "__version__"]

@@ -53,7 +53,7 @@ app = typer.Typer(
 )
 FORCE_CLEAN_HELP = CompositeConfig.model_fields["force_clean"].description
 LAYERS = "Optional layers (docs/temporal.md)"
-QUIET = typer.Option("--quiet", "-q", help="no progress, no summary (warnings, errors only)", rich_help_panel=OUTPUT,
+QUIET = typer.Option("--quiet", "-q", help="only warnings and errors", rich_help_panel=OUTPUT,
                      metavar="")
 
 
@@ -74,6 +74,8 @@ def simulate(
     format: Annotated[str, typer.Option("--format", help="'stac' (catalog of COGs) or 'safe' (Sentinel-2 L2A SAFE products: JPEG2000 + metadata XML)")] = "stac",  # noqa: A002
     safe_zip: Annotated[bool, typer.Option(help="with --format safe: each product as <name>.zip")] = False,
     ploughed_grassland: Annotated[float, typer.Option(help="share (0-1) of grassland fields ploughed once (truth/events.json)")] = 0.0,
+    regional_brightness: Annotated[float, typer.Option(help="amplitude (0-0.5) of regionally varying soil NIR brightness: a varying true PV+IR2 threshold (truth/threshold.tif)")] = 0.0,
+    spectra: Annotated[str, typer.Option(help="endmember spectra: 'v1' (earlier releases) or 'field' (fitted to field sites, docs/simulator.md)")] = "v1",
 ):
     """Write a synthetic Sentinel-2 L2A archive with known truth (static STAC catalog of COGs)."""
     from .sources.simulate import simulate as _simulate
@@ -82,6 +84,7 @@ def simulate(
         out, size=size, start=cli_date(start, "start"), end=cli_date(end, "end"), revisit_days=revisit_days, seed=seed,
         epsg=epsg, cloud_fraction=cloud_fraction, overwrite=overwrite, force_clean=force_clean, progress=True,
         hrefs=hrefs, format=format, safe_zip=safe_zip, ploughed_grassland=ploughed_grassland,
+        regional_brightness=regional_brightness, spectra=spectra,
     )
     console.print(res.summary())
 
@@ -110,7 +113,9 @@ def index_safe(
 @app.command(cls=PanelCommand)
 @friendly
 def composite(
-    source: Annotated[str, typer.Argument(help="STAC catalog/folder, STAC API URL or SAFE folder/zip(s)",
+    ctx: typer.Context,
+    source: Annotated[str, typer.Argument(help="STAC catalog/folder, STAC API URL, SAFE folder/zip(s) or a Zarr "
+                                               "cube from `soilsuite ingest`",
                                           metavar="SOURCE", show_default=False)],
     start: str = opt(CompositeConfig, "start", panel=TIME, metavar="YYYY-MM-DD"),
     end: str = opt(CompositeConfig, "end", panel=TIME, metavar="YYYY-MM-DD"),
@@ -132,11 +137,18 @@ def composite(
     threshold: float = opt(BareOptions, "threshold", panel=METHOD),
     threshold_raster: Path | None = opt(BareOptions, "threshold_raster", panel=METHOD),
     worldcover: Path | None = opt(CompositeConfig, "worldcover", panel=METHOD),
-    max_nbr2: float | None = opt(BareOptions, "max_nbr2", panel=METHOD),
+    dry_guard: float | None = opt(BareOptions, "dry_guard", panel=METHOD),
+    max_nbr2: float | None = typer.Option(None, "--max-nbr2", help="alias of --dry-guard", hidden=True),
+    barest_k: int | None = opt(BareOptions, "barest_k", panel=METHOD),
+    barest_index: str | None = opt(BareOptions, "barest_index", panel=METHOD),
+    blue_filter: str = opt(BareOptions, "blue_filter", panel=METHOD),
     blue_k_bare: float = opt(BareOptions, "blue_k_bare", panel=METHOD),
     blue_k_mref: float = opt(BareOptions, "blue_k_mref", panel=METHOD),
     min_bare_obs: int = opt(BareOptions, "min_bare_obs", panel=METHOD),
     ci_method: str = opt(BareOptions, "ci_method", panel=METHOD),
+    profile: str = opt(CompositeConfig, "profile", panel=METHOD),
+    src_estimator: str = opt(BareOptions, "src_estimator", panel=METHOD),
+    src_dry_share: float = opt(BareOptions, "src_dry_share", panel=METHOD),
     temporal: bool = opt(LayerOptions, "temporal", panel=LAYERS),
     tillage_max_gap_days: int = opt(LayerOptions, "tillage_max_gap_days", panel=LAYERS),
     ploughing: bool = opt(LayerOptions, "ploughing", panel=LAYERS),
@@ -144,10 +156,12 @@ def composite(
     min_ploughing_obs: int = opt(LayerOptions, "min_ploughing_obs", panel=LAYERS),
     erosion: bool = opt(LayerOptions, "erosion", panel=LAYERS),
     erosivity: Path | None = opt(LayerOptions, "erosivity", panel=LAYERS),
+    provenance: bool = opt(LayerOptions, "provenance", panel=LAYERS),
     tile_size: int = opt(EngineOptions, "tile_size", panel=ENGINE),
     max_memory: str = opt(EngineOptions, "max_memory", panel=ENGINE),
     scheduler: str | None = opt(EngineOptions, "scheduler", panel=ENGINE, envvar="SOILSUITE_SCHEDULER"),
     n_workers: int | None = opt(EngineOptions, "n_workers", "--workers", panel=ENGINE),
+    read_path: str | None = opt(EngineOptions, "read_path", panel=ENGINE, envvar="SOILSUITE_READ_PATH"),
     out: Path = opt(CompositeConfig, "out", "--out", "-o", panel=OUTPUT),
     layout: str = opt(CompositeConfig, "layout", panel=OUTPUT),
     cog_tile_px: int = opt(CompositeConfig, "cog_tile_px", panel=OUTPUT),
@@ -164,20 +178,29 @@ def composite(
     from .pipeline.composite import build_config, run
 
     batch_output(quiet, log_json, command="composite", out=out)
+    from .profiles import cli_value
+
+    # left at its default: the profile's value
+    threshold, src_estimator, src_dry_share = (cli_value(ctx, profile, n, v) for n, v in (
+        ("threshold", threshold), ("src_estimator", src_estimator), ("src_dry_share", src_dry_share)))
     cfg = build_config(
         source=source, out=out, start=cli_date(start, "start"), end=cli_date(end, "end"), bbox=parse_bbox(bbox),
         area=area, mgrs=deprecated_alias(mgrs, tile, "--tile", "--mgrs"),
         collection=collection, crs=crs, resolution=resolution, worldcover=worldcover,
         selector=selector, threshold=threshold, threshold_raster=threshold_raster, max_cloud_cover=max_cloud_cover,
         min_sun_elevation=min_sun_elevation, dilation_px=dilation_px, max_sun_zenith=max_sun_zenith,
-        max_nbr2=max_nbr2, blue_k_bare=blue_k_bare, blue_k_mref=blue_k_mref, min_bare_obs=min_bare_obs,
-        ci_method=ci_method, periods=periods, period_blue_filter=period_blue_filter, temporal=temporal,
+        dry_guard=dry_guard, max_nbr2=max_nbr2, barest_k=barest_k, barest_index=barest_index,
+        blue_filter=blue_filter, blue_k_bare=blue_k_bare, blue_k_mref=blue_k_mref, min_bare_obs=min_bare_obs,
+        ci_method=ci_method, profile=profile, src_estimator=src_estimator, src_dry_share=src_dry_share,
+        periods=periods, period_blue_filter=period_blue_filter, temporal=temporal,
         tillage_max_gap_days=tillage_max_gap_days, ploughing=ploughing, grassland=grassland,
-        min_ploughing_obs=min_ploughing_obs, erosion=erosion, erosivity=erosivity, layout=layout,
+        min_ploughing_obs=min_ploughing_obs, erosion=erosion, erosivity=erosivity, provenance=provenance,
+        layout=layout,
         cog_tile_px=deprecated_alias(cog_tile_px, out_tile_px, "--out-tile-px", "--cog-tile-px",
                                      CompositeConfig.model_fields["cog_tile_px"].default),
         stac_hrefs=stac_hrefs,
-        tile_size=tile_size, max_memory=max_memory, scheduler=scheduler, n_workers=n_workers, overwrite=overwrite,
+        tile_size=tile_size, max_memory=max_memory, scheduler=scheduler, n_workers=n_workers, read_path=read_path,
+        overwrite=overwrite,
         force_clean=force_clean, on_error=on_error, allow_partial_coverage=allow_partial_coverage,
     )
     summary = run(cfg, progress=not quiet)
@@ -345,6 +368,12 @@ def _register_subapps() -> None:
 
     app.add_typer(dsm_app, name="dsm")
     register_product_commands(app)  # parcels, export, plot-pixel, plot-parcel, plot-years
+    from .cli_thresholds import register as register_threshold_commands
+
+    register_threshold_commands(app)  # calibrate-threshold, threshold-sweep
+    from .cli_ingest import register as register_ingest
+
+    register_ingest(app)  # ingest (the archive as a Zarr cube)
 
 
 _register_subapps()

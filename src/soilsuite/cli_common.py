@@ -29,9 +29,17 @@ ADVANCED = "Advanced"
 #: text is the field's description in :mod:`soilsuite.config`, shown in the docs).
 ADVANCED_HELP: dict[str, str] = {
     "period_blue_filter": "window or exact",
+    "barest_k": "barest: k lowest obs.",
+    "barest_index": "barest: pvir2 or ndvi",
+    "grassland": "ploughing: grassland polygons",
+    "erosivity": "erosion: monthly erosivity",
+    "blue_filter": "blue filter on/off",
+    "src_estimator": "SRC: mean or dry",
+    "src_dry_share": "dry SRC: share kept",
+    "read_path": "COG reads: auto/general/mean",
     "collection": "STAC API collection id",
     "resolution": "pixel size (m)",
-    "on_error": "bad scene: fail/skip",
+    "on_error": "bad scenes",
     "allow_partial_coverage": "warn on partial cover",
     "max_sun_zenith": "max sun zenith, deg",
     "dilation_px": "cloud dilation (px)",
@@ -53,6 +61,7 @@ ADVANCED_HELP: dict[str, str] = {
 }
 #: One-line help of common options whose description in :mod:`soilsuite.config` is long.
 SHORT_HELP: dict[str, str] = {
+    "profile": "method preset",
     "start": "first day (inclusive)",
     "end": "last day (inclusive)",
     "periods": "also per year, season...",
@@ -62,16 +71,15 @@ SHORT_HELP: dict[str, str] = {
     "crs": "target CRS (default: UTM of the area)",
     "max_cloud_cover": "max cloud cover (%)",
     "min_sun_elevation": "min sun elevation (deg)",
-    "selector": "bare-soil selector",
+    "selector": "see docs/selectors.md",
     "threshold": "bare if PV+IR2 <= this",
     "threshold_raster": "raster of regional thresholds",
     "worldcover": "WorldCover: built-up, water never bare",
-    "max_nbr2": "dry-vegetation guard: NBR2 <= this",
+    "dry_guard": "dry-vegetation guard: NBR2 <= this",
     "temporal": "bare dates, episodes, tillage events",
     "ploughing": "grassland ploughing flag",
-    "grassland": "grassland polygons (vector file)",
     "erosion": "monthly BSF and C-factor",
-    "erosivity": "monthly erosivity (CSV or raster)",
+    "provenance": "observations removed per rule",
     "out": "output folder",
     "layout": "single, tiles or auto",
     "overwrite": "replace an earlier run (its own files)",
@@ -240,6 +248,8 @@ def report_done(summary) -> None:
 
     fields = {"out": str(summary.out), "seconds": round(float(summary.seconds), 2),
               "already_complete": bool(getattr(summary, "already_complete", False))}
+    if getattr(summary, "provenance_share", None):  # --provenance: shares of the area's observations per rule
+        fields["provenance_share"] = summary.provenance_share
     for k in ("tiles", "tiles_resumed", "n_observations", "mean_bsf", "mask_share", "products"):
         v = getattr(summary, k, None)
         if v is not None:
@@ -337,6 +347,8 @@ def print_summary(summary) -> None:
     for name, share in summary.mask_share.items():
         t.add_row("  MASK", f"{100 * share:5.1f} %  {name}")
     t.add_row("mean BSF", f"{summary.mean_bsf:.3f}")
+    for rule, share in (getattr(summary, "provenance_share", None) or {}).items():  # --provenance
+        t.add_row("  provenance", f"{100 * share:5.1f} %  {rule}")
     t.add_row("tiles", f"{summary.tiles} of {summary.tile_side} px ({summary.tiles_resumed} resumed)")
     t.add_row("time", f"{summary.seconds:.1f} s")
     t.add_row("products", ", ".join(summary.products))

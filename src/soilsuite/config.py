@@ -53,17 +53,29 @@ class MaskOptions(_Model):
 class BareOptions(_Model):
     """Bare-soil detection and the blue outlier filter (SPEC 2.3-2.5)."""
 
-    selector: str = Field("scmap", description="bare-soil selector, e.g. 'scmap'")
+    selector: str = Field("scmap", description="bare-soil selector: scmap, geos3, barest or geomedian "
+                          "(docs/selectors.md)")
     threshold: float = Field(0.2, ge=-2, le=2, description="bare candidate if PV+IR2 (NDVI+NBR) <= this")
     threshold_raster: Path | None = Field(None, description="raster of regional PV+IR2 thresholds (bilinear)")
-    max_nbr2: float | None = Field(
+    dry_guard: float | None = Field(
         None, ge=-1, le=1,
-        description="dry-vegetation filter: bare only if NBR2 <= this")
+        description="dry-vegetation guard on any selector: bare only if NBR2 <= this (old name: max_nbr2)")
+    barest_k: int | None = Field(
+        None, ge=1, description="selector barest: the k observations per pixel with the lowest index (default 5)")
+    barest_index: Literal["pvir2", "ndvi"] | None = Field(
+        None, description="selector barest: the index ranked, 'pvir2' (default) or 'ndvi'")
+    blue_filter: Literal["on", "off"] = Field(
+        "on", description="blue outlier filter on the bare candidates of any selector: 'on' (SPEC 2.5) or 'off'")
     blue_k_bare: float = Field(3.0, gt=0, description="blue outlier filter k, bare composite")
     blue_k_mref: float = Field(4.0, gt=0, description="blue outlier filter k, MREF")
     blue_min_excess: float = Field(0.008, ge=0, description="outlier also needs B02 > median + this (reflectance; 80 DN)")
     min_bare_obs: int = Field(3, ge=2, description="min bare observations for SRC products")
     ci_method: Literal["t", "z"] = Field("t", description="95 % CI: 't' (Student) or 'z' (1.96)")
+    src_estimator: Literal["mean", "dry"] = Field(
+        "mean", description="SRC from every bare observation ('mean', SCMaP) or the brightest in the SWIR "
+        "('dry': moisture-robust, docs/profiles.md)")
+    src_dry_share: float = Field(
+        0.25, gt=0, le=1, description="src_estimator dry: share of a pixel's bare observations kept (brightest B11+B12)")
 
     @field_validator("selector")
     @classmethod
@@ -73,6 +85,50 @@ class BareOptions(_Model):
         if v not in SELECTORS:
             raise ValueError(f"unknown selector {v!r}; known: {', '.join(sorted(SELECTORS))}")
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _max_nbr2_alias(cls, data):
+        """``max_nbr2`` (the guard's first name) is an alias of ``dry_guard``: same output."""
+        if isinstance(data, dict) and "max_nbr2" in data:
+            data = dict(data)
+            old = data.pop("max_nbr2")
+            if data.get("dry_guard") is not None and old is not None and old != data["dry_guard"]:
+                raise ConfigError("max_nbr2 is the old name of dry_guard (--dry-guard); give only dry_guard")
+            if data.get("dry_guard") is None:
+                data["dry_guard"] = old
+        return data
+
+    @property
+    def max_nbr2(self) -> float | None:
+        """The dry-vegetation guard under its first name (alias of :attr:`dry_guard`)."""
+        return self.dry_guard
+
+    @model_validator(mode="after")
+    def _selector_options(self) -> BareOptions:
+        """Options of one selector given with another are refused, naming both (docs/selectors.md)."""
+        from .kernels.selectors import SELECTORS
+
+        sel = SELECTORS.get(self.selector)
+        if sel is None:
+            return self
+        for other in SELECTORS.values():
+            for name in other.options:
+                if name not in sel.options and getattr(self, name, None) is not None:
+                    raise ConfigError(f"--{name.replace('_', '-')} is an option of selector '{other.name}', not of "
+                                      f"'{self.selector}': drop it or give --selector {other.name}")
+        if not sel.uses_threshold:
+            default = type(self).model_fields["threshold"].default
+            if self.threshold_raster is not None:
+                raise ConfigError(f"--threshold-raster: selector '{self.selector}' does not use a PV+IR2 threshold; "
+                                  "drop it or give --selector scmap")
+            if self.threshold != default:
+                raise ConfigError(f"--threshold {self.threshold:g}: selector '{self.selector}' does not use a PV+IR2 "
+                                  f"threshold; drop it or give --selector scmap")
+        if getattr(sel, "src_mean", None) is not None and self.src_estimator != "mean":
+            raise ConfigError(f"--src-estimator {self.src_estimator}: selector '{self.selector}' computes SRC_MEAN "
+                              "itself; drop --src-estimator or give --selector scmap")
+        return self
 
 
 class LayerOptions(_Model):
@@ -88,6 +144,8 @@ class LayerOptions(_Model):
     erosion: bool = Field(False, description="monthly BSF and the erosivity-weighted C-factor")
     erosivity: Path | None = Field(
         None, description="monthly erosivity shares: CSV month,share or 12-band raster")
+    provenance: bool = Field(
+        False, description="per pixel, the observations each rule removed; mean date of the bare ones")
 
 
 class EngineOptions(_Model):
@@ -124,6 +182,9 @@ class EngineOptions(_Model):
                              f"got {v!r} ({exc}; from --scheduler or $SOILSUITE_SCHEDULER)") from None
         return v
     n_workers: int | None = Field(None, ge=1, description="local cluster workers; default: one per core")
+    read_path: Literal["auto", "general", "mean"] | None = Field(
+        None, description="'auto': direct COG reads on the native grid, else odc-stac; 'general': always "
+        "odc-stac; 'mean': as auto, 10 m bands by the exact 2x2 mean (docs/performance.md)")
     progress: bool = True
 
 
@@ -144,6 +205,9 @@ class CompositeConfig(_Model):
     overwrite: bool = Field(False, description="replace an earlier run in `out` (only files it wrote)")
     force_clean: bool = Field(
         False, description="with overwrite: replace changed files, write beside others")
+    profile: Literal["scmap", "soilsuite"] = Field(
+        "scmap", description="preset of method options: 'scmap' (DLR's, the default) or 'soilsuite' (dry guard + "
+        "moisture-robust SRC; docs/profiles.md); options given explicitly override it")
     periods: str = Field(
         "none", description="also per period: year, season, month or NAME:MM-DD..MM-DD,... (docs/temporal.md)")
     period_blue_filter: Literal["window", "exact"] = Field(
@@ -179,7 +243,8 @@ class CompositeConfig(_Model):
         """Product groups this run writes (:func:`soilsuite.products.composite_products`)."""
         lay = self.layers
         return ("composite", *(g for g, on in (("temporal", lay.temporal), ("ploughing", lay.ploughing),
-                                                ("erosion", lay.erosion)) if on))
+                                                ("erosion", lay.erosion), ("provenance", lay.provenance))
+                                 if on))
 
     @model_validator(mode="after")
     def _check(self) -> CompositeConfig:
@@ -225,8 +290,37 @@ class ForceExportConfig(_Model):
     scene: SceneFilter = Field(default_factory=SceneFilter)
 
 
+class IngestConfig(_Model):
+    """Everything an ``ingest`` run needs (an analysis-ready Zarr cube, :mod:`soilsuite.ingest`)."""
+
+    source: str = Field(..., description="STAC catalog/folder, STAC API URL or SAFE folder/zip(s)")
+    collection: str | None = Field(None, description="collection id when source is a STAC API")
+    out: Path = Field(..., description="the Zarr store to write (a folder, e.g. cube.zarr)")
+    start: dt.date = Field(..., description="first day of the time window (inclusive)")
+    end: dt.date = Field(..., description="last day of the time window (inclusive)")
+    bbox: tuple[float, float, float, float] | None = Field(None, description="area: lon/lat bbox (west, south, east, north)")
+    area: Path | None = Field(None, description="area: vector file (its union is used)")
+    mgrs: str | None = Field(None, description="area: an MGRS tile, e.g. 33UUU (its items, extent)")
+    crs: str | None = Field(None, description="target CRS; default: the UTM zone of the area")
+    resolution: float = Field(20.0, gt=0, description="target pixel size in CRS units (m)")
+    chunk_px: int = Field(256, ge=16, le=4096, description="chunk side (px); composite tiles are multiples of it")
+    halo_px: int = Field(16, ge=0, le=256, description="SCL kept beyond the area (px), for the cloud dilation")
+    n_workers: int | None = Field(None, ge=1, description="threads reading and writing; default: one per core")
+    overwrite: bool = Field(False, description="replace a cube written earlier by ingest (only its own files)")
+    force_clean: bool = Field(False, description=CompositeConfig.model_fields["force_clean"].description)
+    scene: SceneFilter = Field(default_factory=SceneFilter)
+
+    @model_validator(mode="after")
+    def _check(self) -> IngestConfig:
+        if self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        return self
+
+
 #: Option names of earlier releases -> today's names (accepted with a DeprecationWarning).
 COMPOSITE_RENAMED = {"tile": "mgrs", "out_tile_px": "cog_tile_px"}
+#: Second names of composite options (accepted without a warning): alias -> the option's name.
+COMPOSITE_ALIASES = {"max_nbr2": "dry_guard"}
 FORCE_RENAMED = {"tile_size_m": "force_tile_m", "block_size_m": "force_block_m"}
 
 

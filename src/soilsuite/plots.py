@@ -7,13 +7,14 @@ the composite made; tillage events come from the temporal kernel
 (:func:`soilsuite.kernels.temporal.bare_dates`). Given a composite output folder, the run
 record (``run.json``) gives the archive, the time window, every option and the grid.
 
-Why an observation is not bare (first reason that applies, in the order of SPEC 2):
+Why an observation is not bare (first reason that applies, in the order of SPEC 2; the rules of
+the provenance products, docs/provenance.md):
 
 ==================  ===========================================================================
-``invalid: SCL n``  the pixel's scene class ``n`` is invalid (cloud, shadow, snow, no data...)
+``missing band``    no data at the pixel: a band is nodata, or SCL 0 "no data"
+``invalid: SCL n``  the pixel's scene class ``n`` is invalid (cloud, shadow, snow...)
 ``near cloud``      within the dilation window of a cloud / shadow class (SCL dilation)
 ``sun``             sun zenith above the limit
-``missing band``    a band is nodata (or another validity rule)
 ``vegetated``       valid, index above the threshold (PV+IR2 > 0.2)
 ``NBR2 guard``      index at or below the threshold, removed by the dry-vegetation guard
 ``land cover``      WorldCover built-up / water: never bare
@@ -36,7 +37,7 @@ from .errors import ConfigError, InputError, OutputExistsError
 __all__ = ["PlotResult", "pixel_series", "parcel_series", "plot_pixel", "plot_parcel", "plot_years", "REASONS"]
 
 #: Observation status, in the order of the method (the first that applies).
-REASONS = ("bare", "invalid: SCL", "near cloud", "sun", "missing band", "vegetated", "NBR2 guard", "land cover",
+REASONS = ("bare", "missing band", "invalid: SCL", "near cloud", "sun", "vegetated", "NBR2 guard", "land cover",
            "blue filter")
 _STYLE = {  # status -> (marker, colour, label)
     "bare": ("o", "#b5651d", "bare"),
@@ -138,37 +139,27 @@ def _load(cfg, gb_full, window_bounds=None, point=None, pad: int = 0):
 
 
 def _status(cfg, inp, index, flags, scl, halo) -> np.ndarray:
-    """Status of each observation and pixel (object array [T, Y, X], :data:`REASONS`)."""
-    from scipy.ndimage import maximum_filter
+    """Status of each observation and pixel (object array [T, Y, X], :data:`REASONS`): the
+    provenance rule of the observation (:mod:`soilsuite.kernels.provenance`, the code behind
+    ``--provenance``) under its name here."""
+    from .kernels import provenance as KP
 
-    from .kernels.composite import FLAG_BARE, FLAG_BELOW, FLAG_CANDIDATE, FLAG_VALID
-
-    t, ny, nx = flags.shape
-    out = np.empty((t, ny, nx), object)
-    inner = scl[:, halo: halo + ny, halo: halo + nx] if t else scl
-    k = 2 * halo + 1
-    near = (maximum_filter(np.isin(scl, cfg.mask.dilate_scl).astype(np.uint8), size=(1, k, k))[:, halo: halo + ny,
-                                                                                              halo: halo + nx] > 0
-            if t else np.zeros_like(flags, bool))
-    thr = inp.threshold[None]
-    sun_bad = (np.asarray(inp.meta.sun_zenith) > cfg.mask.max_sun_zenith)[:, None, None]
-    valid = (flags & FLAG_VALID) > 0
-    below = (flags & FLAG_BELOW) > 0
-    cand = (flags & FLAG_CANDIDATE) > 0
-    bare = (flags & FLAG_BARE) > 0
-    scl_bad = np.isin(inner, cfg.mask.invalid_scl)
-    idx = index if index is not None else np.full(flags.shape, np.nan, np.float32)
-    with np.errstate(invalid="ignore"):
-        out[:] = "missing band"
-        out[~valid & sun_bad] = "sun"
-        out[~valid & near] = "near cloud"
-        out[~valid & scl_bad] = "invalid: SCL"
-        out[valid & ~below] = "vegetated"
-        out[valid & ~below & (idx <= thr)] = "NBR2 guard"
-        out[below & ~cand] = "land cover"
-        out[cand & ~bare] = "blue filter"
-        out[bare] = "bare"
+    m = cfg.mask
+    codes = KP.rule_codes(KP.invalid_reasons(scl, inp.refl, inp.meta.sun_zenith, m.invalid_scl, m.dilate_scl,
+                                             m.dilation_px, m.max_sun_zenith), flags)
+    names = np.full(256, "missing band", object)
+    names[list(range(len(KP.RULES)))] = [_RULE_STATUS[r] for r in KP.RULES]
+    out = names[codes]
+    if index is not None:  # flags without the guard bit (a run without --provenance): the index tells
+        with np.errstate(invalid="ignore"):
+            out[(codes == KP.SELECTOR) & (index <= inp.threshold[None])] = "NBR2 guard"
     return out
+
+
+#: Provenance rule (:data:`soilsuite.kernels.provenance.RULES`) -> status name (:data:`REASONS`).
+_RULE_STATUS = {"scene_filter": "scene filter", "nodata": "missing band", "scl": "invalid: SCL",
+                "dilation": "near cloud", "sun": "sun", "selector": "vegetated", "dry_guard": "NBR2 guard",
+                "land_cover": "land cover", "blue_filter": "blue filter", "bare": "bare"}
 
 
 def _tillage(flags: np.ndarray, days: np.ndarray, max_gap: int) -> np.ndarray:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import layers as L
+from . import provenance as PV
 from .sentinel2 import BANDS, WAVELENGTH_UM
 
 #: MASK class values (SPEC section 3).
@@ -165,6 +166,8 @@ class ObservationBlock:
     aux: Mapping[str, np.ndarray] = field(default_factory=dict)
     params: Mapping[str, object] = field(default_factory=dict)
     cache: dict = field(default_factory=dict, compare=False)
+    #: days since 1970-01-01 of each period's first day, int64 ``[P]`` (None if unknown)
+    period_start: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -230,8 +233,9 @@ def register_product(spec: ProductSpec, *fields: FieldSpec) -> ProductSpec:
 
 
 #: Groups of optional composite products, written only when a run asks for them
-#: (:attr:`soilsuite.config.CompositeConfig.product_groups`: ``--temporal``, ``--ploughing``, ``--erosion``).
-OPTIONAL_GROUPS: tuple[str, ...] = ("temporal", "ploughing", "erosion")
+#: (:attr:`soilsuite.config.CompositeConfig.product_groups`: ``--temporal``, ``--ploughing``, ``--erosion``,
+#: ``--provenance``).
+OPTIONAL_GROUPS: tuple[str, ...] = ("temporal", "ploughing", "erosion", "provenance")
 
 
 def composite_products(groups: tuple[str, ...] = ("composite",)) -> tuple[str, ...]:
@@ -353,5 +357,25 @@ _ER = [
 ]
 EROSION_PRODUCTS = tuple(spec.name for spec, *_ in _ER)
 
-for _spec, *_fields in (*_T, *_PL, *_ER):
+# group "provenance" (issue 11, docs/provenance.md): why a pixel is bare or not; block functions in
+# soilsuite.provenance, rule codes in soilsuite.kernels.provenance
+_PV = [
+    (ProductSpec("PROVENANCE", "uint16", 65535, 1.0, 0.0, "count",
+                   "observations per rule that removed them (first rule that applies, SPEC 1-2b), band 'bare' kept; "
+                   "bands add up to the pixel's observations; nodata: no observation", bands=PV.RULES,
+                   fields=("prov_counts",), finalize=PV.finalize_provenance, group="provenance"),
+     FieldSpec("prov_counts", "sum", PV.prov_counts, "observations per provenance rule (count)")),
+    (ProductSpec("BARE_MEAN_DOY", "float32", float("nan"), 1.0, 0.0, "day of year (1-366)",
+                   "mean day of year of the bare observations; nodata where there is none",
+                   fields=("prov_counts", "prov_doy_sum"), finalize=PV.finalize_mean_doy, group="provenance"),
+     FieldSpec("prov_doy_sum", "sum", PV.prov_doy_sum, "sum of the day of year of the bare observations")),
+    (ProductSpec("BARE_MEAN_YEAR", "float32", float("nan"), 1.0, 0.0, "year",
+                   "mean calendar year of the bare observations; nodata where there is none",
+                   fields=("prov_counts", "prov_year_sum"), finalize=PV.finalize_mean_year, group="provenance",
+                   resampling="nearest"),
+     FieldSpec("prov_year_sum", "sum", PV.prov_year_sum, "sum of the calendar year of the bare observations")),
+]
+PROVENANCE_PRODUCTS = tuple(spec.name for spec, _ in _PV)
+
+for _spec, *_fields in (*_T, *_PL, *_ER, *_PV):
     register_product(_spec, *_fields)

@@ -254,6 +254,7 @@ LAYER_QUICKLOOKS: dict[str, tuple[str, float, float, str]] = {
     "TILLAGE_EVENTS": ("viridis", 0.0, 4.0, "tillage events (count)"),
     "PLOUGHED": ("RdYlGn_r", 0.0, 1.0, "grassland ploughed (1) / not (0)"),
     "C_FACTOR": ("YlOrBr", 0.0, 1.0, "erosivity-weighted bare-soil fraction (C-factor, 0-1)"),
+    "BARE_MEAN_DOY": ("twilight", 1.0, 366.0, "mean day of year of bare observations"),
 }
 
 
@@ -348,4 +349,50 @@ def quicklooks_for(out_dir: str | os.PathLike, *, max_size: int = 1000, overwrit
         if name in files:
             written.append(quicklook_layer(files[name], ql / f"{name}.png", cmap=cmap, vmin=lo, vmax=hi, label=label,
                                            **kw))
+    if "PROVENANCE" in files:  # --provenance
+        written.append(quicklook_provenance(files["PROVENANCE"], ql / "PROVENANCE.png", **kw))
     return written
+
+
+#: Colours of the provenance rules (``--provenance``; as the statuses of :mod:`soilsuite.plots`).
+PROVENANCE_COLORS: dict[str, str] = {
+    "scene_filter": "#5b6f8a", "nodata": "#000000", "scl": "#c7b3d9", "dilation": "#8ec3ea", "sun": "#e3c800",
+    "selector": "#2e8b3a", "dry_guard": "#e08a00", "land_cover": "#4d4d4d", "blue_filter": "#1f5fbf",
+    "bare": "#b5651d",
+}
+
+
+def quicklook_provenance(src: Source, out_png: str | os.PathLike, *, transform=None, crs=None,
+                         title: str | None = None, max_size: int = 1000, overwrite: bool = True) -> Path:
+    """PROVENANCE (``--provenance``): left, the most frequent rule of each pixel's loaded
+    observations (scene filter left out; ``bare`` where most were kept); right, the share of each rule in the observations of the
+    pixels drawn (the picture's decimated pixels; the run's summary has the exact area shares).
+    Nodata (no observation) grey. Other arguments as :func:`quicklook_bsf`."""
+    from ..kernels.provenance import RULES
+
+    arr, transform, crs = _load(src, bands=None, band_names=list(RULES), transform=transform, crs=crs,
+                                max_size=max_size)
+    if arr.shape[0] != len(RULES):
+        raise InputError(f"{_title(src, 'PROVENANCE', None)}: expected {len(RULES)} bands ({', '.join(RULES)}), "
+                         f"found {arr.shape[0]}")
+    ok = np.isfinite(arr).all(0)
+    counts = np.where(np.isfinite(arr), arr, 0.0)
+    # the scene filter removes whole scenes (much the same everywhere): the map shows the other rules
+    top = np.ma.masked_array(1 + counts[1:].argmax(0), mask=~ok | (counts[1:].sum(0) == 0))
+    colors = [PROVENANCE_COLORS[r] for r in RULES]
+    cm = ListedColormap(colors).with_extremes(bad=NODATA_GREY)
+    fig = Figure(figsize=(WIDTH_PX / _DPI, 4.4), dpi=_DPI, layout="constrained")
+    ax, bar = fig.subplots(1, 2, width_ratios=(1.5, 1))
+    _show(ax, top, transform, crs, cmap=cm, norm=BoundaryNorm(np.arange(len(RULES) + 1) - 0.5, len(RULES)))
+    ax.set_title(_title(src, "PROVENANCE: most frequent rule of the loaded observations", title), fontsize=9)
+    tot = counts[:, ok].sum(1)
+    share = 100 * tot / tot.sum() if tot.sum() > 0 else np.zeros(len(RULES))
+    y = np.arange(len(RULES))[::-1]
+    bar.barh(y, share, color=colors)
+    bar.set_yticks(y, list(RULES), fontsize=8)
+    for yi, s in zip(y, share, strict=True):
+        bar.text(s, yi, f" {s:.1f} %", va="center", fontsize=7)
+    bar.set_xlim(0, max(10.0, float(share.max()) * 1.3))
+    bar.set_xlabel("share of the observations (%)")
+    ax.legend(handles=[Patch(color=NODATA_GREY, label="no observation")], loc="lower right", fontsize=7)
+    return _save(fig, out_png, overwrite)

@@ -87,15 +87,26 @@ def classify_inputs(inp: TileInputs, cfg: CompositeConfig) -> tuple[np.ndarray |
     """
     from ..kernels import composite as K
     from ..kernels import filters
-    from ..kernels.selectors import get_selector
+    from ..kernels.selectors import get_selector, selector_options
 
     b = cfg.bare
     sensor = DEFAULT_SENSOR
-    candidate, index = get_selector(b.selector).select(inp.refl, inp.valid, threshold=inp.threshold, sensor=sensor)
-    if b.max_nbr2 is not None:
-        candidate = filters.dry_vegetation_guard(inp.refl, candidate, b.max_nbr2, sensor=sensor)
+    sel = get_selector(b.selector)
+    candidate, index = sel.select(inp.refl, inp.valid, threshold=inp.threshold, sensor=sensor,
+                                  **selector_options(sel, b))
+    guarded = None
+    if b.dry_guard is not None:
+        if cfg.layers.provenance:  # which candidates the guard removes (provenance rule "dry_guard")
+            guarded = candidate.copy()
+        candidate = filters.dry_vegetation_guard(inp.refl, candidate, b.dry_guard, sensor=sensor)
     flags = K.classify(inp.refl, inp.valid, candidate, inp.never_bare, b.blue_k_bare, b.blue_k_mref,
                        b.blue_min_excess * 1e4, blue=sensor.index("blue"))
+    if b.blue_filter == "off":  # every candidate is bare (the MREF filter is unchanged)
+        flags |= np.where((flags & K.FLAG_CANDIDATE) > 0, np.uint8(K.FLAG_BARE), np.uint8(0))
+    if guarded is not None:
+        from ..kernels.provenance import FLAG_GUARDED
+
+        flags |= (guarded & ~candidate & inp.valid).view(np.uint8) * np.uint8(FLAG_GUARDED)
     return index, flags
 
 
@@ -159,8 +170,13 @@ def composite_inputs(inp: TileInputs, cfg: CompositeConfig, periods: list[str] |
     aux = {**inp.aux, "other": inp.other}
     extra_fields = list(dict.fromkeys(f for p in extras for f in p.fields))
 
+    start_day = int(np.datetime64(cfg.start, "D").astype(np.int64))
+    period_start = (np.array([np.datetime64(p.first, "D").astype(np.int64) for p in prange_], np.int64)
+                    if periods else np.array([start_day], np.int64))
+
     def fields_of(flags: np.ndarray, per: np.ndarray, n: int, ends: np.ndarray, names) -> dict[str, np.ndarray]:
-        block = P.ObservationBlock(inp.refl, flags, per, n, days, ends, aux, params)
+        starts = period_start if per is period else np.array([start_day], np.int64)  # the periods', or the window's
+        block = P.ObservationBlock(inp.refl, flags, per, n, days, ends, aux, params, period_start=starts)
         return {name: P.FIELDS[name].compute(block) for name in names if P.FIELDS[name].compute is not None}
 
     fields = K.accumulate(inp.refl, flags_p, period, n_p)._asdict()  # SCMaP's fields, one fused kernel
@@ -184,6 +200,8 @@ def composite_inputs(inp: TileInputs, cfg: CompositeConfig, periods: list[str] |
         window.update(fields_of(flags_w, np.zeros(len(dates), np.int32), 1, np.array([end_day], np.int64), direct))
     else:
         window = fields
+    own_src = _selector_src_mean(inp, cfg, periods, period, flags_p, flags_w)  # e.g. the geomedian's
+    dry_src = _dry_src(inp, cfg, periods, period, n_p, flags_p, flags_w)  # src_estimator="dry"
     inp.refl = None  # free the cube before the products are built
     del flags_w, flags_p
 
@@ -200,7 +218,75 @@ def composite_inputs(inp: TileInputs, cfg: CompositeConfig, periods: list[str] |
     for i, label in enumerate(periods):
         results[label] = products({k: v[i : i + 1] for k, v in fields.items()})
     results["window"] = products(window)
+    for label, value in (dry_src or {}).items():  # SRC_* of the kept bare observations; BSC, BSF, MASK as is
+        results[label].update(value)
+    for label, value in (own_src or {}).items():  # nodata where either is: BSC < min_bare_obs, or the selector's rule
+        mean = results[label]["SRC_MEAN"]
+        results[label]["SRC_MEAN"] = np.where(np.isfinite(mean), value, np.nan).astype(np.float32)
     return results
+
+
+def _dry_src(inp: TileInputs, cfg: CompositeConfig, periods: list[str], period: np.ndarray, n_p: int,
+             flags_p: np.ndarray, flags_w: np.ndarray) -> dict[str, dict[str, np.ndarray]] | None:
+    """SRC_MEAN, SRC_STD and SRC_CI95 of the moisture-robust estimator per label (``"window"`` and
+    each period), or None with ``src_estimator="mean"``.
+
+    Per pixel the brightest ``src_dry_share`` (at least 2, so that SRC_STD exists) of the bare
+    observations in B11 + B12 (:func:`soilsuite.kernels.moisture.dry_selection`), chosen within
+    each period for the period's products and over the whole window for the window's; their sums
+    come from the same accumulate kernel as SCMaP's. SRC is nodata where BSC < min_bare_obs,
+    exactly as with the mean estimator.
+    """
+    b = cfg.bare
+    if b.src_estimator != "dry":
+        return None
+    from ..kernels import composite as K
+    from ..kernels import moisture
+
+    sensor = DEFAULT_SENSOR
+    swir = {"swir1": sensor.index("swir1"), "swir2": sensor.index("swir2")}
+
+    def src(flags: np.ndarray, per: np.ndarray, n: int) -> tuple[K.Accumulator, np.ndarray]:
+        keep = moisture.dry_selection(inp.refl, flags, per, n, b.src_dry_share, moisture.MIN_KEEP, **swir)
+        bare = (flags & np.uint8(K.FLAG_BARE)) > 0
+        n_bare = np.stack([bare[per == p].sum(axis=0) for p in range(n)])  # every bare obs: the coverage
+        return K.accumulate(inp.refl, moisture.src_flags(flags, keep), per, n), n_bare
+
+    accs: dict[str, tuple[K.Accumulator, np.ndarray]] = {}
+    if periods:
+        acc, n_bare = src(flags_p, period, n_p)
+        for i, label in enumerate(periods):
+            accs[label] = (K.Accumulator(*(a[i : i + 1] for a in acc)), n_bare[i])
+    acc, n_bare = src(flags_w, np.zeros(len(inp.meta.dates), np.int32), 1)
+    accs["window"] = (acc, n_bare[0])
+    out = {}
+    for label, (a, n_bare) in accs.items():
+        prods = K.finalize(a, inp.other, moisture.MIN_KEEP, b.ci_method)
+        covered = n_bare >= b.min_bare_obs
+        out[label] = {k: np.where(covered, prods[k], np.float32(np.nan)).astype(np.float32)
+                      for k in ("SRC_MEAN", "SRC_STD", "SRC_CI95")}
+    return out
+
+
+def _selector_src_mean(inp: TileInputs, cfg: CompositeConfig, periods: list[str], period: np.ndarray,
+                       flags_p: np.ndarray, flags_w: np.ndarray) -> dict[str, np.ndarray] | None:
+    """SRC_MEAN of a selector that brings its own (:attr:`~soilsuite.kernels.selectors.Selector.src_mean`,
+    e.g. the weighted geometric median), ``{label: float32 [B, Y, X]}``: each period's from that
+    period's bare observations, the window's from all of its bare observations. None otherwise."""
+    from ..kernels.composite import FLAG_BARE
+    from ..kernels.selectors import get_selector, selector_options
+
+    sel = get_selector(cfg.bare.selector)
+    if sel.src_mean is None:
+        return None
+    opts = selector_options(sel, cfg.bare)
+
+    def own(member: np.ndarray) -> np.ndarray:
+        return sel.src_mean(inp.refl, member, sensor=DEFAULT_SENSOR, **opts)
+
+    out = {label: own(((flags_p & FLAG_BARE) > 0) & (period == i)[:, None, None]) for i, label in enumerate(periods)}
+    out["window"] = own((flags_w & FLAG_BARE) > 0)
+    return out
 
 
 def extensions() -> dict[str, list]:
@@ -214,7 +300,8 @@ def extensions() -> dict[str, list]:
     from .. import products as P
     from ..kernels.selectors import SELECTORS, scmap
 
-    return {"selectors": [s for n, s in SELECTORS.items() if s is not scmap.SCMAP],
+    shipped = scmap.__name__.rsplit(".", 1)[0] + "."  # soilsuite's own selectors: importable everywhere
+    return {"selectors": [s for n, s in SELECTORS.items() if not s.select.__module__.startswith(shipped)],
             "fields": [f for f in P.FIELDS.values() if f.compute is not None],
             "products": list(P.extra_products())}
 

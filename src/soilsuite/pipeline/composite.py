@@ -30,6 +30,7 @@ import numpy as np
 from .. import __version__
 from .. import products as P
 from ..config import (
+    COMPOSITE_ALIASES,
     COMPOSITE_RENAMED,
     BareOptions,
     CompositeConfig,
@@ -65,12 +66,20 @@ def build_config(**kwargs: Any) -> CompositeConfig:
 
     Every option has one name: the keyword here, the CLI flag (``--tile-size``) and the docs.
     Unknown names raise :class:`ConfigError`; the names of earlier releases (``tile``,
-    ``out_tile_px``) still work, with a :class:`DeprecationWarning`.
+    ``out_tile_px``) still work, with a :class:`DeprecationWarning`. ``profile="soilsuite"``
+    fills in the options of that preset the caller did not give (:mod:`soilsuite.profiles`).
     """
+    from ..profiles import apply_profile
+
+    kwargs = apply_profile(renamed_options(kwargs, COMPOSITE_RENAMED))  # profile=: fills what is not given
     top, nested = {}, {k: {} for k in _SECTIONS}
-    for key, value in renamed_options(kwargs, COMPOSITE_RENAMED).items():
+    for key, value in kwargs.items():
         if value is None and key not in ("scheduler",):
             continue
+        if key in COMPOSITE_ALIASES:  # a second name (max_nbr2 = dry_guard)
+            alias, key = key, COMPOSITE_ALIASES[key]
+            if kwargs.get(key) is not None and kwargs[key] != value:
+                raise ConfigError(f"{alias} is another name of {key}: give one of them, not both")
         for sec, model in _SECTIONS.items():
             if key in model.model_fields:
                 nested[sec][key] = value
@@ -90,6 +99,10 @@ def _params_hash(cfg: CompositeConfig) -> str:
     d = cfg.model_dump(mode="json", exclude={"engine", "overwrite", "force_clean", "out", "layout", "cog_tile_px",
                                            "stac_hrefs"})
     d["products"] = sorted(P.composite_products(cfg.product_groups))
+    from ..sources.fastread import resolve_read_path
+
+    if resolve_read_path(cfg.engine.read_path) == "mean":  # the one read path that changes the products
+        d["read_path"] = "mean"
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -125,8 +138,12 @@ def target_geobox(cfg: CompositeConfig, items: list):
             geom = Geometry(unary_union([sbox(*b) for b in native[1]]), native[0])
         else:
             geom = Geometry(unary_union([shape(it.geometry) for it in items]), "EPSG:4326")
+    from ..sources.cube import cube_crs
+
     if cfg.crs is not None:
         crs = cfg.crs
+    elif cube_crs(items):  # a cube (soilsuite ingest) is read on its own grid
+        crs = cube_crs(items)
     elif geom.crs.geographic:
         crs = S.utm_crs(*geom.centroid.coords[0])
     else:
@@ -175,6 +192,8 @@ class TileTask:
     halo: int = 5
     #: selectors and products registered beyond SCMaP's (block.extensions), installed on the worker
     extensions: dict = field(default_factory=dict)
+    #: items over the tile removed by the scene filter (only with provenance: the "scene_filter" rule)
+    rejected_items: list = field(default_factory=list)
 
 
 def _encode_all(results: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -182,8 +201,12 @@ def _encode_all(results: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def load_tile_inputs(items: list, assets: dict[str, str], geobox, cfg: CompositeConfig, halo: int,
-                     progress=None) -> TileInputs:
+                     progress=None, rejected: list = ()) -> TileInputs:
     """Load one tile and compute validity (SPEC 2.1).
+
+    With ``cfg.layers.provenance``, also the inputs of the provenance products
+    (:func:`soilsuite.provenance.provenance_inputs`, in ``aux["provenance"]``); ``rejected``
+    are the items over the tile the scene filter removed.
 
     ``progress(what, dates_read, n_dates)``, if given, is called as the dates are read
     (``what`` is ``"bands"``, then ``"SCL"``).
@@ -194,20 +217,26 @@ def load_tile_inputs(items: list, assets: dict[str, str], geobox, cfg: Composite
     ``items`` must cover the padded tile; both loads use the same items, hence the same dates.
     """
 
+    from ..sources import cube
     from ..sources.rasters import read_on_grid
 
     gb = geobox.pad(halo)
     ny, nx = geobox.shape.y, geobox.shape.x
     with gdal_env():
-        if items:
+        if items and cube.is_cube_item(items[0]):  # a cube written by `soilsuite ingest`
+            meta, refl, scl = cube.read_tile(items, geobox, halo)
+        elif items:
             meta = S.observation_meta(items, assets)
 
-            def load(bands, grid):
+            from ..sources.fastread import load_arrays
+
+            def load(bands, grid):  # direct COG reads on the native grid, else odc-stac (sources/fastread.py)
                 hook = None if progress is None else _DateProgress(progress, bands, len(meta.dates))
-                ds = S.load_cube(items, grid, assets, chunks=None, bands=bands, progress=hook)
-                if ds.sizes["time"] != len(meta.dates):
+                ds = load_arrays(items, grid, assets, bands=bands, read_path=cfg.engine.read_path, progress=hook)
+                n_t = len(ds[bands[0]])
+                if n_t != len(meta.dates):
                     raise InputError(
-                        f"odc-stac grouped {ds.sizes['time']} solar days, expected {len(meta.dates)} "
+                        f"the loader grouped {n_t} solar days, expected {len(meta.dates)} "
                         f"(items {', '.join(it.id for it in items[:5])}...)"
                     )
                 return ds
@@ -216,9 +245,9 @@ def load_tile_inputs(items: list, assets: dict[str, str], geobox, cfg: Composite
                 ds = load(BANDS, geobox)
                 refl = np.empty((len(meta.dates), len(BANDS), ny, nx), dtype=np.int16)
                 for b, name in enumerate(BANDS):
-                    refl[:, b] = S.to_reflectance(ds[name].values, meta.offset_dn)
+                    refl[:, b] = S.to_reflectance(ds[name], meta.offset_dn)
                 del ds
-                scl = load(("SCL",), gb)["SCL"].values.astype(np.uint8)
+                scl = load(("SCL",), gb)["SCL"].astype(np.uint8)
             except InputError as exc:  # e.g. odc-stac's "Chunk and warp failed": name the file
                 from .preflight import find_broken
 
@@ -234,6 +263,11 @@ def load_tile_inputs(items: list, assets: dict[str, str], geobox, cfg: Composite
             scl = np.zeros((0, gb.shape.y, gb.shape.x), np.uint8)
 
         valid = valid_observations(scl, refl, meta.sun_zenith, cfg.mask)
+        prov = None
+        if cfg.layers.provenance:  # the rule that removed each observation needs the SCL (docs/provenance.md)
+            from ..provenance import provenance_inputs
+
+            prov = provenance_inputs(scl, refl, meta, items, list(rejected), geobox, cfg)
         del scl
 
         b = cfg.bare
@@ -253,6 +287,8 @@ def load_tile_inputs(items: list, assets: dict[str, str], geobox, cfg: Composite
         from ..sources.layer_inputs import layer_inputs
 
         aux = layer_inputs(cfg, geobox, wc)
+        if prov is not None:
+            aux["provenance"] = prov
     return TileInputs(meta, refl, valid, thr, never_bare, other, aux)
 
 
@@ -334,7 +370,7 @@ def _process_tile(task: TileTask) -> str:
     cfg = CompositeConfig(**task.cfg)
     _report(name, 0)
     inp = load_tile_inputs(task.items, task.assets, task.tile.geobox, cfg, task.halo,
-                           progress=lambda what, k, n: _report(name, 0, k, n, what))
+                           progress=lambda what, k, n: _report(name, 0, k, n, what), rejected=task.rejected_items)
     dates = inp.meta.dates
     _report(name, 1)
     results = {label: _encode_all(r) for label, r in composite_inputs(inp, cfg, task.periods).items()}
@@ -361,6 +397,8 @@ def observation_flags(source: str | Path, *, start, end, geobox=None, bbox=None,
     halo = cfg.mask.dilation_px // 2
     inp = load_tile_inputs(_items_over(sel.items, gb.pad(halo)), assets, gb, cfg, halo)
     pv, flags = classify_inputs(inp, cfg)
+    if pv is None:  # a selector without an index (geomedian)
+        pv = np.full(flags.shape, np.nan, np.float32)
     coords = {"time": inp.meta.times, **{k: v.values for k, v in gb.coords.items()}}
     return xr.Dataset(
         {"flags": (("time", "y", "x"), flags), "pvir2": (("time", "y", "x"), pv)},
@@ -435,6 +473,8 @@ class RunSummary:
     products: dict[str, str] = field(default_factory=dict)
     quicklooks: list[str] = field(default_factory=list)
     already_complete: bool = False  # the folder held a finished run of the same parameters
+    #: ``--provenance``: share (0-1) of the area's observations per rule (soilsuite.provenance.RULES)
+    provenance_share: dict[str, float] = field(default_factory=dict)
 
 
 def composite(
@@ -452,8 +492,9 @@ def composite(
     Parameters
     ----------
     source : str or Path
-        Static STAC catalog/collection (JSON path or folder) or STAC API URL (with
-        ``collection=``).
+        Static STAC catalog/collection (JSON path or folder), STAC API URL (with
+        ``collection=``), SAFE folder/zip(s), or a Zarr cube written by :func:`soilsuite.ingest`
+        (docs/ingest.md).
     start, end : str or datetime.date
         Time window, inclusive (YYYY-MM-DD).
     out : str or Path
@@ -467,7 +508,10 @@ def composite(
         Any option of :class:`soilsuite.config.CompositeConfig` and its sections by name:
         ``threshold``, ``threshold_raster``, ``worldcover``, ``max_cloud_cover``,
         ``min_sun_elevation``, ``dilation_px``, ``blue_k_bare``, ``ci_method``, ``periods``,
-        ``crs``, ``resolution``, ``tile_size``, ``max_memory``, ``scheduler``, ``overwrite``...
+        ``crs``, ``resolution``, ``tile_size``, ``max_memory``, ``scheduler``, ``overwrite``...;
+        the bare-soil selector (docs/selectors.md): ``selector`` (``"scmap"``, ``"geos3"``,
+        ``"barest"``, ``"geomedian"``), ``barest_k``, ``barest_index``, and on any selector
+        ``dry_guard`` (alias ``max_nbr2``) and ``blue_filter`` (``"on"``/``"off"``).
 
     Returns
     -------
@@ -569,13 +613,21 @@ def _run_locked(cfg: CompositeConfig, t0: float, out: Path, folder: OutputFolder
     from ..periods import periods_with_data
     from .plan import plan_run
 
-    periods = [p.label for p in periods_with_data(cfg.periods, cfg.start, cfg.end, meta.dates)]
+    obs_dates = meta.dates
+    if cfg.layers.provenance:  # also the periods whose scenes the scene filter all removed: their counts
+        from ..sensors import DEFAULT_SENSOR
+
+        obs_dates = sorted({*meta.dates, *(DEFAULT_SENSOR.solar_day(it, None, None) for it in found)})
+    periods = [p.label for p in periods_with_data(cfg.periods, cfg.start, cfg.end, obs_dates)]
     plan = plan_run(cfg, geobox, len(meta.dates), periods, out)  # every derived setting, once
     halo = cfg.mask.dilation_px // 2
     ext = extensions()
+    from ..provenance import rejected_items
+
+    removed = rejected_items(found, sel.items) if cfg.layers.provenance else []
     tasks = [
         TileTask(t, _items_over(sel.items, t.geobox.pad(halo)), assets, periods, cfg.model_dump(), plan.store, halo,
-                 ext)
+                 ext, rejected_items=_items_over(removed, t.geobox) if removed else [])
         for t in plan.tiles
     ]
     resumed = sum(plan.store.is_done(t.tile) for t in tasks)
@@ -605,6 +657,7 @@ def _run_locked(cfg: CompositeConfig, t0: float, out: Path, folder: OutputFolder
             for d, ids, o, z in zip(meta.dates, meta.item_ids, meta.offset_dn, meta.sun_zenith, strict=True)
         ],
         "rejected_items": [{"id": r.item_id, "reason": r.reason} for r in sel.rejected],
+        "selector": _selector_record(cfg),
     }
     summary.timings = {"search_and_plan_s": t_plan - t0, "tiles_s": t_tiles - t_plan}
     from ..progress import progress_bar
@@ -618,6 +671,16 @@ def _run_locked(cfg: CompositeConfig, t0: float, out: Path, folder: OutputFolder
     shutil.rmtree(work_dir(out), ignore_errors=True)
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _selector_record(cfg: CompositeConfig) -> dict:
+    """The run record's account of the bare-soil selector: its rule, options and what its
+    products mean (e.g. the geomedian's nodata fallback; docs/selectors.md)."""
+    from ..kernels.selectors import get_selector, selector_options
+
+    sel = get_selector(cfg.bare.selector)
+    return {"name": sel.name, "rule": sel.description, "options": selector_options(sel, cfg.bare),
+            "dry_guard": cfg.bare.dry_guard, "notes": sel.notes}
 
 
 #: Share of a tile's work at the start of each stage (load bands, load SCL, composite, save).
@@ -718,6 +781,9 @@ def _run_tasks(tasks: list[TileTask], engine: EngineOptions, progress: bool, tot
                         tiles.finish(t.tile.name)
             finally:
                 _LOCAL_HOOK.clear()
+                from ..sources.fastread import close_datasets
+
+                close_datasets()  # the files the tiles kept open in this process
             return
         if progress and getattr(client, "dashboard_link", None):
             pbar.console.print(f"Dask dashboard: {client.dashboard_link}")

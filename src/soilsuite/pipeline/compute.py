@@ -26,7 +26,7 @@ import numpy as np
 import xarray as xr
 
 from .. import products as P
-from ..config import BareOptions, CompositeConfig, LayerOptions, MaskOptions
+from ..config import COMPOSITE_ALIASES, BareOptions, CompositeConfig, LayerOptions, MaskOptions
 from ..errors import ConfigError, InputError
 from ..sentinel2 import ASSET_ALIASES, BANDS, DN_NODATA, WORLDCOVER_NEVER_BARE, WORLDCOVER_OTHER
 from ..sources import stac as S
@@ -62,16 +62,21 @@ def _config(config: CompositeConfig | Mapping[str, Any] | None, options: dict[st
         raise ConfigError(f"config: expected a CompositeConfig, a mapping of options or None, "
                           f"got {type(config).__name__}")
     base = config or CompositeConfig(source="(xarray cube)", start=start, end=end, out=Path("."))
+    if options.get("profile"):  # profile="soilsuite": fills the options not given (soilsuite.profiles)
+        from ..profiles import apply_profile
+
+        options = apply_profile(options)
     top: dict[str, Any] = {}
     sections: dict[str, dict[str, Any]] = {"mask": {}, "bare": {}, "layers": {}}
     for key, value in options.items():
+        key = COMPOSITE_ALIASES.get(key, key)  # max_nbr2 = dry_guard
         if key in MaskOptions.model_fields:
             sections["mask"][key] = value
         elif key in BareOptions.model_fields:
             sections["bare"][key] = value
         elif key in LayerOptions.model_fields:
             sections["layers"][key] = value
-        elif key in ("worldcover", "periods", "period_blue_filter"):
+        elif key in ("worldcover", "periods", "period_blue_filter", "profile"):
             top[key] = value
         else:
             raise ConfigError(
@@ -94,6 +99,9 @@ def _config(config: CompositeConfig | Mapping[str, Any] | None, options: dict[st
     if cfg.layers.erosivity is not None and Path(cfg.layers.erosivity).suffix.lower() not in (".csv", ".txt"):
         raise ConfigError("compute: erosivity must be a CSV table month,share here (a 12-band raster is read by "
                           "soilsuite.composite)")
+    if cfg.layers.provenance:
+        raise ConfigError("compute: provenance needs the scene list and footprints of a search (scenes removed by "
+                          "the scene filter); use soilsuite.composite(..., provenance=True)")
     return cfg
 
 
@@ -291,7 +299,7 @@ def compute(
     **options
         Mask and bare-soil options by name (:class:`~soilsuite.config.MaskOptions`,
         :class:`~soilsuite.config.BareOptions`): ``dilation_px``, ``max_sun_zenith``,
-        ``invalid_scl``, ``blue_k_bare``, ``blue_k_mref``, ``max_nbr2``, ``min_bare_obs``,
+        ``invalid_scl``, ``blue_k_bare``, ``blue_k_mref``, ``dry_guard`` (alias ``max_nbr2``), ``min_bare_obs``,
         ``ci_method``... Unknown names raise :class:`~soilsuite.errors.ConfigError`.
 
     Returns

@@ -44,6 +44,10 @@ def _blocks(tiles: list[Tile], store: TileStore, label: str, name: str, stats: d
         if stats is not None:
             if name == "MASK":
                 stats["counts"] = stats.get("counts", 0) + np.bincount(arr.ravel(), minlength=len(P.MASK_CLASSES))
+            elif name == "PROVENANCE":  # observations per rule (stored counts; nodata: no observation)
+                a = arr.reshape(arr.shape[0], -1)
+                ok = (a != P.get(name).nodata).all(0)
+                stats["rules"] = stats.get("rules", 0) + a[:, ok].sum(1, dtype=np.int64)
             else:
                 ok = np.isfinite(arr)
                 stats["sum"] = stats.get("sum", 0.0) + float(arr[ok].sum(dtype="float64"))
@@ -108,7 +112,7 @@ def write_outputs(plan: RunPlan, summary, record: dict, cfg: CompositeConfig, st
     for label in plan.labels:
         written[label] = {}
         for name in P.composite_products(cfg.product_groups):
-            keep = label == "window" and name in ("MASK", "BSF")
+            keep = label == "window" and name in ("MASK", "BSF", "PROVENANCE")
             path = product_path(out, label, name, layout)
             path.parent.mkdir(parents=True, exist_ok=True)
             written[label][name] = path
@@ -162,6 +166,11 @@ def write_outputs(plan: RunPlan, summary, record: dict, cfg: CompositeConfig, st
                               for k in sorted(P.MASK_CLASSES)}
     if bsf_stats.get("n"):
         summary.mean_bsf = bsf_stats["sum"] / bsf_stats["n"]
+    prov_stats = _merge_stats([j[4] for j in jobs if j[4] is not None and j[1] == "PROVENANCE"])
+    if "rules" in prov_stats:
+        from ..provenance import area_shares
+
+        summary.provenance_share = area_shares(prov_stats["rules"])
 
     summary.products = {name: str(p.relative_to(out)) for name, p in written["window"].items()}
     t1 = time.perf_counter()
@@ -175,6 +184,7 @@ def write_outputs(plan: RunPlan, summary, record: dict, cfg: CompositeConfig, st
     summary.quicklooks = [str(Path(q).relative_to(out)) for q in qls]
     record["summary"] = {
         k: v for k, v in summary.__dict__.items() if k not in ("out", "products", "quicklooks")
+        and not (k == "provenance_share" and not v)  # only with --provenance
     }
     record["products"] = {label: {n: str(p.relative_to(out)) for n, p in d.items()} for label, d in written.items()}
     record["quicklooks"] = summary.quicklooks

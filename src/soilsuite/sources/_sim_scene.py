@@ -70,6 +70,52 @@ SHADOW_LOSS = np.array([0.55, 0.62, 0.67, 0.70, 0.72, 0.73, 0.74, 0.74, 0.78, 0.
 WAVE = np.array([0.490, 0.560, 0.665, 0.705, 0.740, 0.783, 0.842, 0.865, 1.610, 2.190])
 HAZE_SHAPE = (WAVE / 0.490) ** -2.0
 
+#: Spectral sets of ``simulate(spectra=...)``: ``"v1"`` (the constants above, the default) and
+#: ``"field"`` (residue, soil SWIR and moisture re-fitted to the NBR2 / PV+IR2 distributions of
+#: 3937 field sites with measured cover; SPEC "Realism targets", docs/simulator.md):
+#:
+#: - residue: deeper cellulose/lignin absorption in B12 (Daughtry 2001; Nagler et al. 2000 give
+#:   cellulose absorption index CAI 2-6 for residue vs ~0 for soil), NBR2 0.22 (fresh straw) and
+#:   0.18 (weathered) instead of 0.16 / 0.15: the field sites' dry-vegetation NBR2 median is 0.206;
+#: - soils: flatter SWIR for the light soils (NBR2 of dry sandy 0.040, loess 0.060), the
+#:   clay-rich type keeps its 2.2 um Al-OH absorption (0.105) and clay lowers B12 a little more
+#:   per % clay; field sites' bare-soil NBR2 p5 / p50 / p95 = 0.035 / 0.075 / 0.134;
+#: - moisture: liquid water absorbs more at 2.2 um than at 1.6 um (Lobell & Asner 2002), so the
+#:   B12 loss at full moisture exceeds the B11 loss (0.66 vs 0.56): moist soil has higher NBR2.
+SPECTRA = ("v1", "field")
+
+
+def endmembers(spectra: str = "v1") -> dict:
+    """Endmember spectra of a spectral set (``"v1"`` or ``"field"``, see :data:`SPECTRA`).
+
+    Returns a dict with ``dry_fresh``, ``dry_old`` (reflectance 0-1, 10 bands), ``soil_base``
+    {soil type: spectrum}, ``moist_loss`` (fraction lost at full moisture per band) and
+    ``clay_b12`` / ``clay_b11`` (relative B12 / B11 loss per % clay above the type's mean).
+    """
+    if spectra == "v1":
+        return {"dry_fresh": DRY_FRESH, "dry_old": DRY_OLD, "soil_base": SOIL_BASE, "moist_loss": MOIST_LOSS,
+                "green": GREEN, "clay_b12": 0.0035, "clay_b11": 0.0010}
+    if spectra != "field":
+        raise ValueError(f"spectra: expected one of {SPECTRA}, got {spectra!r}")
+    fresh = DRY_FRESH.copy()
+    fresh[9] = fresh[8] * (1 - 0.25) / (1 + 0.25)
+    old = DRY_OLD.copy()
+    old[9] = old[8] * (1 - 0.20) / (1 + 0.20)
+    green = GREEN.copy()
+    green[9] = 0.090
+    soil = {t: v.copy() for t, v in SOIL_BASE.items()}
+    for t, nbr2 in ((1, 0.025), (2, 0.045), (3, 0.095), (4, 0.065)):
+        v = soil[t]
+        # flatter red -> NIR slope (NDVI of the dry soil 0.12; red-edge bands scaled alike)
+        b8 = v[2] * (1 + 0.12) / (1 - 0.12)
+        v[3:8] = v[2] + (v[3:8] - v[2]) * (b8 - v[2]) / (v[6] - v[2])
+        v[9] = v[8] * (1 - nbr2) / (1 + nbr2)
+    moist = MOIST_LOSS.copy()
+    moist[8], moist[9] = 0.57, 0.63
+    return {"dry_fresh": fresh, "dry_old": old, "soil_base": soil, "moist_loss": moist, "green": green,
+            "clay_b12": 0.0045, "clay_b11": 0.0010}
+
+
 LC_CROP, LC_GRASS, LC_FOREST, LC_BUILT, LC_WATER = 1, 2, 3, 4, 5
 
 
@@ -184,8 +230,10 @@ def landscape(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     return {"landcover": lc, "field_id": field_id, "conifer": conifer & (lc == LC_FOREST), "edge": edge}
 
 
-def soils(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
-    """Soil types, properties (SOC g/kg, clay %, pH, iron g/kg) and dry-soil spectra per pixel."""
+def soils(rng: np.random.Generator, n: int, spectra: str = "v1") -> dict[str, np.ndarray]:
+    """Soil types, properties (SOC g/kg, clay %, pH, iron g/kg) and dry-soil spectra per pixel
+    (``spectra``: the spectral set, :func:`endmembers`; it draws no random numbers)."""
+    em = endmembers(spectra)
     f1 = smooth_field(rng, (n, n), n / 6)
     f2 = smooth_field(rng, (n, n), n / 5)
     st = np.full((n, n), 2, "uint8")
@@ -209,7 +257,7 @@ def soils(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     props["ph"] = np.clip(props["ph"], 3.8, 8.2)
     props["fe"] = np.clip(props["fe"], 1.0, 60.0)
     base = np.zeros((10, n, n))
-    for t, spec in SOIL_BASE.items():
+    for t, spec in em["soil_base"].items():
         base[:, st == t] = spec[:, None]
     base = np.stack([ndimage.uniform_filter(b, 3, mode="nearest") for b in base])
     soc_ref = np.zeros((n, n))
@@ -220,8 +268,8 @@ def soils(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     # SOC darkens (log-linear), clay lowers B12 (Al-OH 2.2 um), iron steepens the visible slope
     dark = np.exp(-0.30 * (np.log(props["soc"]) - np.log(soc_ref)))
     refl = base * dark
-    refl[9] *= 1.0 - 0.0035 * (props["clay"] - clay_ref)
-    refl[8] *= 1.0 - 0.0010 * (props["clay"] - clay_ref)
+    refl[9] *= 1.0 - em["clay_b12"] * (props["clay"] - clay_ref)
+    refl[8] *= 1.0 - em["clay_b11"] * (props["clay"] - clay_ref)
     dfe = (props["fe"] - fe_ref) / 10.0
     for i, k in ((0, -0.06), (1, -0.04), (2, 0.03), (3, 0.02)):
         refl[i] *= 1.0 + k * dfe

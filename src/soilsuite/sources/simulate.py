@@ -273,6 +273,8 @@ def simulate(
     safe_zip: bool = False,
     safe_duplicate: bool = False,
     ploughed_grassland: float = 0.0,
+    spectra: str = "v1",
+    regional_brightness: float = 0.0,
 ) -> SimulationResult:
     """Write a simulated Sentinel-2 L2A archive (static STAC catalog of COGs) with truth.
 
@@ -324,6 +326,20 @@ def simulate(
         spring or late summer, then resown); the fields and dates are in ``truth/events.json``
         and ``truth/fields.geojson`` (property ``ploughed``). 0 (default) leaves the imagery
         byte-identical to earlier releases.
+    spectra : {"v1", "field"}
+        Endmember spectra (``_sim_scene.endmembers``): ``"v1"`` (default, the spectra of earlier
+        releases: byte-identical archives) or ``"field"``: residue, soil SWIR and moisture
+        re-fitted so that the NBR2 and PV+IR2 distributions of bare soil, dry vegetation and
+        green vegetation come close to those of 3937 field sites with measured cover
+        (docs/simulator.md "Spectral sets"). The landscape, calendars, sky and noise are the
+        same for both (same random draws).
+    regional_brightness : float
+        Amplitude (0-0.5, natural-log NIR gain) of regionally different soil and dry-vegetation
+        NIR brightness (``_sim_regional``): the PV+IR2 value that separates bare soil from
+        vegetation then varies smoothly across the scene (mostly west-east); the best threshold
+        of each 640 m region is written to ``truth/threshold.tif`` and ``truth/threshold.json``
+        (docs/simulator.md, docs/thresholds.md).
+        0 (default) leaves the archive byte-identical.
 
     Returns
     -------
@@ -346,6 +362,10 @@ def simulate(
         raise ConfigError(f"hrefs: expected 'relative' or 'absolute', got {hrefs!r}")
     if format not in ("stac", "safe"):
         raise ConfigError(f"format: expected 'stac' or 'safe', got {format!r}")
+    if spectra not in S.SPECTRA:
+        raise ConfigError(f"spectra: expected one of {', '.join(S.SPECTRA)}, got {spectra!r}")
+    if not 0.0 <= float(regional_brightness) <= 0.5:
+        raise ConfigError(f"regional_brightness: expected an amplitude 0-0.5 (log NIR gain), got {regional_brightness}")
     size = int(size)
     out = Path(out).absolute()  # relative paths would leak the temporary folder into the hrefs
     from ..io.manifest import OutputFolder
@@ -354,7 +374,8 @@ def simulate(
         res = _simulate_into(tmp, out, size=size, start=start, end=end, revisit_days=int(revisit_days),
                              seed=int(seed), epsg=int(epsg), cloud_fraction=float(cloud_fraction),
                              overlap_tiles=bool(overlap_tiles), progress=progress, hrefs=hrefs,
-                             ploughed_grassland=float(ploughed_grassland))
+                             ploughed_grassland=float(ploughed_grassland), spectra=spectra,
+                             regional_brightness=float(regional_brightness))
         if format == "safe":  # SAFE products instead of the catalog of COGs (_sim_safe.py)
             from ._sim_safe import to_safe
 
@@ -370,7 +391,8 @@ def simulate(
 
 
 def _simulate_into(tmp: Path, out: Path, *, size, start, end, revisit_days, seed, epsg, cloud_fraction,
-                   overlap_tiles, progress, hrefs="relative", ploughed_grassland=0.0) -> SimulationResult:
+                   overlap_tiles, progress, hrefs="relative", ploughed_grassland=0.0,
+                   spectra="v1", regional_brightness=0.0) -> SimulationResult:
     import pystac
     from affine import Affine
     from pyproj import Transformer
@@ -401,7 +423,8 @@ def _simulate_into(tmp: Path, out: Path, *, size, start, end, revisit_days, seed
     # ---- static scene ----------------------------------------------------------------
     land = S.landscape(rng_land, n)
     lc, fid, edge, conifer = land["landcover"], land["field_id"], land["edge"], land["conifer"]
-    soil = S.soils(rng_soil, n)
+    soil = S.soils(rng_soil, n, spectra)
+    em = S.endmembers(spectra)
     soil_dry = soil["soil_reflectance"].astype("float64")
     n_fields = int(fid.max())
     fclass = np.zeros(n_fields + 1, "uint8")
@@ -420,7 +443,7 @@ def _simulate_into(tmp: Path, out: Path, *, size, start, end, revisit_days, seed
     wetness = np.clip(0.75 + 0.15 * S.smooth_field(rng_wx, (n, n), n / 8)
                       + 0.10 * (soil["clay"] > 25) + 0.15 * (soil["soil_type"] == 4), 0.3, 1.3)
     moist_series = S.moisture(rng_wx, int(days[0]) if T else start.toordinal(), int(days[-1]) + 1 if T else start.toordinal() + 1)
-    green_spec = np.where(conifer[None], S.GREEN_CONIFER[:, None, None], S.GREEN[:, None, None])
+    green_spec = np.where(conifer[None], S.GREEN_CONIFER[:, None, None], em["green"][:, None, None])
     other = np.zeros((10, n, n))
     other[:, lc == S.LC_FOREST] = S.WOOD[:, None]
     other[:, lc == S.LC_BUILT] = S.URBAN[:, None]
@@ -464,18 +487,31 @@ def _simulate_into(tmp: Path, out: Path, *, size, start, end, revisit_days, seed
     snow_cover = np.where(forest, 0.35, np.where(water, 0.0, np.where(built, 0.7, 1.0)))
     f32 = "float32"
     soil_dry = soil_dry.astype(f32)
-    soil_moist_loss = (soil_dry * S.MOIST_LOSS[:, None, None]).astype(f32)
+    soil_moist_loss = (soil_dry * em["moist_loss"][:, None, None]).astype(f32)
     green_spec = green_spec.astype(f32)
     other = other.astype(f32)
-    dry_fresh = S.DRY_FRESH[:, None, None].astype(f32)
-    dry_old_minus_fresh = (S.DRY_OLD - S.DRY_FRESH)[:, None, None].astype(f32)
+    dry_fresh = em["dry_fresh"][:, None, None].astype(f32)
+    dry_old_minus_fresh = (em["dry_old"] - em["dry_fresh"])[:, None, None].astype(f32)
     het_g, het_d, built_green = het_g.astype(f32), het_d.astype(f32), built_green.astype(f32)
+    true_thr = None
+    if regional_brightness > 0:  # issue 11: regionally different soil / dry-vegetation NIR brightness
+        from . import _sim_regional
+
+        gain = _sim_regional.regional_gain(n, regional_brightness).astype(f32)
+        soil_dry = soil_dry * gain
+        soil["soil_reflectance"] = soil_dry
+        soil_moist_loss = soil_moist_loss * gain
+        dry_fresh = dry_fresh * gain
+        dry_old_minus_fresh = dry_old_minus_fresh * gain
+        true_thr = _sim_regional.ThresholdTruth(lc)
 
     # ---- per acquisition ---------------------------------------------------------------
     coll_dir = tmp / "sentinel-2-l2a"
     coll_dir.mkdir()
     flags_all = np.zeros((T, n, n), "uint8")
     soilfrac_all = np.zeros((T, n, n), "uint8")
+    greenfrac_all = np.zeros((T, n, n), "uint8")  # truth/green_fraction.tif, dry_fraction.tif
+    dryfrac_all = np.zeros((T, n, n), "uint8")
     items: list[pystac.Item] = []
     cloud_cover: list[float] = []
     item_ids: list[str] = []
@@ -590,11 +626,16 @@ def _simulate_into(tmp: Path, out: Path, *, size, start, end, revisit_days, seed
                 nodata = a > np.quantile(a, 1 - frac)
             flags_all[ti] = np.where(nodata, 0, flags)
             soilfrac_all[ti] = np.where(nodata, 0, np.round(np.clip(s, 0, 1) * 100)).astype("uint8")
+            greenfrac_all[ti] = np.where(nodata, 0, np.round(np.clip(g, 0, 1) * 100)).astype("uint8")
+            dryfrac_all[ti] = np.where(nodata, 0, np.round(np.clip(d, 0, 1) * 100)).astype("uint8")
             # --- SCL
             scl = _scl(rng_sky, refl, lc, alpha, cirrus, shadow, haze, snow, nodata, n)
             # --- noise and DN
             noise20 = rng_noise.standard_normal((10, n, n), dtype=np.float32) * (0.0008 + 0.004 * refl)
             r20 = refl + noise20
+            if true_thr is not None:
+                true_thr.add(r20, flags, nodata, bare_bit=TRUTH_BARE,
+                             cloudy_bits=TRUTH_CLOUD | TRUTH_SHADOW | TRUTH_HAZE | TRUTH_SNOW)
             offset = -BOA_ADD_OFFSET_PB04 if date >= PB04_START else 0
             dn20 = _to_dn(r20, offset, nodata)
             nd10 = np.repeat(np.repeat(nodata, 2, 0), 2, 1)
@@ -689,10 +730,19 @@ def _simulate_into(tmp: Path, out: Path, *, size, start, end, revisit_days, seed
     if T:
         _write_cog(truth / "obs_flags.tif", flags_all, transform, epsg, nodata=None, descriptions=iso)
         _write_cog(truth / "soil_fraction.tif", soilfrac_all, transform, epsg, nodata=None, descriptions=iso)
+        _write_cog(truth / "green_fraction.tif", greenfrac_all, transform, epsg, nodata=None, descriptions=iso)
+        _write_cog(truth / "dry_fraction.tif", dryfrac_all, transform, epsg, nodata=None, descriptions=iso)
+    if true_thr is not None:
+        thr_px, thr_rows = true_thr.best()
+        _write_cog(truth / "threshold.tif", thr_px, transform, epsg, nodata=None, descriptions=["pvir2_threshold"])
+        (truth / "threshold.json").write_text(json.dumps({"region_px": _sim_regional.REGION_PX,
+                                                          "regions": thr_rows}, indent=1))
     _write_fields(truth / "fields.geojson", fid, lc, transform, to_ll, ploughed)
     _write_events(truth / "events.json", events, ploughed, fclass, start, end)
     meta = {
         "seed": seed, "size": n, "epsg": epsg, "resolution": RES, "transform": list(transform)[:6],
+        **({"spectra": spectra} if spectra != "v1" else {}),
+        **({"regional_brightness": regional_brightness} if regional_brightness > 0 else {}),
         "dates": iso, "truth_classes": TRUTH_CLASSES, "soil_types": SOIL_TYPES,
         "flags": {"BARE": TRUTH_BARE, "CLOUD": TRUTH_CLOUD, "SHADOW": TRUTH_SHADOW, "HAZE": TRUTH_HAZE,
                   "SNOW": TRUTH_SNOW, "DRYVEG": TRUTH_DRYVEG, "MOIST": TRUTH_MOIST},
@@ -935,7 +985,9 @@ def load_truth(archive_dir: str | os.PathLike):
 
     Variables: ``landcover``, ``field_id``, ``soil_type``, ``soc`` (g/kg), ``clay`` (%), ``ph``
     (y, x); ``soil_reflectance`` (band, y, x; dry soil, reflectance 0-1); ``obs_flags`` and
-    ``soil_fraction`` (time, y, x; bits ``TRUTH_*`` / percent). Coordinates ``x``/``y`` are pixel
+    ``soil_fraction`` (time, y, x; bits ``TRUTH_*`` / percent), and ``green_fraction`` /
+    ``dry_fraction`` (percent green / dry vegetation) where the archive has them; attr
+    ``spectra`` (the simulator's spectral set). Coordinates ``x``/``y`` are pixel
     centres, ``time`` the acquisition dates, ``band`` B02..B12; attrs ``crs``, ``transform``.
     """
     import rasterio
@@ -970,6 +1022,9 @@ def load_truth(archive_dir: str | os.PathLike):
     if len(times):
         data["obs_flags"] = (("time", "y", "x"), rd("obs_flags.tif")[0])
         data["soil_fraction"] = (("time", "y", "x"), rd("soil_fraction.tif")[0])
+        for name in ("green_fraction", "dry_fraction"):  # archives from 2026-12 on
+            if (tdir / f"{name}.tif").exists():
+                data[name] = (("time", "y", "x"), rd(f"{name}.tif")[0])
     else:
         data["obs_flags"] = (("time", "y", "x"), np.zeros((0, ny, nx), "uint8"))
         data["soil_fraction"] = (("time", "y", "x"), np.zeros((0, ny, nx), "uint8"))
@@ -981,4 +1036,8 @@ def load_truth(archive_dir: str | os.PathLike):
     ds["soil_reflectance"].attrs["units"] = "reflectance (0-1), dry soil"
     ds["obs_flags"].attrs["flags"] = json.dumps(meta["flags"])
     ds["soil_fraction"].attrs["units"] = "%"
+    for name in ("green_fraction", "dry_fraction"):
+        if name in ds:
+            ds[name].attrs["units"] = "%"
+    ds.attrs["spectra"] = meta.get("spectra", "v1")
     return ds
