@@ -34,7 +34,7 @@ demo: $(STAMP)
 	$(VENV)/bin/soilsuite demo --out demo_out --overwrite
 
 test: $(STAMP) $(REALDATA)/.complete
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 test-slow: $(STAMP) $(REALDATA)/.complete
 	$(PY) -m pytest -q -m slow
