@@ -300,10 +300,12 @@ def _plot(path: Path, hist: np.ndarray, rows: list[dict], max_panels: int = 36) 
     if len(rows) > n:
         fig.suptitle(f"first {n} of {len(rows)} regions", fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    from .plots import save_png
+
+    try:
+        save_png(fig, path, overwrite=True)  # temporary name, then renamed
+    finally:
+        plt.close(fig)
 
 
 # ----------------------------------------------------------------------------- API

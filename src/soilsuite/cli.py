@@ -18,6 +18,7 @@ from .cli_common import (
     LOG_JSON,
     METHOD,
     OUTPUT,
+    QUIET,
     TIME,
     PanelCommand,
     batch_output,
@@ -53,8 +54,6 @@ app = typer.Typer(
 )
 FORCE_CLEAN_HELP = CompositeConfig.model_fields["force_clean"].description
 LAYERS = "Optional layers (docs/temporal.md)"
-QUIET = typer.Option("--quiet", "-q", help="only warnings and errors", rich_help_panel=OUTPUT,
-                     metavar="")
 
 
 @app.command()

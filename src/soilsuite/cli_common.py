@@ -22,6 +22,11 @@ console = Console(stderr=True)
 
 # rich help panels of `soilsuite composite --help` (and `export-force`)
 AREA, TIME, METHOD, ENGINE, OUTPUT = "Input and area", "Time", "Method", "Engine", "Output"
+#: ``--quiet`` of the commands that run a job (composite, export-force, ingest, calibrate-threshold...)
+QUIET = typer.Option("--quiet", "-q", help="only warnings and errors", rich_help_panel=OUTPUT, metavar="")
+#: The SOURCE argument of the commands that read an archive of scenes
+SOURCE = typer.Argument(help="STAC catalog/folder, STAC API URL or SAFE folder/zip(s)", metavar="SOURCE",
+                        show_default=False)
 #: Panel of the rarely used options (listed last, with a short help each).
 ADVANCED = "Advanced"
 

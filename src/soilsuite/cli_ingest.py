@@ -14,6 +14,8 @@ from .cli_common import (
     AREA,
     ENGINE,
     OUTPUT,
+    QUIET,
+    SOURCE,
     TIME,
     PanelCommand,
     batch_output,
@@ -32,8 +34,7 @@ METHOD = "Scene filter"
 
 
 def ingest(
-    source: Annotated[str, typer.Argument(help="STAC catalog/folder, STAC API URL or SAFE folder/zip(s)",
-                                          metavar="SOURCE", show_default=False)],
+    source: Annotated[str, SOURCE],
     out: Path = opt(I, "out", "--out", "-o", panel=OUTPUT, help="the Zarr store to write, e.g. cube.zarr"),
     start: str = opt(I, "start", panel=TIME, metavar="YYYY-MM-DD"),
     end: str = opt(I, "end", panel=TIME, metavar="YYYY-MM-DD"),
@@ -50,8 +51,7 @@ def ingest(
     n_workers: int | None = opt(I, "n_workers", "--workers", panel=ENGINE, help="threads (default: one per core)"),
     overwrite: bool = opt(I, "overwrite", panel=OUTPUT, help="replace a cube ingest wrote (only its own files)"),
     force_clean: bool = opt(I, "force_clean", panel=OUTPUT),
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress, no summary", rich_help_panel=OUTPUT,
-                                        metavar="")] = False,
+    quiet: Annotated[bool, QUIET] = False,
 ):
     """Write the archive once as an analysis-ready Zarr cube that `composite CUBE.zarr` reads."""
     from .ingest import ingest as _ingest

@@ -17,6 +17,8 @@ from .cli_common import (
     ENGINE,
     METHOD,
     OUTPUT,
+    QUIET,
+    SOURCE,
     TIME,
     PanelCommand,
     cli_date,
@@ -29,9 +31,6 @@ from .config import BareOptions, CompositeConfig, EngineOptions, MaskOptions, Sc
 
 __all__ = ["register"]
 
-QUIET = typer.Option("--quiet", "-q", help="no progress, no summary", rich_help_panel=OUTPUT, metavar="")
-SOURCE = typer.Argument(help="STAC catalog/folder, STAC API URL or SAFE folder/zip(s)", metavar="SOURCE",
-                        show_default=False)
 
 
 def calibrate_threshold(

@@ -236,7 +236,8 @@ def pixel_series(source, *, lon=None, lat=None, x=None, y=None, start=None, end=
     return df, facts
 
 
-def _save(fig, out: Path, overwrite: bool) -> Path:
+def save_png(fig, out: Path, overwrite: bool) -> Path:
+    """Write ``fig`` to the PNG ``out`` (110 dpi) under a temporary name, then rename it."""
     out = Path(out)
     if out.suffix.lower() != ".png":
         raise ConfigError(f"--out {out}: pictures are written as PNG (.png)")
@@ -328,7 +329,7 @@ def plot_pixel(source, out, *, lon=None, lat=None, x=None, y=None, start=None, e
              f"{len(df)} solar days; selector {facts['selector']}")
     fig, marks = _series_figure(df, facts["threshold"], title)
     try:
-        path = _save(fig, Path(out), overwrite)
+        path = save_png(fig, Path(out), overwrite)
     finally:
         plt.close(fig)
     return PlotResult(path, df, marks, title)
@@ -395,7 +396,7 @@ def plot_parcel(source, out, *, parcels, parcel, id, parcels_crs=None, start=Non
              f"pixels; status of most pixels; {int(df['tillage'].sum())} tillage event(s)")
     fig, marks = _series_figure(df, facts["threshold"], title, share_col="bare_share")
     try:
-        path = _save(fig, Path(out), overwrite)
+        path = save_png(fig, Path(out), overwrite)
     finally:
         plt.close(fig)
     return PlotResult(path, df, marks, title)
@@ -470,7 +471,7 @@ def plot_years(products, out, *, product: str = "BSF", max_size: int = 1024, ove
     title = f"{spec.name} per period: {', '.join(f.label for f in per)}"
     fig.suptitle(title, fontsize=11)
     try:
-        path = _save(fig, Path(out), overwrite)
+        path = save_png(fig, Path(out), overwrite)
     finally:
         plt.close(fig)
     arrays = {k: v for k, v in data.items() if not k.endswith("__extent")}

@@ -159,10 +159,12 @@ def _plot(path: Path, df, bands: list[str], reference: float) -> None:
     a2.legend(fontsize=7, ncol=2)
     fig.suptitle(f"threshold sweep (dotted: reference threshold {reference:g})", fontsize=9)
     fig.tight_layout()
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    from .plots import save_png
+
+    try:
+        save_png(fig, path, overwrite=True)  # temporary name, then renamed
+    finally:
+        plt.close(fig)
 
 
 def threshold_sweep(
