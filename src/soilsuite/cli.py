@@ -362,6 +362,7 @@ def qgis(
 
 
 def _register_subapps() -> None:
+    from . import cli_dsm_compare  # noqa: F401 - registers `dsm compare` on dsm_app
     from .cli_dsm import dsm_app
     from .cli_products import register as register_product_commands
 

@@ -233,5 +233,3 @@ def predict(
     for name, p in paths.items():
         Console().print(f"{name:14s} {p}")
 
-
-from . import cli_dsm_compare as _compare  # noqa: E402,F401  (registers `dsm compare`)

@@ -1,6 +1,6 @@
 """``soilsuite dsm compare``: candidate soil models under the same cross-validation.
 
-Registered on :data:`soilsuite.cli_dsm.dsm_app` (imported at the end of ``cli_dsm``). Thin:
+Registered on :data:`soilsuite.cli_dsm.dsm_app` (imported by ``soilsuite.cli`` when it registers the sub-commands). Thin:
 read the samples and covariates as ``dsm train`` does, call :func:`soilsuite.dsm.compare`,
 write the report and the best model.
 """

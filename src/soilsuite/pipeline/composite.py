@@ -224,7 +224,8 @@ def load_tile_inputs(items: list, assets: dict[str, str], geobox, cfg: Composite
     ny, nx = geobox.shape.y, geobox.shape.x
     with gdal_env():
         if items and cube.is_cube_item(items[0]):  # a cube written by `soilsuite ingest`
-            meta, refl, scl = cube.read_tile(items, geobox, halo)
+            meta = S.observation_meta(items, cube.CUBE_ASSETS, cube.SENSOR)
+            refl, scl = cube.read_tile(items, geobox, halo, meta)
         elif items:
             meta = S.observation_meta(items, assets)
 

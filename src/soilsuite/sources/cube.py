@@ -324,20 +324,22 @@ def _read(arr, tidx: np.ndarray, r0: int, c0: int, ny: int, nx: int, fill) -> np
     return out
 
 
-def read_tile(items: Sequence, geobox, halo: int):
-    """The kernel inputs of one tile from a cube: ``(meta, refl, scl)``.
+#: The cube's variables as assets (our name -> variable name), for
+#: :func:`soilsuite.sources.stac.observation_meta` of a cube's items.
+CUBE_ASSETS = {b: b for b in (*BANDS, QUALITY)}
 
-    ``meta`` is :func:`soilsuite.sources.stac.observation_meta` of the tile's items (their solar
-    days, sun zenith; offset 0: applied at ingest), ``refl`` int16 ``[T, B, Y, X]`` on
-    ``geobox`` (offset-corrected x 10000, -32768 outside the cube), ``scl`` uint8
-    ``[T, Y + 2 halo, X + 2 halo]`` (0 outside the cube's padded grid).
+
+def read_tile(items: Sequence, geobox, halo: int, meta):
+    """The kernel inputs of one tile from a cube: ``(refl, scl)``.
+
+    ``meta`` is :func:`soilsuite.sources.stac.observation_meta` of the tile's items with
+    :data:`CUBE_ASSETS` (their solar days, sun zenith; offset 0: applied at ingest). Returns
+    ``refl`` int16 ``[T, B, Y, X]`` on ``geobox`` (offset-corrected x 10000, -32768 outside the
+    cube) and ``scl`` uint8 ``[T, Y + 2 halo, X + 2 halo]`` (0 outside the cube's padded grid).
     """
-    from . import stac as S
-
     path = str(items[0].properties[CUBE_PROP])
     mtime = (Path(path) / "zarr.json").stat().st_mtime_ns
     info = _open_cached(path, mtime)
-    meta = S.observation_meta(items, {b: b for b in (*BANDS, QUALITY)}, SENSOR)
     g, index = _arrays(path, mtime)
     try:
         tidx = np.array([index[(d - EPOCH).days] for d in meta.dates], np.int64)
@@ -351,7 +353,7 @@ def read_tile(items: Sequence, geobox, halo: int):
         refl[:, b] = _read(g[name], tidx, r0, c0, ny, nx, REFL_NODATA)
     h = info.halo_px
     scl = _read(g[QUALITY], tidx, r0 + h - halo, c0 + h - halo, ny + 2 * halo, nx + 2 * halo, 0)
-    return meta, refl, scl
+    return refl, scl
 
 
 __all__ = ["CUBE_ATTR", "CubeInfo", "CubeWarning", "check_cube_run", "cube_crs", "is_cube_item", "is_cube_source",
