@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -351,6 +351,11 @@ def renamed_options(options: dict, renamed: dict[str, str]) -> dict:
                           DeprecationWarning, stacklevel=3)
             out[new] = out.pop(old)
     return out
+
+
+def given_options(**options: Any) -> dict[str, Any]:
+    """The options that were given (not None); the others take the config model's default."""
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def parse_date(value: str | dt.date, name: str = "date") -> dt.date:

@@ -58,10 +58,6 @@ class IngestResult:
         return t
 
 
-def _given(**kw: Any) -> dict[str, Any]:
-    return {k: v for k, v in kw.items() if v is not None}
-
-
 def ingest(
     source: str | Path,
     *,
@@ -130,7 +126,7 @@ def ingest(
     InputError, ConfigError
         As ``composite`` for the source, the area and the options.
     """
-    from .config import IngestConfig, SceneFilter, parse_date
+    from .config import IngestConfig, SceneFilter, given_options, parse_date
     from .io.manifest import OutputFolder
     from .pipeline.composite import _items_over, build_config, select_items, target_geobox
     from .pipeline.preflight import preflight
@@ -140,8 +136,8 @@ def ingest(
     cfg = IngestConfig(
         source=str(source), out=Path(out), start=parse_date(start, "start"), end=parse_date(end, "end"), bbox=bbox,
         area=area, mgrs=mgrs, crs=crs, collection=collection, overwrite=overwrite, force_clean=force_clean,
-        scene=SceneFilter(**_given(max_cloud_cover=max_cloud_cover, min_sun_elevation=min_sun_elevation)),
-        **_given(resolution=resolution, chunk_px=chunk_px, halo_px=halo_px, n_workers=n_workers),
+        scene=SceneFilter(**given_options(max_cloud_cover=max_cloud_cover, min_sun_elevation=min_sun_elevation)),
+        **given_options(resolution=resolution, chunk_px=chunk_px, halo_px=halo_px, n_workers=n_workers),
     )
     if C.is_cube_source(cfg.source):
         raise InputError(f"ingest: SOURCE {cfg.source} is a Zarr cube; ingest reads an archive (STAC, SAFE)")

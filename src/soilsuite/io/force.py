@@ -369,11 +369,6 @@ def _export_hash(**params: Any) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _given(**options: Any) -> dict[str, Any]:
-    """The options that were given (not None); the others take the config's default."""
-    return {k: v for k, v in options.items() if v is not None}
-
-
 def export_force(
     source: str | Path,
     *,
@@ -458,10 +453,17 @@ def export_force(
     InputError
         No usable STAC items, missing assets, unreadable data.
     """
-    from ..config import FORCE_RENAMED, ForceExportConfig, SceneFilter, parse_date, renamed_options
+    from ..config import (
+        FORCE_RENAMED,
+        ForceExportConfig,
+        SceneFilter,
+        given_options,
+        parse_date,
+        renamed_options,
+    )
     from ..sources import stac as S
 
-    given = renamed_options({**renamed, **_given(force_tile_m=force_tile_m, force_block_m=force_block_m)}, FORCE_RENAMED)
+    given = renamed_options({**renamed, **given_options(force_tile_m=force_tile_m, force_block_m=force_block_m)}, FORCE_RENAMED)
     if unknown := set(given) - {"force_tile_m", "force_block_m"}:
         raise TypeError(f"export_force() got unexpected keyword argument(s) {sorted(unknown)}")
     start_d, end_d = parse_date(start, "start"), parse_date(end, "end")
@@ -470,8 +472,8 @@ def export_force(
     cfg = ForceExportConfig(
         source=str(source), out=Path(out), start=start_d, end=end_d, bbox=bbox, crs=crs, origin=origin,
         collection=collection, overwrite=overwrite, force_clean=force_clean,
-        scene=SceneFilter(**_given(max_cloud_cover=max_cloud_cover, min_sun_elevation=min_sun_elevation)),
-        **_given(resolution=resolution, **given),
+        scene=SceneFilter(**given_options(max_cloud_cover=max_cloud_cover, min_sun_elevation=min_sun_elevation)),
+        **given_options(resolution=resolution, **given),
     )
     res, tile_m, block_m = cfg.resolution, cfg.force_tile_m, cfg.force_block_m
     tol = 1e-6
