@@ -302,10 +302,7 @@ def _plot(path: Path, hist: np.ndarray, rows: list[dict], max_panels: int = 36) 
     fig.tight_layout()
     from .plots import save_png
 
-    try:
-        save_png(fig, path, overwrite=True)  # temporary name, then renamed
-    finally:
-        plt.close(fig)
+    save_png(fig, path, overwrite=True, close=True)  # temporary name, then renamed
 
 
 # ----------------------------------------------------------------------------- API

@@ -236,8 +236,9 @@ def pixel_series(source, *, lon=None, lat=None, x=None, y=None, start=None, end=
     return df, facts
 
 
-def save_png(fig, out: Path, overwrite: bool) -> Path:
-    """Write ``fig`` to the PNG ``out`` (110 dpi) under a temporary name, then rename it."""
+def save_png(fig, out: Path, overwrite: bool, *, close: bool = False) -> Path:
+    """Write ``fig`` to the PNG ``out`` (110 dpi) under a temporary name, then rename it;
+    ``close``: close the figure afterwards, also when writing fails."""
     out = Path(out)
     if out.suffix.lower() != ".png":
         raise ConfigError(f"--out {out}: pictures are written as PNG (.png)")
@@ -252,6 +253,10 @@ def save_png(fig, out: Path, overwrite: bool) -> Path:
     finally:
         if tmp.exists():
             tmp.unlink()
+        if close:
+            import matplotlib.pyplot as plt
+
+            plt.close(fig)
     return out
 
 

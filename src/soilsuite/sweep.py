@@ -161,10 +161,7 @@ def _plot(path: Path, df, bands: list[str], reference: float) -> None:
     fig.tight_layout()
     from .plots import save_png
 
-    try:
-        save_png(fig, path, overwrite=True)  # temporary name, then renamed
-    finally:
-        plt.close(fig)
+    save_png(fig, path, overwrite=True, close=True)  # temporary name, then renamed
 
 
 def threshold_sweep(
