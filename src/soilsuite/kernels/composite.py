@@ -101,6 +101,16 @@ def sort_network(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.array(lo, np.int64), np.array(hi, np.int64)
 
 
+@lru_cache(maxsize=16)
+def sort_networks(n_max: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`sort_network` of every size ``0 .. n_max`` concatenated: comparators of size
+    ``n`` are ``lo[off[n]:off[n + 1]], hi[off[n]:off[n + 1]]``."""
+    nets = [sort_network(n) for n in range(n_max + 1)]
+    off = np.zeros(n_max + 2, np.int64)
+    off[1:] = np.cumsum([len(lo) for lo, _ in nets])
+    return (np.concatenate([lo for lo, _ in nets]), np.concatenate([hi for _, hi in nets]), off)
+
+
 @njit(cache=True, nogil=True)
 def _median_sorted(v, n):
     """Median of sorted ``v[:n]``; even n: mean of the two middle values (numpy convention)."""
@@ -116,11 +126,14 @@ def _mad_sorted(v, n, med):
 
     The deviations left of the median (``med - v[i]`` for ``i = p-1 .. 0``) and right of it
     (``v[j] - med`` for ``j = p .. n-1``) are two ascending runs; merging them up to the middle
-    gives the same order statistics as sorting all deviations.
+    gives the same order statistics as sorting all deviations. Branch-free (selects instead of
+    data-dependent branches: the merge's choices are random, a branch would mispredict half of
+    them); on a tie it takes the left deviation (the values are equal, so the order does not
+    change the result).
     """
     p = 0
-    while p < n and v[p] < med:
-        p += 1
+    for i in range(n):  # values below the median: a count, not a data-dependent exit
+        p += v[i] < med
     i = p - 1
     j = p
     lo_k = (n - 1) // 2
@@ -128,14 +141,13 @@ def _mad_sorted(v, n, med):
     lo = 0.0
     d = 0.0
     for k in range(hi_k + 1):
-        if j >= n or (i >= 0 and med - v[i] <= v[j] - med):
-            d = med - v[i]
-            i -= 1
-        else:
-            d = v[j] - med
-            j += 1
-        if k == lo_k:
-            lo = d
+        dl = med - v[i if i >= 0 else 0]  # read in bounds even when that side is exhausted
+        dr = v[j if j < n else n - 1] - med
+        left = (j >= n) | ((i >= 0) & (dl <= dr))
+        d = dl if left else dr
+        i -= np.int64(left)
+        j += np.int64(not left)
+        lo = d if k == lo_k else lo
     if lo_k == hi_k:
         return d
     return (lo + d) / 2.0
@@ -157,7 +169,131 @@ def _outlier_cut(v, n, k, min_excess):
     return c1 if c1 > c2 else c2
 
 
-def _classify_impl(refl, valid, candidate, never_bare, k_bare, k_mref, min_excess, blue, net_lo, net_hi, out):
+@njit(cache=True, nogil=True)
+def _sort_columns(key, net_lo, net_hi, c0=0, c1=-1):
+    """Sort every column of ``key`` [n, X] with the sorting network ``(net_lo[c0:c1],
+    net_hi[c0:c1])`` (default: all comparators): one min/max over the row pair per comparator
+    (vectorised across the columns)."""
+    n_x = key.shape[1]
+    if c1 < 0:
+        c1 = net_lo.shape[0]
+    for ci in range(c0, c1):
+        ka = key[net_lo[ci]]
+        kb = key[net_hi[ci]]
+        for x in range(n_x):
+            a = ka[x]
+            b = kb[x]
+            ka[x] = min(a, b)
+            kb[x] = max(a, b)
+
+
+@njit(cache=True, nogil=True)
+def _blue_cuts(key, n_valid, k_bare, k_mref, min_excess, vals, cand, cut_bare, cut_mref):
+    """Per pixel (column of the sorted ``key``): its sorted valid B02 values and candidates'
+    values, and the two outlier cuts from them."""
+    for x in range(key.shape[1]):
+        nv = n_valid[x]
+        if nv == 0:
+            cut_bare[x] = np.inf
+            cut_mref[x] = np.inf
+            continue
+        nc = 0
+        for i in range(nv):
+            k = np.int32(key[i, x])
+            b = np.float64(k >> 2)  # floor shift: exact for negative DN too
+            vals[i] = b
+            cand[nc] = b
+            nc += (k >> 1) & 1
+        cut_bare[x] = _outlier_cut(cand, nc, k_bare, min_excess)
+        cut_mref[x] = _outlier_cut(vals, nv, k_mref, min_excess)
+
+
+@njit(cache=True, nogil=True)
+def _blue_cuts_rows(key, n_valid, k_bare, k_mref, min_excess, nets_lo, nets_hi, net_off, dev, work,
+                    cut_bare, cut_mref):
+    """:func:`_blue_cuts` for int16 keys (valid B02 in -8192 .. 8190 DN), vectorised across the
+    row's pixels instead of one pixel at a time.
+
+    Works on doubled values, all small integers: ``2 * median`` is the sum of the two middle
+    values (one counted twice for an odd count), the deviations ``|2 * B02 - 2 * median|`` (<=
+    32764, the int16 sentinel 32767 marks a missing one) of a column are sorted by the network
+    of the row's largest count, and ``2 * MAD`` is half the sum of the two middle deviations. The
+    median and MAD are then exactly :func:`_median_sorted` and :func:`_mad_sorted`'s, and the cuts
+    the same float64 expressions as :func:`_outlier_cut`.
+    ``dev`` int16 [T, X] and ``work`` int32 [8, X] are scratch.
+    """
+    n_x = key.shape[1]
+    n_max = 0
+    for x in range(n_x):
+        n_max = max(n_max, n_valid[x])
+    nc = work[0]
+    m2v = work[1]
+    m2c = work[2]
+    rank = work[3]
+    d2v = work[4]
+    d2c = work[5]
+    for x in range(n_x):
+        nc[x] = 0
+        m2v[x] = 0
+        m2c[x] = 0
+        rank[x] = 0
+        d2v[x] = 0
+        d2c[x] = 0
+    for i in range(n_max):  # candidates per pixel
+        kr = key[i]
+        for x in range(n_x):
+            k = np.int32(kr[x])
+            nc[x] += np.int32(np.int32(k >> 1) & np.int32(1)) & np.int32(i < n_valid[x])
+    for i in range(n_max):  # 2 * median of the valid values and of the candidates' values
+        kr = key[i]
+        for x in range(n_x):
+            k = np.int32(kr[x])
+            nv = n_valid[x]
+            v = np.int32(k >> 2)
+            m2v[x] += np.int32(v if i == (nv - 1) // 2 else 0) + np.int32(v if i == nv // 2 else 0)
+            isc = np.int32(np.int32(k >> 1) & np.int32(1)) & np.int32(i < nv)
+            r = rank[x]
+            n = nc[x]
+            m2c[x] += np.int32(v if isc != 0 and r == (n - 1) // 2 else 0) + np.int32(
+                v if isc != 0 and r == n // 2 else 0)
+            rank[x] = r + isc
+    c0 = net_off[n_max]
+    c1 = net_off[n_max + 1]
+    for which in range(2):  # deviations, sorted per pixel; 2 * MAD
+        for i in range(n_max):
+            kr = key[i]
+            dr = dev[i]
+            for x in range(n_x):
+                k = np.int32(kr[x])
+                isc = np.int32(np.int32(k >> 1) & np.int32(1))
+                member = (i < n_valid[x]) & ((which == 0) | (isc != 0))
+                m2 = m2v[x] if which == 0 else m2c[x]
+                d = abs(np.int32(2 * np.int32(k >> 2)) - m2)
+                dr[x] = np.int16(d if member else 32767)
+        _sort_columns(dev, nets_lo, nets_hi, c0, c1)
+        d2 = d2v if which == 0 else d2c
+        for i in range(n_max):
+            dr = dev[i]
+            for x in range(n_x):
+                n = n_valid[x] if which == 0 else nc[x]
+                d = np.int32(dr[x])
+                d2[x] += np.int32(d if i == (n - 1) // 2 else 0) + np.int32(d if i == n // 2 else 0)
+    for x in range(n_x):
+        nv = n_valid[x]
+        med = m2v[x] / 2.0
+        mad = d2v[x] / 4.0
+        c1v = med + k_mref * MAD_SCALE * mad
+        c2v = med + min_excess
+        cut_mref[x] = (c1v if c1v > c2v else c2v) if nv > 0 else np.inf
+        med = m2c[x] / 2.0
+        mad = d2c[x] / 4.0
+        c1v = med + k_bare * MAD_SCALE * mad
+        c2v = med + min_excess
+        cut_bare[x] = (c1v if c1v > c2v else c2v) if nc[x] > 0 else np.inf
+
+
+def _classify_impl(refl, valid, candidate, never_bare, k_bare, k_mref, min_excess, blue, net_lo, net_hi,
+                   nets_lo, nets_hi, net_off, out):
     n_t, _, n_y, n_x = refl.shape
     big = np.int32(2147483647)
     for y in prange(n_y):
@@ -165,62 +301,61 @@ def _classify_impl(refl, valid, candidate, never_bare, k_bare, k_mref, min_exces
         # + 1; invalid: +inf): sorting a pixel's keys orders its valid B02 values first, and the
         # candidates' values in that order are sorted too, so the two outlier filters need a
         # single sort.
-        key = np.empty((n_t, n_x), np.int32)
+        # Keys are int16 (twice the SIMD lanes of int32 in the sorting network) when the row's
+        # valid B02 values are within -8192 .. 8190 DN (reflectance -0.82 .. 0.82), so that every
+        # key is below the sentinel 32767; otherwise the row is redone in int32.
+        key16 = np.empty((n_t, n_x), np.int16)
+        dev = np.empty((n_t, n_x), np.int16)
+        work = np.empty((8, n_x), np.int32)
         n_valid = np.zeros(n_x, np.int32)
         cut_bare = np.empty(n_x, np.float64)
         cut_mref = np.empty(n_x, np.float64)
         vals = np.empty(n_t, np.float64)
         cand = np.empty(n_t, np.float64)
-        # pass 1, rows of dates (vectorisable): flags before the blue filter, and the keys
+        # pass 1, rows of dates (vectorisable): flags before the blue filter, the keys and the
+        # range of the valid B02 values
         nb = never_bare[y]
+        bmin = np.int32(32767)
+        bmax = np.int32(-32768)
         for t in range(n_t):
             vr = valid[t, y]
             sr = candidate[t, y]
             br = refl[t, blue, y]
             fo = out[t, y]
-            kr = key[t]
+            kr = key16[t]
             for x in range(n_x):
                 v = np.uint8(vr[x])
                 below = v & np.uint8(sr[x])
                 c = below & np.uint8(not nb[x])
                 fo[x] = v * FLAG_VALID | below * FLAG_BELOW | c * FLAG_CANDIDATE
-                k = np.int32(br[x]) * 4 + np.int32(c) * 2 + 1
-                kr[x] = k if v != 0 else big
+                b = np.int32(br[x])
+                k = np.int16(b * 4 + np.int32(c) * 2 + 1)  # wraps outside the range: row redone
+                kr[x] = k if v != 0 else np.int16(32767)
+                bmin = min(bmin, b if v != 0 else np.int32(32767))
+                bmax = max(bmax, b if v != 0 else np.int32(-32768))
                 n_valid[x] += np.int32(v)
-        any_valid = np.int32(0)
-        for x in range(n_x):
-            any_valid |= n_valid[x]
-        if any_valid == 0:  # e.g. a cloudy row
+        if bmax < bmin:  # no valid observation in the row (e.g. a cloudy row)
             for x in range(n_x):
                 cut_bare[x] = np.inf
                 cut_mref[x] = np.inf
-        else:
-            # pass 2: sort every pixel's keys with the sorting network, a min/max over the row
-            # per comparator (vectorised across pixels)
-            for ci in range(net_lo.shape[0]):
-                ka = key[net_lo[ci]]
-                kb = key[net_hi[ci]]
-                for x in range(n_x):
-                    a = ka[x]
-                    b = kb[x]
-                    ka[x] = min(a, b)
-                    kb[x] = max(a, b)
+        elif bmin >= -8192 and bmax <= 8190:
+            # pass 2: sort every pixel's keys with the sorting network (vectorised across pixels)
+            _sort_columns(key16, net_lo, net_hi)
             # pass 3, per pixel: its sorted valid values and candidates, the two B02 cuts
-            for x in range(n_x):
-                nv = n_valid[x]
-                if nv == 0:
-                    cut_bare[x] = np.inf
-                    cut_mref[x] = np.inf
-                    continue
-                nc = 0
-                for i in range(nv):
-                    k = key[i, x]
-                    b = np.float64(k >> 2)  # floor shift: exact for negative DN too
-                    vals[i] = b
-                    cand[nc] = b
-                    nc += (k >> 1) & 1
-                cut_bare[x] = _outlier_cut(cand, nc, k_bare, min_excess)
-                cut_mref[x] = _outlier_cut(vals, nv, k_mref, min_excess)
+            _blue_cuts_rows(key16, n_valid, k_bare, k_mref, min_excess, nets_lo, nets_hi, net_off, dev, work,
+                            cut_bare, cut_mref)
+        else:  # passes 1 to 3 for the keys in int32
+            key = np.empty((n_t, n_x), np.int32)
+            for t in range(n_t):
+                br = refl[t, blue, y]
+                fo = out[t, y]
+                kr = key[t]
+                for x in range(n_x):
+                    f = fo[x]
+                    k = np.int32(br[x]) * 4 + np.int32((f >> 2) & 1) * 2 + 1
+                    kr[x] = k if (f & FLAG_VALID) != 0 else big
+            _sort_columns(key, net_lo, net_hi)
+            _blue_cuts(key, n_valid, k_bare, k_mref, min_excess, vals, cand, cut_bare, cut_mref)
         # pass 4, rows of dates again: the bare and MREF bits
         for t in range(n_t):
             fo = out[t, y]
@@ -316,13 +451,63 @@ def classify(
     out = np.empty((n_t, n_y, n_x), np.uint8)
     fn = _classify_parallel if parallel else _classify_serial
     net_lo, net_hi = sort_network(n_t)
+    nets_lo, nets_hi, net_off = sort_networks(n_t)
     return fn(refl, valid, candidate, never_bare, float(k_bare), float(k_mref), float(min_excess_dn), int(blue),
-              net_lo, net_hi, out)
+              net_lo, net_hi, nets_lo, nets_hi, net_off, out)
 
 
 # ----------------------------------------------------------------------------- accumulate
+@njit(cache=True, nogil=True, inline="always")
+def _bit_mask(f, bit):
+    """int32 0 or -1 from bit ``bit`` of the flag byte ``f`` (for a branch-free AND)."""
+    # every step cast back to int32: numba widens integer arithmetic to int64, and 64-bit
+    # lanes would halve the SIMD width of the loop
+    return np.int32(-np.int32(np.int32(f >> bit) & np.int32(1)))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _add_dates3(s0, f0, s1, f1, s2, f2, a1, a2, c1, c2, qa, qc):
+    """Three dates of one band row (DN ``s*``, flags ``f*``) into the row buffers: DN sums (int32
+    ``a1`` bare, ``c1`` MREF) and DN**2 sums (int64 ``a2``, ``c2``).
+
+    The first loop is all 32-bit (16 SIMD lanes): three squares (each <= 32768**2 = 2**30) sum
+    in uint32 without overflow, kept in ``qa``/``qc``; the second adds them to the int64 sums,
+    once per three dates. Exact integer sums. A missing date is a row of zero flags.
+    """
+    n = a1.shape[0]
+    for x in range(n):
+        g0 = np.int32(f0[x])
+        g1 = np.int32(f1[x])
+        g2 = np.int32(f2[x])
+        v0 = np.int32(s0[x])
+        v1 = np.int32(s1[x])
+        v2 = np.int32(s2[x])
+        q0 = np.uint32(np.int32(v0 * v0))
+        q1 = np.uint32(np.int32(v1 * v1))
+        q2 = np.uint32(np.int32(v2 * v2))
+        b0 = _bit_mask(g0, 3)  # FLAG_BARE
+        b1 = _bit_mask(g1, 3)
+        b2 = _bit_mask(g2, 3)
+        m0 = _bit_mask(g0, 4)  # FLAG_MREF
+        m1 = _bit_mask(g1, 4)
+        m2 = _bit_mask(g2, 4)
+        a1[x] = np.int32(a1[x] + np.int32(np.int32(v0 & b0) + np.int32(v1 & b1) + np.int32(v2 & b2)))
+        c1[x] = np.int32(c1[x] + np.int32(np.int32(v0 & m0) + np.int32(v1 & m1) + np.int32(v2 & m2)))
+        qa[x] = np.uint32(np.uint32(q0 & np.uint32(b0)) + np.uint32(q1 & np.uint32(b1))
+                          + np.uint32(q2 & np.uint32(b2)))
+        qc[x] = np.uint32(np.uint32(q0 & np.uint32(m0)) + np.uint32(q1 & np.uint32(m1))
+                          + np.uint32(q2 & np.uint32(m2)))
+    for x in range(n):
+        a2[x] += np.int64(qa[x])
+        c2[x] += np.int64(qc[x])
+
+
 def _accumulate_impl(refl, flags, period, vpc, n_below, bsc, mref_n, bsum, bsq, msum, msq):
+    # vpc .. mref_n arrive zeroed; bsum .. msq uninitialised (np.empty: a zeroed array would be
+    # faulted in twice, once read and once written): each (period, band, row) is written by its
+    # first flush, added to by later ones, zero-filled if it has none.
     n_t, n_b, n_y, n_x = refl.shape
+    n_p = bsum.shape[0]
     for y in prange(n_y):
         # counts, and which dates of this row have a bare / MREF observation at all
         has = np.zeros(n_t, np.uint8)
@@ -346,48 +531,71 @@ def _accumulate_impl(refl, flags, period, vpc, n_below, bsc, mref_n, bsum, bsq, 
                 any_set |= f
             has[t] = (any_set >> 3) & 3
         # sums, band by band, in integer row buffers (int32 DN sums, int64 sums of squares: exact,
-        # twice the SIMD lanes of float64) that stay in L1 while the dates stream through; added
-        # to the float64 accumulators when the period changes. Masked by a select (no gather),
-        # two loops of few arrays each so that LLVM vectorises them.
+        # and more SIMD lanes than float64) that stay in L1 while the dates of one run of a period
+        # stream through, three at a time; added to the float64 accumulators at the end of the run.
         a1 = np.empty(n_x, np.int32)
         a2 = np.empty(n_x, np.int64)
         c1 = np.empty(n_x, np.int32)
         c2 = np.empty(n_x, np.int64)
-        for b in range(n_b):
-            cur = -1
-            for t in range(n_t + 1):
-                p = period[t] if t < n_t else -2
-                if t < n_t and (p < 0 or has[t] == 0):  # e.g. a cloudy row
-                    continue
-                if p != cur:
-                    if cur >= 0:  # flush the buffers of period `cur`
-                        s1 = bsum[cur, b, y]
-                        s2 = bsq[cur, b, y]
-                        for x in range(n_x):
-                            s1[x] += np.float64(a1[x])
-                            s2[x] += np.float64(a2[x])
-                        m1 = msum[cur, b, y]
-                        m2 = msq[cur, b, y]
-                        for x in range(n_x):
-                            m1[x] += np.float64(c1[x])
-                            m2[x] += np.float64(c2[x])
-                    if t == n_t:
-                        break
-                    cur = p
-                    a1[:] = 0
-                    a2[:] = 0
-                    c1[:] = 0
-                    c2[:] = 0
-                src = refl[t, b, y]
-                fr = flags[t, y]
-                for x in range(n_x):
-                    v = np.int32(src[x]) if (fr[x] & FLAG_BARE) != 0 else np.int32(0)
-                    a1[x] += v
-                    a2[x] += np.int64(v * v)  # |v| <= 32768: v * v fits int32
-                for x in range(n_x):
-                    v = np.int32(src[x]) if (fr[x] & FLAG_MREF) != 0 else np.int32(0)
-                    c1[x] += v
-                    c2[x] += np.int64(v * v)
+        qa = np.empty(n_x, np.uint32)
+        qc = np.empty(n_x, np.uint32)
+        zero_r = np.zeros(n_x, refl.dtype)
+        zero_f = np.zeros(n_x, flags.dtype)
+        ts = np.empty(n_t, np.int64)
+        written = np.zeros((n_p, n_b), np.uint8)
+        t = 0
+        while t < n_t:
+            # the run of dates of one period starting at t; its dates with bare / MREF observations
+            p = period[t]
+            k = 0
+            t1 = t
+            while t1 < n_t and period[t1] == p:
+                if has[t1] != 0:
+                    ts[k] = t1
+                    k += 1
+                t1 += 1
+            t = t1
+            if p < 0 or k == 0:  # outside every period, or e.g. a cloudy row
+                continue
+            for b in range(n_b):
+                a1[:] = 0
+                a2[:] = 0
+                c1[:] = 0
+                c2[:] = 0
+                for i in range(0, k, 3):  # dates three at a time, the last group padded with zero rows
+                    t0 = ts[i]
+                    r0, g0 = refl[t0, b, y], flags[t0, y]
+                    r1, g1 = (refl[ts[i + 1], b, y], flags[ts[i + 1], y]) if i + 1 < k else (zero_r, zero_f)
+                    r2, g2 = (refl[ts[i + 2], b, y], flags[ts[i + 2], y]) if i + 2 < k else (zero_r, zero_f)
+                    _add_dates3(r0, g0, r1, g1, r2, g2, a1, a2, c1, c2, qa, qc)
+                # two loops over row slices with few arrays each (LLVM vectorises a loop only
+                # while its runtime alias checks stay few)
+                s1 = bsum[p, b, y]
+                s2 = bsq[p, b, y]
+                m1 = msum[p, b, y]
+                m2 = msq[p, b, y]
+                if written[p, b]:
+                    for x in range(n_x):
+                        s1[x] += np.float64(a1[x])
+                        s2[x] += np.float64(a2[x])
+                    for x in range(n_x):
+                        m1[x] += np.float64(c1[x])
+                        m2[x] += np.float64(c2[x])
+                else:
+                    for x in range(n_x):
+                        s1[x] = np.float64(a1[x])
+                        s2[x] = np.float64(a2[x])
+                    for x in range(n_x):
+                        m1[x] = np.float64(c1[x])
+                        m2[x] = np.float64(c2[x])
+                    written[p, b] = 1
+        for p in range(n_p):
+            for b in range(n_b):
+                if not written[p, b]:
+                    bsum[p, b, y, :] = 0.0
+                    bsq[p, b, y, :] = 0.0
+                    msum[p, b, y, :] = 0.0
+                    msq[p, b, y, :] = 0.0
 
 
 _accumulate_serial, _accumulate_parallel = twins(_accumulate_impl)
@@ -433,7 +641,7 @@ def accumulate(
     if n_t >= 2**16:  # the kernel sums DN of one row and period in int32
         raise ValueError(f"accumulate takes at most 65535 dates at once, got {n_t}; split the time axis and merge()")
     counts = [np.zeros((n_periods, n_y, n_x), np.uint32) for _ in range(4)]
-    sums = [np.zeros((n_periods, n_b, n_y, n_x), np.float64) for _ in range(4)]
+    sums = [np.empty((n_periods, n_b, n_y, n_x), np.float64) for _ in range(4)]  # the kernel fills them
     fn = _accumulate_parallel if parallel else _accumulate_serial
     fn(refl, flags, period, *counts, *sums)
     return Accumulator(*counts, *sums)

@@ -18,7 +18,7 @@ from ..sensors.base import REFL_NODATA
 from ..sensors.sentinel2 import SENTINEL2_L2A as _S2
 from ._jit import twins
 
-__all__ = ["ndvi", "nbr", "nbr2", "pvir2", "normalized_difference"]
+__all__ = ["ndvi", "nbr", "nbr2", "pvir2", "pvir2_at_most", "normalized_difference"]
 
 #: Default band positions: Sentinel-2 L2A's red (B04), nir (B08), swir1 (B11), swir2 (B12).
 I_B04 = _S2.index("red")
@@ -40,6 +40,22 @@ def _nd(a, b):
     return (fa - fb) / s
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _pvir2_px(a, b, c):
+    """float32 PV+IR2 of one observation from int16 nir ``a``, red ``b``, swir2 ``c``: the float64
+    sum ``_nd(a, b) + _nd(a, c)`` rounded once; NaN on nodata or a zero denominator."""
+    fa = np.float64(a)
+    fb = np.float64(b)
+    fc = np.float64(c)
+    s1 = fa + fb
+    s2 = fa + fc
+    bad = (a == REFL_NODATA) | (b == REFL_NODATA) | (c == REFL_NODATA) | (s1 == 0.0) | (s2 == 0.0)
+    # branch-free: divide by 1 where the result is discarded, then select NaN; the kept value is
+    # the same float64 expression as _nd(nir, red) + _nd(nir, swir2)
+    v = (fa - fb) / (1.0 if s1 == 0.0 else s1) + (fa - fc) / (1.0 if s2 == 0.0 else s2)
+    return np.float32(np.nan) if bad else np.float32(v)
+
+
 def _nd_impl(refl, i, j, out):
     n_t, _, n_y, n_x = refl.shape
     for t in prange(n_t):
@@ -59,24 +75,32 @@ def _pvir2_impl(refl, i_red, i_nir, i_swir2, out):
             r12 = refl[t, i_swir2, y]
             o = out[t, y]
             for x in range(n_x):
-                a = r8[x]
-                b = r4[x]
-                c = r12[x]
-                fa = np.float64(a)
-                fb = np.float64(b)
-                fc = np.float64(c)
-                s1 = fa + fb
-                s2 = fa + fc
-                bad = (a == REFL_NODATA) | (b == REFL_NODATA) | (c == REFL_NODATA) | (s1 == 0.0) | (s2 == 0.0)
-                # branch-free: divide by 1 where the result is discarded, then select NaN; the
-                # kept value is the same float64 expression as _nd(B08, B04) + _nd(B08, B12)
-                v = (fa - fb) / (1.0 if s1 == 0.0 else s1) + (fa - fc) / (1.0 if s2 == 0.0 else s2)
-                o[x] = np.float32(np.nan) if bad else np.float32(v)
+                o[x] = _pvir2_px(r8[x], r4[x], r12[x])
     return out
+
+
+def _pvir2_at_most_impl(refl, i_red, i_nir, i_swir2, threshold, out, below):
+    """:func:`_pvir2_impl` and ``below = out <= threshold`` in the same pass (SCMaP's selector)."""
+    n_t, _, n_y, n_x = refl.shape
+    b8 = below.view(np.uint8)  # bool as 0/1 bytes, for a branch-free store
+    for t in prange(n_t):
+        for y in range(n_y):
+            r4 = refl[t, i_red, y]
+            r8 = refl[t, i_nir, y]
+            r12 = refl[t, i_swir2, y]
+            thr = threshold[y]
+            o = out[t, y]
+            c = b8[t, y]
+            for x in range(n_x):
+                v = _pvir2_px(r8[x], r4[x], r12[x])
+                o[x] = v
+                c[x] = np.uint8(v <= thr[x])  # NaN compares False
+    return out, below
 
 
 _nd_serial, _nd_parallel = twins(_nd_impl)
 _pvir2_serial, _pvir2_parallel = twins(_pvir2_impl)
+_pvir2_at_most_serial, _pvir2_at_most_parallel = twins(_pvir2_at_most_impl)
 
 
 def _check(refl: np.ndarray, *bands: int) -> np.ndarray:
@@ -165,3 +189,42 @@ def pvir2(refl: np.ndarray, *, parallel: bool = False, red: int = I_B04, nir: in
     out = np.empty((refl.shape[0], refl.shape[2], refl.shape[3]), np.float32)
     fn = _pvir2_parallel if parallel else _pvir2_serial
     return fn(refl, red, nir, swir2, out)
+
+
+def pvir2_at_most(refl: np.ndarray, threshold, *, parallel: bool = False, red: int = I_B04, nir: int = I_B08,
+                  swir2: int = I_B12) -> tuple[np.ndarray, np.ndarray]:
+    """PV+IR2 and its comparison with a threshold in one pass (SCMaP's selector, SPEC 2.2-2.3).
+
+    Parameters
+    ----------
+    refl : numpy.ndarray
+        int16 ``[T, B, Y, X]`` offset-corrected reflectance x 10000.
+    threshold : numpy.ndarray or float
+        float32 ``[Y, X]`` PV+IR2 threshold per pixel (unitless), or anything that broadcasts
+        to ``[Y, X]`` (a scalar).
+    parallel : bool
+        Use the ``prange`` twin (threads over dates). Default serial.
+    red, nir, swir2 : int
+        Band positions of the roles, as :func:`pvir2`.
+
+    Returns
+    -------
+    below : numpy.ndarray
+        bool ``[T, Y, X]``: ``pvir2 <= threshold`` compared in float32 (False where PV+IR2 is NaN),
+        the same as ``np.less_equal(pvir2(refl), float32(threshold))``.
+    pvir2 : numpy.ndarray
+        float32 ``[T, Y, X]``, exactly :func:`pvir2`.
+    """
+    red, nir, swir2 = int(red), int(nir), int(swir2)
+    refl = _check(refl, red, nir, swir2)
+    n_t, _, n_y, n_x = refl.shape
+    thr = np.asarray(threshold, np.float32)
+    try:
+        thr = np.ascontiguousarray(np.broadcast_to(thr, (n_y, n_x)))
+    except ValueError:
+        raise ValueError(f"threshold must be a scalar or [Y, X] = {(n_y, n_x)}, got shape {thr.shape}") from None
+    out = np.empty((n_t, n_y, n_x), np.float32)
+    below = np.empty((n_t, n_y, n_x), np.bool_)
+    fn = _pvir2_at_most_parallel if parallel else _pvir2_at_most_serial
+    fn(refl, red, nir, swir2, thr, out, below)
+    return below, out

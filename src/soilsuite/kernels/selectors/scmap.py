@@ -19,7 +19,8 @@ def _roles(sensor) -> dict[str, int]:
 
 
 def select(refl: np.ndarray, valid: np.ndarray, *, threshold: np.ndarray, sensor=_S2) -> tuple[np.ndarray, np.ndarray]:
-    """Bare candidates by PV+IR2 <= threshold (numba index kernel, vectorised comparison).
+    """Bare candidates by PV+IR2 <= threshold (one numba pass: the index and the comparison,
+    :func:`soilsuite.kernels.indices.pvir2_at_most`).
 
     Parameters
     ----------
@@ -39,8 +40,7 @@ def select(refl: np.ndarray, valid: np.ndarray, *, threshold: np.ndarray, sensor
     pvir2 : numpy.ndarray
         float32 ``[T, Y, X]`` PV+IR2 (unitless).
     """
-    pv = indices.pvir2(refl, **_roles(sensor))
-    return np.less_equal(pv, np.asarray(threshold, np.float32)[None]), pv
+    return indices.pvir2_at_most(refl, threshold, **_roles(sensor))
 
 
 def reference(refl: np.ndarray, valid: np.ndarray, *, threshold: np.ndarray, sensor=_S2
