@@ -84,7 +84,11 @@ def _truth_scores(arch: Path, inp, cfg) -> dict:
     clear = (obs & (TRUTH_CLOUD | TRUTH_SHADOW | TRUTH_HAZE | TRUTH_SNOW)) == 0
     bare = (obs & TRUTH_BARE) != 0
     crop = truth["landcover"].values == 1
-    _, flags = classify_inputs(dataclasses.replace(inp), cfg)
+    if cfg.bare.threshold_raster is not None:
+        raise SystemExit("a configuration with --threshold-raster is not supported here (constant thresholds only)")
+    # the run's own threshold (a profile or --threshold changes it; the cube was loaded with the default's)
+    threshold = np.full(inp.threshold.shape, cfg.bare.threshold, np.float32)
+    _, flags = classify_inputs(dataclasses.replace(inp, threshold=threshold), cfg)
     picked, valid = (flags & FLAG_BARE) > 0, (flags & FLAG_VALID) > 0
     s = observation_scores(picked, valid, bare & clear, crop)
     if "soil_fraction" in truth:

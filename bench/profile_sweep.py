@@ -10,8 +10,13 @@ Usage::
 
     .venv/bin/python -P bench/profile_sweep.py [--size 96] [--seed 3] [--spectra field] [--out /tmp/profile_sweep]
     .venv/bin/python -P bench/profile_sweep.py --kernel     # dry-selection kernel vs numpy reference
+    .venv/bin/python -P bench/profile_sweep.py --floor      # the SRC bias floor of any observation choice
+    .venv/bin/python -P bench/profile_sweep.py --rules      # rules and SRC rankings that are not options
 
-Prints one line per configuration.
+Prints one line per configuration. ``--floor`` prints, per band, the bias of the single brightest
+(in B11 + B12) truly bare, valid observation of each cropland pixel against the dry-soil truth:
+no estimator that averages observations can be less biased than this on the archive (all pixels,
+and pixels not at a parcel edge, where the simulator mixes neighbouring parcels).
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ CONFIGS = [
     ("thr 0.10 guard 0.12", {"threshold": 0.10, "dry_guard": 0.12}),
     ("thr 0.10 guard 0.11 dry", {"threshold": 0.10, "dry_guard": 0.11, "src_estimator": "dry"}),
     ("thr 0.10 guard 0.14 dry", {"threshold": 0.10, "dry_guard": 0.14, "src_estimator": "dry"}),
+    ("thr 0.08 guard 0.12 dry", {"threshold": 0.08, "dry_guard": 0.12, "src_estimator": "dry"}),
+    ("profile + thr 0.2", {"profile": "soilsuite", "threshold": 0.2}),
     ("profile soilsuite", {"profile": "soilsuite"}),
 ]
 
@@ -91,6 +98,121 @@ def kernel_ratio(repeats: int = 3) -> None:
           f"ratio {min(tr) / min(tk):.0f}x")
 
 
+def _cube(sim):
+    """The run's observation cube (tile inputs of the whole archive, SCMaP's options) and the
+    truth on its dates: (inputs, truth Dataset, truly bare [T, Y, X], cropland [Y, X], edge [Y, X])."""
+    import pandas as pd
+    from scipy import ndimage
+
+    from soilsuite.pipeline.composite import (
+        build_config,
+        load_tile_inputs,
+        select_items,
+        target_geobox,
+    )
+    from soilsuite.sources import stac as S
+    from soilsuite.sources.simulate import TRUTH_BARE, load_truth
+
+    cfg = build_config(source=str(sim.catalog_path), start=START, end=END, out=Path("."), crs=f"EPSG:{sim.epsg}",
+                       worldcover=sim.worldcover_path)
+    _, sel = select_items(cfg)
+    inp = load_tile_inputs(sel.items, S.resolve_assets(sel.items), target_geobox(cfg, sel.items), cfg,
+                           cfg.mask.dilation_px // 2)
+    truth = load_truth(sim.out)
+    t_idx = truth.indexes["time"].normalize().get_indexer(pd.DatetimeIndex(inp.meta.times).normalize())
+    bare = (truth["obs_flags"].values[t_idx] & TRUTH_BARE) != 0
+    fid = truth["field_id"].values
+    edge = ndimage.maximum_filter(fid, 3) != ndimage.minimum_filter(fid, 3)  # touches another parcel
+    return inp, truth, bare, truth["landcover"].values == 1, edge
+
+
+_POS = {"B02": 0, "B04": 2, "B08": 6, "B8A": 7, "B11": 8, "B12": 9}
+
+
+def bias_floor(sim) -> None:
+    """The SRC_MEAN bias of an oracle: per cropland pixel with >= 3 truly bare valid observations,
+    the brightest of them in B11 + B12, against the dry-soil truth (all pixels; not at an edge)."""
+    inp, truth, bare, crop, edge = _cube(sim)
+    bare = bare & inp.valid
+    refl = inp.refl.astype(np.float64) / 1e4
+    bright = np.where(bare, refl[:, 8] + refl[:, 9], -np.inf)
+    best = np.take_along_axis(refl, np.argmax(bright, axis=0)[None, None], axis=0)[0]  # [B, Y, X]
+    ok = crop & (bare.sum(0) >= 3)
+    d = best - truth["soil_reflectance"].values
+    for label, where in (("all", ok), ("not at an edge", ok & ~edge)):
+        print(f"bias floor ({label}, {int(where.sum())} px): "
+              + " ".join(f"{b} {d[i][where].mean():+.4f}" for b, i in _POS.items()))
+
+
+def rules(sim) -> None:
+    """Candidate rules and SRC rankings that are not options (numpy, same classify kernel as the
+    pipeline): precision / recall / clay recall on cropland, and SRC_MEAN bias of the brightest
+    quarter (min 2) under other rankings. What was tried before keeping the profile's options."""
+    from soilsuite.kernels import composite as K
+    from soilsuite.kernels import indices
+
+    inp, truth, tbare, crop, edge = _cube(sim)
+    refl, valid = inp.refl, inp.valid & (inp.refl != -32768).all(axis=1)
+    pv = indices.pvir2(refl)
+    nd = indices.ndvi(refl)
+    n2 = indices.nbr2(refl)
+    clay = crop & (truth["soil_type"].values == 3)
+    soil = truth["soil_reflectance"].values
+
+    def flags(thr, guard, extra=None):
+        cand = valid & (pv <= thr) & (n2 <= guard)
+        if extra is not None:
+            cand &= extra
+        return K.classify(refl, valid, cand, inp.never_bare, 3.0, 4.0, 80.0, blue=0)
+
+    def scores(fl):
+        picked = (fl & K.FLAG_BARE) > 0
+        out = []
+        for where in (crop, clay):
+            p, t = picked[:, where], tbare[:, where]
+            out.append(((p & t).sum() / max(p.sum(), 1), (p & t).sum() / max(t.sum(), 1)))
+        return out[0][0], out[0][1], out[1][1]
+
+    def lowest(x, k):  # the k-th lowest value of x over each pixel's valid observations
+        return np.sort(np.where(valid, x, np.inf), axis=0)[k]
+
+    tried = [(f"thr {t:.2f} guard {g:.2f}", flags(t, g)) for t in (0.05, 0.08, 0.10, 0.15, 0.20, 0.25)
+             for g in (0.10, 0.11, 0.12)]
+    for k, delta in ((0, 0.05), (1, 0.08)):
+        tried.append((f"thr 0.20 guard 0.12, PV+IR2 <= {k + 1}. lowest + {delta}",
+                      flags(0.2, 0.12, pv <= (lowest(pv, k) + delta)[None])))
+        tried.append((f"thr 0.20 guard 0.12, NDVI <= {k + 1}. lowest + {delta}",
+                      flags(0.2, 0.12, nd <= (lowest(nd, k) + delta)[None])))
+        tried.append((f"thr clip(PV+IR2 {k + 1}. lowest + {delta}, 0.10, 0.20) guard 0.12",
+                      flags(0.2, 0.12, pv <= np.clip(lowest(pv, k) + delta, 0.10, 0.20)[None])))
+    for label, fl in tried:
+        p, r, c = scores(fl)
+        print(f"{label:55s} precision {p:.3f} recall {r:.3f} clay recall {c:.3f}", flush=True)
+
+    fl = flags(0.10, 0.12)  # the profile's bare observations; where its false positives are; SRC rankings
+    bare = (fl & K.FLAG_BARE) > 0
+    for label, where in (("at a parcel edge", crop & edge), ("not at an edge", crop & ~edge)):
+        p, t = bare[:, where], tbare[:, where]
+        print(f"profile's rule, {label}: {where.sum() / crop.sum():.2f} of the cropland pixels, "
+              f"precision {(p & t).sum() / max(p.sum(), 1):.3f}, share of the false positives "
+              f"{(p & ~t).sum() / max((bare[:, crop] & ~tbare[:, crop]).sum(), 1):.2f}", flush=True)
+    n = bare.sum(0)
+    r = refl.astype(np.float64) / 1e4
+    ranking = {"B11 + B12": r[:, 8] + r[:, 9], "B12": r[:, 9], "-NBR2": -n2, "-NDVI": -nd}
+    for label, score in ranking.items():
+        for share in (0.10, 0.25, 0.5):
+            order = np.argsort(-np.where(bare, score, -np.inf), axis=0, kind="stable")
+            rank = np.empty_like(order)
+            np.put_along_axis(rank, order, np.broadcast_to(np.arange(len(r))[:, None, None], order.shape), axis=0)
+            k = np.minimum(n, np.maximum(2, np.ceil(share * n - 1e-9)))
+            keep = bare & (rank < k[None])
+            mean = np.where(keep[:, None], r, 0).sum(0) / np.maximum(keep.sum(0), 1)
+            ok = crop & (n >= 3)
+            print(f"SRC of the profile's bare obs, by {label:9s} share {share:.2f}: B12 bias "
+                  f"{(mean[9] - soil[9])[ok].mean():+.4f} (not at an edge {(mean[9] - soil[9])[ok & ~edge].mean():+.4f}),"
+                  f" B11 {(mean[8] - soil[8])[ok].mean():+.4f}, B08 {(mean[6] - soil[6])[ok].mean():+.4f}", flush=True)
+
+
 def main() -> None:
     from soilsuite.sources.simulate import simulate
 
@@ -101,6 +223,8 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", help="labels of CONFIGS to run (default: all)")
     ap.add_argument("--out", type=Path, default=Path("/tmp/profile_sweep"))
     ap.add_argument("--kernel", action="store_true", help="only the kernel vs numpy reference timing")
+    ap.add_argument("--floor", action="store_true", help="only the SRC bias floor of the archive (see above)")
+    ap.add_argument("--rules", action="store_true", help="only rules and SRC rankings that are not options")
     a = ap.parse_args()
     if a.kernel:
         return kernel_ratio()
@@ -116,6 +240,10 @@ def main() -> None:
     else:
         sim = simulate(arch, size=a.size, start=START, end=END, seed=a.seed, spectra=a.spectra, overwrite=True)
     print(f"archive: size {a.size}, seed {a.seed}, spectra {a.spectra}, {START}..{END}")
+    if a.floor:
+        return bias_floor(sim)
+    if a.rules:
+        return rules(sim)
     bands = ("B02", "B04", "B08", "B8A", "B11", "B12")
     print(f"{'configuration':24s} prec  recall clayrec | SRC_MEAN bias {' '.join(f'{b:>7s}' for b in bands)}  max|bias| cover")
     cache: dict = {}
