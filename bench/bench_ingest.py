@@ -46,18 +46,18 @@ def _children_cpu() -> float:
 
 def run_cli(args: list[str]) -> dict:
     """One ``soilsuite`` command in a subprocess: wall s, CPU s of its process tree, peak RSS."""
-    from bench_composite import PeakRSS
+    from bench_composite import PeakRSS, TreeCPU
 
     cmd = [str(Path(sys.executable).with_name("soilsuite")), *args]
-    cpu0 = _children_cpu()
     t = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    with PeakRSS(proc.pid) as mon:
-        log, _ = proc.communicate()
-    wall = time.perf_counter() - t
+    with TreeCPU() as tree:  # the whole tree, Dask's forkserver and workers included
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        with PeakRSS(proc.pid) as mon:
+            log, _ = proc.communicate()
+        wall = time.perf_counter() - t
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{log[-3000:]}")
-    return {"seconds": wall, "cpu_seconds": _children_cpu() - cpu0, "peak_rss": mon.peak, "command": " ".join(cmd)}
+    return {"seconds": wall, "cpu_seconds": tree.seconds, "peak_rss": mon.peak, "command": " ".join(cmd)}
 
 
 def _same_products(a: Path, b: Path) -> bool:

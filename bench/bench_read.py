@@ -125,18 +125,15 @@ def composite_cmd(archive: Path, out: Path, workers: int, read_path: str, resolu
 
 
 def run_composite(cmd: list[str]) -> dict:
-    import resource
-
     import bench_composite as B
 
-    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    with B.PeakRSS(proc.pid) as mon:
-        log, _ = proc.communicate()
-    wall = time.perf_counter() - t
-    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)  # the whole tree (workers are reaped)
+    with B.TreeCPU() as tree:  # the whole tree, Dask's forkserver and workers included
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        with B.PeakRSS(proc.pid) as mon:
+            log, _ = proc.communicate()
+        wall = time.perf_counter() - t
+    cpu = tree.seconds
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{log[-3000:]}")
     rec = json.loads((Path(cmd[cmd.index("--out") + 1]) / "run.json").read_text())

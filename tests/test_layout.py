@@ -81,11 +81,14 @@ def test_run_plan_derives_everything_once(tmp_path):
     plan = plan_run(cfg, gb, n_obs=40, periods=["2021", "2022"])
     assert plan.workers == 1 and plan.memory_per_worker == worker_share("2GB", 1)
     assert plan.tile_side == tile_side_for_budget("2GB", 1, 40, 2, 64) == 64
-    assert [t.name for t in plan.tiles] == [f"r{r:04d}_c{c:04d}" for r in range(3) for c in range(2)]
+    # 150 x 100 px: the fewest tiles of at most 64 x 64 px (+10 %), near-equal (tiles.layout_tiles); the
+    # names hold offsets and shapes (not the plain 64 px grid's 6 tiles)
+    assert [t.name for t in plan.tiles] == [f"r{r:04d}_c{c:04d}_y{75 * r}_x{50 * c}_75x50" for r in range(2)
+                                            for c in range(2)]
     assert plan.store == TileStore(tmp_path, 64) and plan.labels == ["window", "2021", "2022"]
     assert plan.layout == "tiles" and plan.cog_tile_px == 64 and len(plan.cog_tiles) == 6
     rec = json.loads(json.dumps(plan.to_record()))
-    assert rec["tile_side"] == 64 and rec["tiles"] == 6 and rec["tile_store"] == ".work/tiles/side64"
+    assert rec["tile_side"] == 64 and rec["tiles"] == 4 and rec["tile_store"] == ".work/tiles/side64"
     assert rec["grid"]["shape"] == [150, 100] and rec["cog_tiles"][-1] == "r0002_c0001"
     # an interrupted run's finished tiles of a side that fits are reused
     TileStore(tmp_path, 128).write("r0000_c0000", {"window": {}})

@@ -5,15 +5,18 @@ archive is searched, scene-filtered, checked (preflight) and loaded exactly as `
 does (odc-stac, 10 m bands averaged onto the 20 m grid, SCL by nearest, items fused per solar
 day, ``DN + BOA_ADD_OFFSET``), lazily on Dask in chunks of 1 date x ``chunk_px`` x
 ``chunk_px``, and each chunk is written as it is computed (memory: a few chunks per thread).
-The store is written in a scratch folder inside ``out`` and moved in when complete; its
-manifest (:mod:`soilsuite.io.manifest`) lists every file, so ``--overwrite`` removes only a
-cube soilsuite wrote, and an interrupted ingest is never taken for a cube.
+The store is written in a scratch folder inside ``out`` (:data:`WORK_DIR`) and moved in when
+complete; its manifest (:mod:`soilsuite.io.manifest`) lists every file and the options, so
+``--overwrite`` removes only a cube soilsuite wrote, and an interrupted ingest is never taken
+for a cube. Every stored chunk is logged: an interrupted ingest run again with the same options
+computes only the missing chunks, and the cube is byte-identical to an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -23,9 +26,16 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
+from .io.manifest import install_tree, tree_files
 from .sources import cube as C
 
 __all__ = ["IngestResult", "ingest"]
+
+#: Scratch folder inside ``--out`` while the cube is written (soilsuite's own; kept by an
+#: interrupted run so that the same command resumes it, removed when the cube is moved in).
+WORK_DIR = ".soilsuite-ingest"
+#: The store being written, inside :data:`WORK_DIR`.
+STORE_DIR = "store"
 
 
 @dataclass
@@ -42,6 +52,8 @@ class IngestResult:
     rejected: dict[str, int] = field(default_factory=dict)
     bytes: int = 0
     seconds: float = 0.0
+    chunks_resumed: int = 0  # chunks an interrupted run had stored (not computed again)
+    already_complete: bool = False  # a finished cube of the same options was there: nothing written
 
     def summary(self):
         """A rich table of the cube."""
@@ -51,10 +63,17 @@ class IngestResult:
         t.add_column(style="bold")
         t.add_column()
         t.add_row("grid", f"{self.shape[1]} x {self.shape[0]} px of {self.resolution:g} m, {self.crs}")
-        t.add_row("scenes", f"{self.n_items_found} found, {self.n_items_used} used"
-                  + ("".join(f"; {v} {k}" for k, v in self.rejected.items())))
+        if self.already_complete:
+            t.add_row("scenes", f"{self.n_items_used} items in the cube")
+        else:
+            t.add_row("scenes", f"{self.n_items_found} found, {self.n_items_used} used"
+                      + ("".join(f"; {v} {k}" for k, v in self.rejected.items())))
         t.add_row("dates", f"{len(self.dates)} solar days ({self.dates[0]} .. {self.dates[-1]})" if self.dates else "0")
         t.add_row("size", f"{self.bytes / 2**20:.1f} MiB in {self.seconds:.1f} s")
+        if self.already_complete:
+            t.add_row("state", "already complete (the same options): nothing written")
+        elif self.chunks_resumed:
+            t.add_row("resumed", f"{self.chunks_resumed} chunks stored by the interrupted run kept")
         return t
 
 
@@ -112,6 +131,9 @@ def ingest(
         Threads (default: one per core).
     overwrite, force_clean : bool
         Replace a cube ingest wrote before (only its own files; :mod:`soilsuite.io.manifest`).
+        Without ``overwrite``, an unfinished ingest of the same options in ``out`` is resumed
+        (only the chunks it had not stored are computed) and a finished one is left as it is
+        (``already_complete``).
     progress : bool
         Show a progress bar.
 
@@ -122,7 +144,9 @@ def ingest(
     Raises
     ------
     OutputExistsError
-        ``out`` holds a cube and ``overwrite`` is False, or files soilsuite did not write.
+        ``out`` holds a cube (finished or not) of other options and ``overwrite`` is False (the
+        message names each option that differs), the source gives other items than when an
+        unfinished cube was started, or ``out`` holds files soilsuite did not write.
     InputError, ConfigError
         As ``composite`` for the source, the area and the options.
     """
@@ -145,8 +169,10 @@ def ingest(
                         mgrs=cfg.mgrs, crs=cfg.crs, resolution=cfg.resolution, collection=cfg.collection,
                         max_cloud_cover=cfg.scene.max_cloud_cover, min_sun_elevation=cfg.scene.min_sun_elevation,
                         n_workers=cfg.n_workers)
-    folder = OutputFolder(cfg.out, "ingest")
-    folder.check_build(overwrite=cfg.overwrite, force_clean=cfg.force_clean, what="cube")  # refuse before work
+    folder = OutputFolder(cfg.out, "ingest", owned_dirs=(WORK_DIR,))
+    params = _params(cfg)
+    if _check_folder(folder, cfg, params) == "complete":  # refuse (or finish) before any work
+        return _finished(cfg, t_start)
 
     found, sel = select_items(ccfg)
     assets = S.resolve_assets(sel.items)
@@ -158,15 +184,173 @@ def ingest(
         raise InputError(f"ingest: no item of {cfg.source} covers the area")
     meta = S.observation_meta(items, assets)
 
-    def fill(tmp: Path) -> None:
-        _write_cube(tmp, cfg, items, assets, meta, geobox, padded, progress)
-
-    folder.build(fill, overwrite=cfg.overwrite, force_clean=cfg.force_clean, what="cube")
+    with folder.lock():
+        action = _check_folder(folder, cfg, params)  # again, under the lock
+        if action == "complete":
+            return _finished(cfg, t_start)
+        if action == "replace":
+            folder.clear(force_clean=cfg.force_clean)
+        work = folder.path / WORK_DIR
+        if action != "resume":
+            shutil.rmtree(work, ignore_errors=True)
+        folder.start(params_hash=_hash(params), extra={"params": params}, keep=action == "resume")
+        kept = _write_resumable(work, cfg, items, assets, meta, geobox, padded, progress)
+        store = work / STORE_DIR
+        # list the cube's files first, then move them in: an interruption leaves nothing unlisted
+        m = folder.record(tree_files(store), source=store, manifest=folder.read())
+        install_tree(store, folder)
+        folder.record([], state="complete", manifest=m)
+        shutil.rmtree(work, ignore_errors=True)
     size = sum(p.stat().st_size for p in cfg.out.rglob("*") if p.is_file())
     return IngestResult(out=cfg.out, crs=str(geobox.crs), shape=(geobox.shape.y, geobox.shape.x),
                         resolution=cfg.resolution, dates=list(meta.dates), n_items_found=len(found),
                         n_items_used=len(items), rejected=sel.rejection_counts(), bytes=size,
-                        seconds=time.perf_counter() - t_start)
+                        seconds=time.perf_counter() - t_start, chunks_resumed=kept)
+
+
+# ----------------------------------------------------------------------------- resume
+def _params(cfg) -> dict[str, Any]:
+    """The options that decide the cube's contents (not the output folder, threads or
+    overwrite): an interrupted ingest resumes only with the same ones. Local paths absolute."""
+    d = cfg.model_dump(mode="json", exclude={"out", "overwrite", "force_clean", "n_workers", "scene"})
+    d.update(cfg.scene.model_dump(mode="json"))
+    for key in ("source", "area"):
+        v = d.get(key)
+        if v is not None and not str(v).startswith(("http://", "https://")):
+            d[key] = str(Path(v).expanduser().absolute())
+    return d
+
+
+def _hash(params: dict[str, Any]) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _option(key: str) -> str:
+    return "SOURCE" if key == "source" else "--" + key.replace("_", "-")
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``--option VALUE (the cube's: VALUE)`` for every option that differs."""
+    return [f"{_option(k)} {new.get(k)} (the cube's: {old.get(k)})"
+            for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+
+
+def _check_folder(folder, cfg, params: dict[str, Any]) -> str:
+    """:meth:`OutputFolder.check` for an ingest: ``new``, ``resume`` (an unfinished ingest of
+    the same options), ``complete`` (a finished one of the same options: nothing to do) or
+    ``replace`` (``overwrite``). Other options on an existing cube raise, naming each."""
+    from .errors import OutputExistsError
+
+    m = folder.read() if folder.path.is_dir() else None
+    if (not cfg.overwrite and m is not None and m.get("kind") == "ingest" and isinstance(m.get("params"), dict)
+            and m.get("params_hash") != _hash(params)):
+        state = "a finished" if m.get("state") == "complete" else "an unfinished"
+        raise OutputExistsError(
+            f"ingest: {folder.path} holds {state} cube of other options: {'; '.join(_differences(m['params'], params))}; "
+            + ("" if m.get("state") == "complete" else "run the same command to resume it, or ")
+            + "use --overwrite to replace it, or another --out")
+    return folder.check(overwrite=cfg.overwrite, force_clean=cfg.force_clean, params_hash=_hash(params),
+                        resumable=True, what="cube")
+
+
+def _finished(cfg, t_start: float) -> IngestResult:
+    """The result of a finished ingest of the same options (nothing written)."""
+    import zarr
+
+    info = C.open_cube(cfg.out)
+    days = zarr.open_group(str(cfg.out), mode="r")["solar_day"][:]
+    items = json.loads((cfg.out / C.ITEMS_FILE).read_text())["items"]
+    size = sum(p.stat().st_size for p in cfg.out.rglob("*") if p.is_file())
+    return IngestResult(out=cfg.out, crs=info.crs, shape=info.shape, resolution=info.resolution,
+                        dates=[C.EPOCH + dt.timedelta(days=int(d)) for d in days], n_items_used=len(items),
+                        bytes=size, seconds=time.perf_counter() - t_start, already_complete=True)
+
+
+class _Log:
+    """The ingest's progress log (``<work>/chunks.log``): one line per step done (``store``:
+    the empty store written; ``<variable> <t> <iy> <ix>``: a chunk stored; ``final``: the
+    metadata written). A line is appended (and flushed) only after its step is on disk, so a
+    run killed at any moment resumes from it; a torn last line is ignored."""
+
+    def __init__(self, path: Path):
+        import threading
+
+        self.path = path
+        self._lock = threading.Lock()
+        self._f = None
+
+    def read(self) -> set[str]:
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return set()
+        return {ln for ln in text.split("\n")[:-1] if ln}  # the part after the last newline may be torn
+
+    def add(self, line: str) -> None:
+        with self._lock:
+            if self._f is None:
+                self._f = open(self.path, "a")  # noqa: SIM115 - kept open while the chunks are written
+            self._f.write(line + "\n")
+            self._f.flush()
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+
+def _plan_record(cfg, items: list, meta, geobox, padded) -> dict[str, Any]:
+    """What the search found (items, days, grids): a resumed ingest must find the same."""
+    return {"items": sorted(it.id for it in items), "dates": [str(d) for d in meta.dates],
+            "crs": str(geobox.crs), "transform": list(geobox.affine)[:6],
+            "shape": [geobox.shape.y, geobox.shape.x], "scl_shape": [padded.shape.y, padded.shape.x]}
+
+
+def _write_resumable(work: Path, cfg, items: list, assets: dict[str, str], meta, geobox, padded,
+                     progress: bool) -> int:
+    """Write (or finish) the Zarr store ``<work>/store``; returns the chunks an earlier run had stored.
+
+    The store's metadata and per-date arrays are written first, then the pixel chunks one by
+    one, each logged (:class:`_Log`) once on disk; a resumed run computes only the chunks not
+    in the log (a chunk is written whole or not at all: zarr writes a temporary file and renames
+    it). Chunks are deterministic, so a resumed store is byte-identical to an uninterrupted one.
+    """
+    from .errors import OutputExistsError
+
+    work.mkdir(parents=True, exist_ok=True)
+    log = _Log(work / "chunks.log")
+    plan = _plan_record(cfg, items, meta, geobox, padded)
+    plan_path = work / "plan.json"
+    done = log.read()
+    if "store" in done and plan_path.is_file():
+        old = json.loads(plan_path.read_text())
+        if old != plan:
+            what = [k for k in plan if old.get(k) != plan[k]]
+            gone, new = sorted(set(old.get("items", [])) - set(plan["items"])), sorted(set(plan["items"]) - set(old.get("items", [])))
+            detail = f" ({len(new)} item(s) more, {len(gone)} fewer: {', '.join((new + gone)[:3])}...)" if new or gone else ""
+            raise OutputExistsError(
+                f"ingest: the source now gives other {', '.join(what)} than when the unfinished cube in {cfg.out} "
+                f"was started{detail}; use --overwrite to start again")
+    else:
+        done = set()
+        shutil.rmtree(work / STORE_DIR, ignore_errors=True)
+        log.path.unlink(missing_ok=True)
+        _create_store(work / STORE_DIR, cfg, meta, geobox, padded)
+        from .io.manifest import _atomic_write_text
+
+        _atomic_write_text(plan_path, json.dumps(plan, sort_keys=True))
+        log.add("store")
+    kept = sum(1 for ln in done if ln not in ("store", "final"))
+    try:
+        if "final" not in done:
+            _write_chunks(work / STORE_DIR, cfg, items, assets, meta, geobox, padded, done, log, progress)
+            _finish_store(work / STORE_DIR, cfg, items, meta, geobox)
+            log.add("final")
+    finally:
+        log.close()
+    return kept
 
 
 def _refl_block(dn: np.ndarray, offset_dn: np.ndarray, block_info=None) -> np.ndarray:
@@ -196,28 +380,19 @@ def _coords(geobox) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def _write_cube(store: Path, cfg, items: list, assets: dict[str, str], meta, geobox, padded, progress: bool) -> None:
-    """Write the Zarr store into the (empty) folder ``store`` (the scratch copy of ``out``)."""
-    import dask
-    import dask.array as da
+def _create_store(store: Path, cfg, meta, geobox, padded) -> None:
+    """Create the Zarr store in the (new) folder ``store``: coordinates, per-date metadata and
+    the empty pixel arrays (chunks 1 date x ``chunk_px`` x ``chunk_px``)."""
     import zarr
-    from rasterio.errors import NotGeoreferencedWarning
-    from zarr.codecs import BloscCodec, BloscShuffle
-
-    from . import __version__
-    from .pipeline.cluster import _cores
-    from .pipeline.preflight import gdal_env
-    from .sources import stac as S
 
     c = cfg.chunk_px
     n_t = len(meta.dates)
     root = zarr.open_group(str(store), mode="w", zarr_format=3)
-    comp = BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.bitshuffle)
     grid = "spatial_ref"
 
     def var(name, shape, dims, dtype, fill, attrs, chunks=None, data=None):
         arr = root.create_array(name, shape=shape, dtype=dtype, chunks=chunks or shape, fill_value=fill,
-                                compressors=[comp], dimension_names=dims, attributes=attrs)
+                                compressors=[_compressor()], dimension_names=dims, attributes=attrs)
         if data is not None:
             arr[...] = data
         return arr
@@ -248,6 +423,46 @@ def _write_cube(store: Path, cfg, items: list, assets: dict[str, str], meta, geo
     var("n_items", (n_t,), ("time",), "int16", 0, {"long_name": "STAC items fused into the solar day"},
         data=np.array([len(ids) for ids in meta.item_ids], np.int16))
     var(grid, (), (), "int32", 0, _spatial_ref(geobox), data=np.int32(0))
+    for b, name in enumerate(C.BANDS):
+        var(name, (n_t, geobox.shape.y, geobox.shape.x), ("time", "y", "x"), "int16", -32768,
+            {"long_name": f"{name} surface reflectance (offset-corrected DN + BOA_ADD_OFFSET)",
+             "units": "1", "scale_factor": C.REFLECTANCE_SCALE, "add_offset": 0.0,
+             "grid_mapping": grid, "band": b}, chunks=(1, c, c))
+    var(C.QUALITY, (n_t, padded.shape.y, padded.shape.x), ("time", "y_scl", "x_scl"), "uint8", 0,
+        {"long_name": "Sen2Cor scene classification (0 = no data)", "grid_mapping": grid,
+         "coordinates": "x_scl y_scl"}, chunks=(1, c, c))
+
+
+def _compressor():
+    from zarr.codecs import BloscCodec, BloscShuffle
+
+    return BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.bitshuffle)
+
+
+def _store_chunk(target, name: str, index: tuple[int, ...], region: tuple[slice, ...], block: np.ndarray,
+                 log: _Log) -> None:
+    """Write one chunk, then log it (the log line follows the file: see :class:`_Log`)."""
+    target[region] = block
+    log.add(f"{name} {' '.join(map(str, index))}")
+
+
+def _write_chunks(store: Path, cfg, items: list, assets: dict[str, str], meta, geobox, padded, done: set[str],
+                  log: _Log, progress: bool) -> None:
+    """Compute and store every pixel chunk not in ``done``, on Dask threads (``cfg.n_workers``)."""
+    import itertools
+
+    import dask
+    import dask.array as da
+    import zarr
+    from rasterio.errors import NotGeoreferencedWarning
+
+    from .pipeline.cluster import _cores
+    from .pipeline.preflight import gdal_env
+    from .sources import stac as S
+
+    c = cfg.chunk_px
+    n_t = len(meta.dates)
+    root = zarr.open_group(str(store), mode="r+", zarr_format=3)
 
     # the pixels: lazy loads, converted chunk by chunk and stored as computed
     chunks = {"time": 1, "y": c, "x": c}
@@ -256,21 +471,23 @@ def _write_cube(store: Path, cfg, items: list, assets: dict[str, str], meta, geo
     for ds in (bands_ds, scl_ds):
         if ds.sizes["time"] != n_t:
             raise InputError(f"odc-stac grouped {ds.sizes['time']} solar days, expected {n_t}")
-    sources, targets = [], []
-    for b, name in enumerate(C.BANDS):
-        refl = da.map_blocks(_refl_block, bands_ds[name].data, meta.offset_dn, dtype=np.int16,
-                             meta=np.empty((0, 0, 0), np.int16))
-        arr = var(name, (n_t, geobox.shape.y, geobox.shape.x), ("time", "y", "x"), "int16", -32768,
-                  {"long_name": f"{name} surface reflectance (offset-corrected DN + BOA_ADD_OFFSET)",
-                   "units": "1", "scale_factor": C.REFLECTANCE_SCALE, "add_offset": 0.0,
-                   "grid_mapping": grid, "band": b}, chunks=(1, c, c))
-        sources.append(refl)
-        targets.append(arr)
-    scl = var(C.QUALITY, (n_t, padded.shape.y, padded.shape.x), ("time", "y_scl", "x_scl"), "uint8", 0,
-              {"long_name": "Sen2Cor scene classification (0 = no data)", "grid_mapping": grid,
-               "coordinates": "x_scl y_scl"}, chunks=(1, c, c))
-    sources.append(scl_ds[C.QUALITY].data.astype(np.uint8))
-    targets.append(scl)
+    sources = {name: da.map_blocks(_refl_block, bands_ds[name].data, meta.offset_dn, dtype=np.int16,
+                                   meta=np.empty((0, 0, 0), np.int16)) for name in C.BANDS}
+    sources[C.QUALITY] = scl_ds[C.QUALITY].data.astype(np.uint8)
+    writes = []
+    for name, src in sources.items():
+        target = root[name]
+        bounds = [np.cumsum((0, *ch)) for ch in src.chunks]
+        todo = [idx for idx in itertools.product(*(range(len(ch)) for ch in src.chunks))
+                if f"{name} {' '.join(map(str, idx))}" not in done]
+        if not todo:
+            continue
+        blocks = src.to_delayed()
+        for idx in todo:
+            region = tuple(slice(int(b[i]), int(b[i + 1])) for b, i in zip(bounds, idx, strict=True))
+            writes.append(dask.delayed(_store_chunk, pure=False)(target, name, idx, region, blocks[idx], log))
+    if not writes:
+        return
 
     from dask.callbacks import Callback
 
@@ -292,16 +509,24 @@ def _write_cube(store: Path, cfg, items: list, assets: dict[str, str], meta, geo
                 warnings.catch_warnings():
             # odc-loader reprojects plain arrays through rasterio, which warns that they have no transform
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            da.store(sources, targets, lock=False, compute=True)
+            dask.compute(*writes)
 
+
+def _finish_store(store: Path, cfg, items: list, meta, geobox) -> None:
+    """The root attributes, consolidated metadata and the items' file (after every chunk)."""
+    import zarr
+
+    from . import __version__
+
+    root = zarr.open_group(str(store), mode="r+", zarr_format=3)
     root.attrs[C.CUBE_ATTR] = {
         "format": C.CUBE_FORMAT, "software": f"soilsuite {__version__}", "source": cfg.source,
         "collection": cfg.collection, "start": str(cfg.start), "end": str(cfg.end),
         "crs": str(geobox.crs), "transform": list(geobox.affine)[:6], "shape": [geobox.shape.y, geobox.shape.x],
-        "resolution": cfg.resolution, "halo_px": cfg.halo_px, "chunk_px": c,
+        "resolution": cfg.resolution, "halo_px": cfg.halo_px, "chunk_px": cfg.chunk_px,
         "bands": list(C.BANDS), "quality_band": C.QUALITY, "scale_factor": C.REFLECTANCE_SCALE, "add_offset": 0.0,
         "nodata": -32768, "scl_nodata": 0, "units": "reflectance = value * scale_factor",
-        "scene_filter": cfg.scene.model_dump(), "n_dates": n_t, "n_items": len(items),
+        "scene_filter": cfg.scene.model_dump(), "n_dates": len(meta.dates), "n_items": len(items),
         "grouping": "solar day (UTC time + longitude / 15 h), odc-stac groupby",
     }
     root.attrs["Conventions"] = "CF-1.8"
@@ -318,4 +543,6 @@ def _write_cube(store: Path, cfg, items: list, assets: dict[str, str], meta, geo
     with warnings.catch_warnings():  # "consolidated metadata is not part of the Zarr v3 spec" (xarray reads it)
         warnings.simplefilter("ignore")
         zarr.consolidate_metadata(str(store))
-    (store / C.ITEMS_FILE).write_text(json.dumps({"format": C.CUBE_FORMAT, "items": records}, default=str))
+    from .io.manifest import _atomic_write_text
+
+    _atomic_write_text(store / C.ITEMS_FILE, json.dumps({"format": C.CUBE_FORMAT, "items": records}, default=str))

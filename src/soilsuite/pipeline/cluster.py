@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 from ..config import EngineOptions
 from ..errors import ConfigError
-from .tiles import worker_share, workers_for_budget
+from .tiles import worker_base_bytes, worker_share, workers_for_budget
 
 ENV_SCHEDULER = "SOILSUITE_SCHEDULER"
 
@@ -32,7 +32,7 @@ def n_local_workers(engine: EngineOptions) -> int:
     Raises :class:`ConfigError` if the request exceeds this machine (see :func:`check_machine`).
     """
     check_machine(engine)
-    most, _ = workers_for_budget(engine.max_memory, engine.n_workers or _cores())
+    most, _ = workers_for_budget(engine.max_memory, engine.n_workers or _cores(), worker_base_bytes(engine.read_path))
     if engine.n_workers and engine.n_workers > most:
         raise ConfigError(
             f"--workers {engine.n_workers} do not fit in --max-memory {engine.max_memory} "
@@ -88,9 +88,11 @@ def dask_client(engine: EngineOptions, *, n_workers: int | None = None,
                 memory_per_worker: int | None = None, n_tasks: int | None = None) -> Iterator[object | None]:
     """Yield a ``distributed.Client`` (or None for ``sync``) and close what we started.
 
-    With ``n_tasks`` <= 1 and no scheduler address, no local cluster is started either (None):
-    one task runs on one worker anyway, and starting worker processes costs seconds (issue 14,
-    ``bench/bench_startup.py``); the task runs in this process, within its worker's share of
+    With ``n_tasks`` <= 1, or a local cluster of one worker (``n_workers`` 1, or a budget that
+    fits one), and no scheduler address, no local cluster is started either (None): one worker
+    runs the tasks one after the other anyway, and starting its process (Python, Dask, numba,
+    GDAL in a new interpreter) costs seconds of CPU (issue 14, ``bench/bench_startup.py``,
+    ``bench/bench_overhead.py``); the tasks run in this process, within its worker's share of
     the budget.
 
     Parameters
@@ -108,6 +110,12 @@ def dask_client(engine: EngineOptions, *, n_workers: int | None = None,
     if address == "sync" or (not address and n_tasks is not None and n_tasks <= 1):
         yield None
         return
+    n = None
+    if not address:
+        n = n_workers if n_workers is not None else n_local_workers(engine)
+        if n == 1:  # one worker process runs the tasks one after the other, as this process
+            yield None  # does; starting it costs more CPU than the tiles' reads (issue 14)
+            return
     from distributed import Client, LocalCluster
 
     if address:
@@ -121,7 +129,6 @@ def dask_client(engine: EngineOptions, *, n_workers: int | None = None,
         finally:
             client.close()
         return
-    n = n_workers if n_workers is not None else n_local_workers(engine)
     per_worker = memory_per_worker if memory_per_worker is not None else worker_share(engine.max_memory, n)
     # Tiles hold their arrays inside the task, not as Dask-managed results: spilling cannot
     # help and pausing a worker near its limit only stalls the run (a small budget made a run

@@ -17,7 +17,15 @@ from odc.geo.geobox import GeoBox
 
 from ..config import CompositeConfig
 from ..io.layout import WINDOW, TileStore
-from .tiles import Tile, plan_tiles, tile_side_for_share, worker_share
+from .tiles import (
+    Tile,
+    layout_tiles,
+    plan_tiles,
+    tile_layout,
+    tile_side_for_share,
+    worker_base_bytes,
+    worker_share,
+)
 
 __all__ = ["AUTO_TILES_PIXELS", "RunPlan", "plan_run", "resolve_layout"]
 
@@ -49,7 +57,10 @@ class RunPlan:
     tile_side : int
         Processing tile side (px): from the memory budget, or that of an interrupted run.
     tiles : list of Tile
-        The processing tiles.
+        The processing tiles: at most ``tile_side`` px a side (1.1 x with a merged sliver), as
+        few and as equal as the side allows, on COG block boundaries where possible
+        (:func:`soilsuite.pipeline.tiles.layout_tiles`; ``$SOILSUITE_TILE_LAYOUT=grid``: the
+        plain grid of ``tile_side`` from the origin).
     store : TileStore
         Where the processing tiles' results go (``.work/tiles/side<tile_side>``).
     workers : int
@@ -139,15 +150,21 @@ def plan_run(cfg: CompositeConfig, geobox: GeoBox, n_obs: int, periods: list[str
     local = n_local_workers(cfg.engine)
     workers = 1 if cfg.engine.scheduler == "sync" else local
     per_worker = worker_share(cfg.engine.max_memory, workers)
-    side = tile_side_for_share(per_worker, n_obs, len(periods), cfg.engine.tile_size)
-    from ..sources.cube import tile_side_for_cube
+    base = worker_base_bytes(cfg.engine.read_path, cfg.source)  # + the files kept open (direct reads)
+    side = tile_side_for_share(per_worker, n_obs, len(periods), cfg.engine.tile_size, base_bytes=base,
+                               provenance=cfg.layers.provenance)
+    from ..sources.cube import is_cube_source, tile_side_for_cube
 
     side = tile_side_for_cube(cfg.source, side)  # a cube (soilsuite ingest): tiles of whole chunks
     store = TileStore.resume(out, side)
+    # fewest tiles of near-equal sizes on COG block boundaries, slivers merged (issue 14); a
+    # cube keeps the plain grid of whole chunks
+    balanced = tile_layout() == "balanced" and not is_cube_source(cfg.source)
+    tiles = layout_tiles(geobox, store.side) if balanced else plan_tiles(geobox, store.side)
     layout = resolve_layout(cfg, geobox)
     cog_px = cfg.cog_tile_px if layout == "tiles" else None
     return RunPlan(
-        out=out, geobox=geobox, periods=list(periods), tile_side=store.side, tiles=plan_tiles(geobox, store.side),
+        out=out, geobox=geobox, periods=list(periods), tile_side=store.side, tiles=tiles,
         store=store, workers=workers, memory_per_worker=per_worker, io_threads=local, layout=layout,
         cog_tile_px=cog_px, cog_tiles=plan_tiles(geobox, cog_px) if cog_px else [],
     )

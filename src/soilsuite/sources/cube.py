@@ -146,7 +146,7 @@ def open_cube(path: str | Path) -> CubeInfo:
 
     m = OutputFolder(p, "ingest").read()
     if m is not None and m.get("state") != "complete":
-        raise InputError(f"cube {p}: the ingest that writes it has not finished (run it again with --overwrite)")
+        raise InputError(f"cube {p}: the ingest that writes it has not finished (run the same ingest command again to finish it)")
     missing = [v for v in REQUIRED if not (p / v / "zarr.json").is_file()]
     if not (p / ITEMS_FILE).is_file():
         missing.append(ITEMS_FILE)

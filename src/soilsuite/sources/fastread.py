@@ -43,7 +43,7 @@ from itertools import groupby
 
 import numpy as np
 
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError, InputError, choice_or_env
 from ..sensors import SENTINEL2_L2A, Sensor
 
 #: ``read_path`` values: ``auto`` (direct reads on a native grid, else odc-stac), ``general``
@@ -58,8 +58,9 @@ READ_THREADS_ENV = "SOILSUITE_READ_THREADS"
 #: each file per tile).
 OPEN_FILES_ENV = "SOILSUITE_READ_OPEN_FILES"
 #: Default of ``$SOILSUITE_READ_OPEN_FILES``: a third less CPU for tiles of 320-512 px on the
-#: bench archive (docs/performance.md).
-DEFAULT_OPEN_FILES = 512
+#: bench archive (docs/performance.md). 1024 holds every file of the 1000 px x 40 date bench
+#: archive (858 files; a 10 m band read from its overview keeps only the overview open).
+DEFAULT_OPEN_FILES = 1024
 
 
 def resolve_read_path(read_path: str | None = None) -> str:
@@ -70,12 +71,7 @@ def resolve_read_path(read_path: str | None = None) -> str:
     ConfigError
         A value that is not one of :data:`READ_PATHS` (naming where it came from).
     """
-    src = "read_path"
-    if read_path is None:
-        read_path, src = os.environ.get(READ_PATH_ENV) or "auto", f"${READ_PATH_ENV}"
-    if read_path not in READ_PATHS:
-        raise ConfigError(f"{src}: expected one of {', '.join(READ_PATHS)}, got {read_path!r}")
-    return read_path
+    return choice_or_env(read_path, READ_PATH_ENV, "auto", READ_PATHS, "read_path")
 
 
 def read_threads(threads: int | None = None) -> int:
@@ -160,10 +156,37 @@ def load_arrays(items: Sequence, geobox, assets: dict[str, str], *, bands: Seque
     return {b: ds[b].values for b in bands}
 
 
+#: odc-stac's parse of each item, by the item's content and the load configuration: a worker
+#: loads tile after tile (and each tile twice: bands, then SCL) from the same items, and the
+#: parse costs ~5 ms per item, 50x its fingerprint (issue 14, ``bench/bench_overhead.py``).
+_PARSED: dict = {}
+#: Entries kept at most (then the cache starts again).
+_PARSED_MAX = 8192
+
+
+def _fingerprint(item) -> str:
+    import json
+
+    return json.dumps([item.get_self_href(), item.to_dict(include_self_link=False, transform_hrefs=False)],
+                      sort_keys=True, default=str)
+
+
 def _parse(items: Sequence, assets: dict[str, str], sensor: Sensor) -> list:
+    """odc-stac's :class:`~odc.stac.model.ParsedItem` of each item, cached by content."""
+    import json
+
     import odc.stac
 
-    return list(odc.stac.parse_items(items, cfg=sensor.stac_cfg(assets)))
+    cfg = sensor.stac_cfg(assets)
+    ckey = json.dumps(cfg, sort_keys=True, default=str)
+    keys = [(ckey, _fingerprint(it)) for it in items]
+    todo = [i for i, k in enumerate(keys) if k not in _PARSED]
+    if todo:
+        if len(_PARSED) + len(todo) > _PARSED_MAX:
+            _PARSED.clear()
+        for i, pi in zip(todo, odc.stac.parse_items([items[i] for i in todo], cfg=cfg), strict=True):
+            _PARSED[keys[i]] = pi
+    return [_PARSED[k] for k in keys]
 
 
 @dataclass(frozen=True)
@@ -299,7 +322,37 @@ class _Datasets(threading.local):
 
     def __init__(self):
         self.open: dict = {}
+        self.facts_: dict = {}  # key of the file -> (GeoBox, {band: overview factors})
         self.enabled = True  # off in the short-lived threads of a reader pool
+
+    @staticmethod
+    def _key(uri: str, overview_level: int | None) -> tuple:
+        try:
+            st = os.stat(uri)
+            return (uri, overview_level, st.st_size, st.st_mtime_ns)
+        except OSError:  # a URL or a /vsi path
+            return (uri, overview_level)
+
+    def facts(self, uri: str) -> tuple:
+        """``(GeoBox, {band index: overview factors})`` of a file, opened once per thread for them."""
+        from odc.geo.converters import rio_geobox
+
+        key = self._key(uri, None)
+        f = self.facts_.get(key)
+        if f is None:
+            with self.get(uri) as rdr:
+                f = (rio_geobox(rdr), {b: rdr.overviews(b) for b in rdr.indexes})
+            if len(self.facts_) > 16384:
+                self.facts_.clear()
+            self.facts_[key] = f
+        return f
+
+    def release(self, uri: str) -> None:
+        """Close the full-resolution dataset of ``uri`` if it is kept open (a 10 m band read from
+        its overview needs only that overview's dataset; the kept set is for files read from)."""
+        ds = self.open.pop(self._key(uri, None), None)
+        if ds is not None:
+            ds.close()
 
     def limit(self) -> int:
         if not self.enabled:
@@ -325,11 +378,7 @@ class _Datasets(threading.local):
             with rasterio.open(uri, "r", sharing=False, **kw) as ds:
                 yield ds
             return
-        try:
-            st = os.stat(uri)
-            key = (uri, overview_level, st.st_size, st.st_mtime_ns)
-        except OSError:  # a URL or a /vsi path
-            key = (uri, overview_level)
+        key = self._key(uri, overview_level)
         ds = self.open.get(key)
         if ds is not None:
             yield ds
@@ -341,6 +390,7 @@ class _Datasets(threading.local):
                 yield ds
 
     def close(self) -> None:
+        self.facts_.clear()
         while self.open:
             self.open.popitem()[1].close()
 
@@ -363,29 +413,48 @@ def _read(uri: str, bidx: int, geobox, params) -> tuple[tuple[slice, slice], np.
     The decisions of odc-stac 0.5's ``_rio_read``/``_do_read``, without its task machinery.
     """
     from odc.geo.converters import rio_geobox
-    from odc.geo.overlap import compute_reproject_roi
     from odc.geo.roi import roi_is_empty, roi_shape
     from odc.loader._reader import pick_overview
 
     ttol = 0.9 if params.nearest else 0.05
+    src_gb, overviews = _DATASETS.facts(uri)
+    rr = _roi(src_gb, geobox, ttol)
+    if roi_is_empty(rr.roi_dst) or roi_is_empty(rr.roi_src):
+        return rr.roi_dst, None
+    shape = roi_shape(rr.roi_dst)
+    if params.use_overviews and rr.read_shrink > 1:
+        ovr = pick_overview(rr.read_shrink, overviews.get(bidx, []))
+        if ovr is not None:
+            _DATASETS.release(uri)  # only the overview is read from
+            with _DATASETS.get(uri, ovr) as rov:
+                ro = _roi(rio_geobox(rov), geobox, ttol)
+                if ro.paste_ok and ro.read_shrink == 1 and ro.roi_dst == rr.roi_dst:
+                    return rr.roi_dst, _paste(rov, bidx, ro, shape, params)
+                return rr.roi_dst, _warp(rov, bidx, rr, shape, geobox, params)
     with _DATASETS.get(uri) as rdr:
-        rr = compute_reproject_roi(rio_geobox(rdr), geobox, ttol=ttol)
-        if roi_is_empty(rr.roi_dst) or roi_is_empty(rr.roi_src):
-            return rr.roi_dst, None
-        shape = roi_shape(rr.roi_dst)
-        if params.use_overviews and rr.read_shrink > 1:
-            ovr = pick_overview(rr.read_shrink, rdr.overviews(bidx))
-            if ovr is not None:
-                with _DATASETS.get(uri, ovr) as rov:
-                    ro = compute_reproject_roi(rio_geobox(rov), geobox, ttol=ttol)
-                    if ro.paste_ok and ro.read_shrink == 1 and ro.roi_dst == rr.roi_dst:
-                        return rr.roi_dst, _paste(rov, bidx, ro, shape, params)
-                    return rr.roi_dst, _warp(rov, bidx, rr, shape, geobox, params)
         if rr.paste_ok and rr.read_shrink == 1:
             return rr.roi_dst, _paste(rdr, bidx, rr, shape, params)
         if rr.paste_ok and rr.read_shrink == 2 and not params.use_overviews and not params.nearest:
             return rr.roi_dst, _mean2(rdr, bidx, rr, shape, geobox, params)
         return rr.roi_dst, _warp(rdr, bidx, rr, shape, geobox, params)
+
+
+#: ``compute_reproject_roi`` results by (source grid, target grid, tolerance): the files of one
+#: MGRS tile share their grid, so a tile load computes a handful, not one per file (issue 14).
+_ROIS: dict = {}
+
+
+def _roi(src_gb, dst_gb, ttol: float):
+    """:func:`odc.geo.overlap.compute_reproject_roi` of two grids, cached (a pure function of them)."""
+    from odc.geo.overlap import compute_reproject_roi
+
+    key = (src_gb, dst_gb, ttol)
+    rr = _ROIS.get(key)
+    if rr is None:
+        if len(_ROIS) > 4096:
+            _ROIS.clear()
+        rr = _ROIS[key] = compute_reproject_roi(src_gb, dst_gb, ttol=ttol)
+    return rr
 
 
 def _nodata(rdr, bidx: int, params, dtype) -> tuple:
