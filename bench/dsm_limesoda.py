@@ -97,20 +97,22 @@ def datasets(data: Path) -> list[str]:
 
 
 def run_task(df: pd.DataFrame, folds: np.ndarray, target: str, *, n_estimators: int, tune: str | bool,
-             reduce: str = "auto", seed: int = 0, n_jobs: int = -1) -> dict:
+             reduce: str = "auto", seed: int = 0, n_jobs: int = -1, trend: str = "auto") -> dict:
     from soilsuite.dsm import SoilModel, cross_validate
 
     tcols = set(target_columns(df).values())
     X = df[[c for c in df.columns if c not in tcols]]
     y = df[target].to_numpy()
     model = SoilModel(target=target, n_estimators=n_estimators, tune=tune, tune_n_estimators=200,
-                      max_features=0.5, min_samples_leaf=1, random_state=seed, n_jobs=n_jobs, unit="", reduce=reduce)
+                      max_features=0.5, min_samples_leaf=1, random_state=seed, n_jobs=n_jobs, unit="", reduce=reduce,
+                      trend=trend)
     t = time.perf_counter()
     res = cross_validate(model, X, y, folds=folds)
     dt = time.perf_counter() - t
     m = res.metrics
     return {"r2": m["r2"], "rmse": m["rmse"], "picp": m["picp"], "below": m["below"], "above": m["above"],
-            "n": m["n"], "p": X.shape[1], "seconds": dt, "reduction": res.info.get("reduction per fold", "")}
+            "n": m["n"], "p": X.shape[1], "seconds": dt, "reduction": res.info.get("reduction per fold", ""),
+            "trend": res.info.get("trend per fold", "")}
 
 
 def compare_task(df: pd.DataFrame, folds: np.ndarray, target: str, *, n_estimators: int, seed: int = 0,
@@ -169,16 +171,16 @@ def summary(tab: pd.DataFrame) -> list[dict]:
     return out
 
 
-def markdown(tab: pd.DataFrame, *, trees: int, tune, reduce: str, seed: int) -> list[str]:
+def markdown(tab: pd.DataFrame, *, trees: int, tune, reduce: str, seed: int, trend: str = "auto") -> list[str]:
     md = ["# LimeSoDa benchmark of soilsuite.dsm (QRF)", "",
-          f"{trees} trees, tuning: {tune or 'none'}, reduce: {reduce}, seed {seed}; 10-fold CV with the LimeSoDa "
+          f"{trees} trees, tuning: {tune or 'none'}, reduce: {reduce}, trend: {trend}, seed {seed}; 10-fold CV with the LimeSoDa "
           "folds, R2 pooled over all held-out predictions. RF/MLR (pub.): published values where known "
           "(blank: not available here).", "",
-          "| dataset | group | target | n | p | reduction (folds) | R2 ours | R2 RF (pub.) | R2 MLR (pub.) | PICP 90 % "
+          "| dataset | group | target | n | p | reduction (folds) | trend (folds) | R2 ours | R2 RF (pub.) | R2 MLR (pub.) | PICP 90 % "
           "| below Q05 | above Q95 | CV time (s) |",
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in tab.to_dict("records"):
-        md.append(f"| {r['dataset']} | {r['group']} | {r['target']} | {r['n']} | {r['p']} | {r['reduction']} | "
+        md.append(f"| {r['dataset']} | {r['group']} | {r['target']} | {r['n']} | {r['p']} | {r['reduction']} | {r.get('trend', '')} | "
                   f"{r['R2']:.2f} | {_f(r['RF_pub'])} | {_f(r['MLR_pub'])} | {r['PICP90']:.2f} | {r['below']:.3f} | "
                   f"{r['above']:.3f} | {r['cv_s']:.1f} |")
     md += ["", "| group | tasks | mean R2 ours | published RF mean (issue 16) | tasks with a published RF value "
@@ -239,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="tuning inside each training fold (default none, as SoilModel and the CLI)")
     ap.add_argument("--reduce", choices=["auto", "none", "pca", "filter"], default="auto",
                     help="covariate reduction inside each training fold (default auto, as SoilModel and the CLI)")
+    ap.add_argument("--trend", choices=["auto", "none", "ridge"], default="auto",
+                    help="linear trend + forest on its residuals, chosen inside each training fold (default auto, "
+                         "as SoilModel and the CLI)")
     ap.add_argument("--seed", type=int, default=0, help="random_state of the forests and the reduction")
     ap.add_argument("--trees", type=int, default=None, help="trees per forest (default 500, quick 200)")
     ap.add_argument("--speed", action="store_true", help="also time the map prediction (1e6 pixels)")
@@ -274,16 +279,17 @@ def main(argv: list[str] | None = None) -> int:
     for ds in names:
         df, folds = load(args.data / f"{ds}.npz")
         for tname, col in target_columns(df).items():
-            r = run_task(df, folds, col, n_estimators=trees, tune=tune, reduce=args.reduce, seed=args.seed)
+            r = run_task(df, folds, col, n_estimators=trees, tune=tune, reduce=args.reduce, seed=args.seed,
+                         trend=args.trend)
             row = {"dataset": ds, "group": groups[ds], "target": tname, "n": r["n"], "p": r["p"],
-                   "reduction": r["reduction"], "R2": r["r2"], "RF_pub": PUBLISHED_RF.get((ds, tname), np.nan),
+                   "reduction": r["reduction"], "trend": r["trend"], "R2": r["r2"], "RF_pub": PUBLISHED_RF.get((ds, tname), np.nan),
                    "MLR_pub": PUBLISHED_MLR.get((ds, tname), np.nan), "PICP90": r["picp"], "below": r["below"],
                    "above": r["above"], "cv_s": r["seconds"]}
             rows.append(row)
             pd.DataFrame(rows).to_csv(csv.with_suffix(".csv.tmp"), index=False)
             csv.with_suffix(".csv.tmp").replace(csv)
             print(f"{ds:8s} {groups[ds]:8s} {tname:4s} n={r['n']:3d} p={r['p']:4d} [{r['reduction']}] "
-                  f"R2={r['r2']:6.3f} RF_pub={_f(row['RF_pub']):>5s} MLR_pub={_f(row['MLR_pub']):>5s} "
+                  f"trend [{r['trend']}] R2={r['r2']:6.3f} RF_pub={_f(row['RF_pub']):>5s} MLR_pub={_f(row['MLR_pub']):>5s} "
                   f"PICP90={r['picp']:.3f} (below {r['below']:.3f}, above {r['above']:.3f}) {r['seconds']:.1f} s",
                   flush=True)
     tab = pd.DataFrame(rows)
@@ -292,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{_f(s['RF_pub_group'], '.3f') or 'n/a'}; on the {s['RF_pub_tasks']} tasks with a published RF value: "
               f"ours {_f(s['R2_on_known'], '.3f') or 'n/a'} vs RF {_f(s['RF_pub_mean_known'], '.3f') or 'n/a'}) "
               f"PICP90={s['PICP90']:.3f}, {100 * s['picp_in_085_095']:.0f} % of tasks within 0.85-0.95")
-    md = markdown(tab, trees=trees, tune=tune, reduce=args.reduce, seed=args.seed)
+    md = markdown(tab, trees=trees, tune=tune, reduce=args.reduce, seed=args.seed, trend=args.trend)
     if args.speed:
         sp = speed(int(tab["p"].median()), 200_000 if args.quick else 1_000_000, trees)
         line = (f"Prediction speed: {sp['pixels']:,} pixels x {sp['p']} covariates, {sp['trees']} trees: "

@@ -62,7 +62,7 @@ def test_model_predictions_and_calibration_unchanged():
     rng = np.random.default_rng(3)
     X = rng.normal(size=(120, 6))
     y = np.round(2 * X[:, 0] + rng.normal(size=120), 1)
-    m = SoilModel(target="y", unit="", n_estimators=60, reduce="none", n_jobs=1).fit(X, y)
+    m = SoilModel(target="y", unit="", n_estimators=60, reduce="none", n_jobs=1, trend="none").fit(X, y)
     Xt = rng.normal(size=(500, 6)).astype("float32")
     Xt[3, 2] = np.nan
     out = m.predict_array(Xt)

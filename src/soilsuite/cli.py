@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from . import cli_options as G
 from .cli_common import (
     AREA,
     ENGINE,
@@ -29,7 +30,6 @@ from .cli_common import (
     hidden_alias,
     numbers,
     opt,
-    parse_bbox,
     print_summary,
     report_done,
 )
@@ -39,8 +39,6 @@ from .config import (
     EngineOptions,
     ForceExportConfig,
     LayerOptions,
-    MaskOptions,
-    SceneFilter,
 )
 
 __all__ = ["app", "console", "main", "print_summary"]
@@ -111,27 +109,20 @@ def index_safe(
 
 @app.command(cls=PanelCommand)
 @friendly
+@G.with_option_groups
 def composite(
     ctx: typer.Context,
     source: Annotated[str, typer.Argument(help="STAC catalog/folder, STAC API URL, SAFE folder/zip(s) or a Zarr "
                                                "cube from `soilsuite ingest`",
                                           metavar="SOURCE", show_default=False)],
-    start: str = opt(CompositeConfig, "start", panel=TIME, metavar="YYYY-MM-DD"),
-    end: str = opt(CompositeConfig, "end", panel=TIME, metavar="YYYY-MM-DD"),
+    window: dict = G.time_options(CompositeConfig),
     periods: str = opt(CompositeConfig, "periods", panel=TIME),
     period_blue_filter: str = opt(CompositeConfig, "period_blue_filter", panel=TIME),
-    collection: str | None = opt(CompositeConfig, "collection", panel=AREA),
-    bbox: str | None = opt(CompositeConfig, "bbox", panel=AREA, metavar="W,S,E,N"),
-    area: Path | None = opt(CompositeConfig, "area", panel=AREA),
-    mgrs: str | None = opt(CompositeConfig, "mgrs", panel=AREA),
-    crs: str | None = opt(CompositeConfig, "crs", panel=AREA),
-    resolution: float = opt(CompositeConfig, "resolution", panel=AREA),
+    where: dict = G.area_options(CompositeConfig),
     on_error: str = opt(CompositeConfig, "on_error", panel=AREA),
     allow_partial_coverage: bool = opt(CompositeConfig, "allow_partial_coverage", panel=AREA),
-    max_cloud_cover: float = opt(SceneFilter, "max_cloud_cover", panel=METHOD),
-    min_sun_elevation: float = opt(SceneFilter, "min_sun_elevation", panel=METHOD),
-    max_sun_zenith: float = opt(MaskOptions, "max_sun_zenith", panel=METHOD),
-    dilation_px: int = opt(MaskOptions, "dilation_px", panel=METHOD),
+    scene: dict = G.scene_options(),
+    mask: dict = G.mask_options(),
     selector: str = opt(BareOptions, "selector", panel=METHOD),
     threshold: float = opt(BareOptions, "threshold", panel=METHOD),
     threshold_raster: Path | None = opt(BareOptions, "threshold_raster", panel=METHOD),
@@ -156,10 +147,7 @@ def composite(
     erosion: bool = opt(LayerOptions, "erosion", panel=LAYERS),
     erosivity: Path | None = opt(LayerOptions, "erosivity", panel=LAYERS),
     provenance: bool = opt(LayerOptions, "provenance", panel=LAYERS),
-    tile_size: int = opt(EngineOptions, "tile_size", panel=ENGINE),
-    max_memory: str = opt(EngineOptions, "max_memory", panel=ENGINE),
-    scheduler: str | None = opt(EngineOptions, "scheduler", panel=ENGINE, envvar="SOILSUITE_SCHEDULER"),
-    n_workers: int | None = opt(EngineOptions, "n_workers", "--workers", panel=ENGINE),
+    engine: dict = G.engine_options(),
     read_path: str | None = opt(EngineOptions, "read_path", panel=ENGINE, envvar="SOILSUITE_READ_PATH"),
     out: Path = opt(CompositeConfig, "out", "--out", "-o", panel=OUTPUT),
     layout: str = opt(CompositeConfig, "layout", panel=OUTPUT),
@@ -183,12 +171,9 @@ def composite(
     threshold, src_estimator, src_dry_share = (cli_value(ctx, profile, n, v) for n, v in (
         ("threshold", threshold), ("src_estimator", src_estimator), ("src_dry_share", src_dry_share)))
     cfg = build_config(
-        source=source, out=out, start=cli_date(start, "start"), end=cli_date(end, "end"), bbox=parse_bbox(bbox),
-        area=area, mgrs=deprecated_alias(mgrs, tile, "--tile", "--mgrs"),
-        collection=collection, crs=crs, resolution=resolution, worldcover=worldcover,
-        selector=selector, threshold=threshold, threshold_raster=threshold_raster, max_cloud_cover=max_cloud_cover,
-        min_sun_elevation=min_sun_elevation, dilation_px=dilation_px, max_sun_zenith=max_sun_zenith,
-        dry_guard=dry_guard, max_nbr2=max_nbr2, barest_k=barest_k, barest_index=barest_index,
+        source=source, out=out, **window, **{**where, "mgrs": deprecated_alias(where["mgrs"], tile, "--tile", "--mgrs")},
+        worldcover=worldcover, selector=selector, threshold=threshold, threshold_raster=threshold_raster, **scene,
+        **mask, dry_guard=dry_guard, max_nbr2=max_nbr2, barest_k=barest_k, barest_index=barest_index,
         blue_filter=blue_filter, blue_k_bare=blue_k_bare, blue_k_mref=blue_k_mref, min_bare_obs=min_bare_obs,
         ci_method=ci_method, profile=profile, src_estimator=src_estimator, src_dry_share=src_dry_share,
         periods=periods, period_blue_filter=period_blue_filter, temporal=temporal,
@@ -198,7 +183,7 @@ def composite(
         cog_tile_px=deprecated_alias(cog_tile_px, out_tile_px, "--out-tile-px", "--cog-tile-px",
                                      CompositeConfig.model_fields["cog_tile_px"].default),
         stac_hrefs=stac_hrefs,
-        tile_size=tile_size, max_memory=max_memory, scheduler=scheduler, n_workers=n_workers, read_path=read_path,
+        **engine, read_path=read_path,
         overwrite=overwrite,
         force_clean=force_clean, on_error=on_error, allow_partial_coverage=allow_partial_coverage,
     )
@@ -248,20 +233,16 @@ F = ForceExportConfig
 
 @app.command("export-force", cls=PanelCommand)
 @friendly
+@G.with_option_groups
 def export_force(
     source: Annotated[str, typer.Argument(help="STAC catalog JSON or folder, or STAC API URL", metavar="SOURCE",
                                           show_default=False)],
-    start: str = opt(F, "start", panel=TIME, metavar="YYYY-MM-DD"),
-    end: str = opt(F, "end", panel=TIME, metavar="YYYY-MM-DD"),
-    collection: str | None = opt(F, "collection", panel=AREA),
-    bbox: str | None = opt(F, "bbox", panel=AREA, metavar="W,S,E,N"),
-    crs: str | None = opt(F, "crs", panel=AREA),
-    resolution: float = opt(F, "resolution", panel=AREA),
+    window: dict = G.time_options(F),
+    where: dict = G.area_options(F, ("collection", "bbox", "crs", "resolution")),
     force_tile_m: float = opt(F, "force_tile_m", panel=AREA),
     force_block_m: float = opt(F, "force_block_m", panel=AREA),
     origin: str | None = opt(F, "origin", panel=AREA, metavar="X,Y"),
-    max_cloud_cover: float = opt(SceneFilter, "max_cloud_cover", panel=METHOD),
-    min_sun_elevation: float = opt(SceneFilter, "min_sun_elevation", panel=METHOD),
+    scene: dict = G.scene_options(),
     out: Path = opt(F, "out", "--out", "-o", panel=OUTPUT),
     overwrite: bool = opt(F, "overwrite", panel=OUTPUT),
     force_clean: bool = opt(F, "force_clean", panel=OUTPUT),
@@ -277,13 +258,11 @@ def export_force(
     batch_output(quiet, False)
 
     res = _export_force(
-        source, out=out, start=cli_date(start, "start"), end=cli_date(end, "end"), bbox=parse_bbox(bbox), crs=crs,
-        resolution=resolution, force_tile_m=deprecated_alias(force_tile_m, tile_size, "--tile-size", "--force-tile-m",
+        source, out=out, **window, **where, force_tile_m=deprecated_alias(force_tile_m, tile_size, "--tile-size", "--force-tile-m",
                                                                    ForceExportConfig.model_fields["force_tile_m"].default),
         force_block_m=deprecated_alias(force_block_m, block_size, "--block-size", "--force-block-m",
                                        ForceExportConfig.model_fields["force_block_m"].default),
-        origin=numbers(origin, 2, "--origin", "x,y"), max_cloud_cover=max_cloud_cover,
-        min_sun_elevation=min_sun_elevation, collection=collection, overwrite=overwrite, force_clean=force_clean,
+        origin=numbers(origin, 2, "--origin", "x,y"), **scene, overwrite=overwrite, force_clean=force_clean,
         progress=not quiet,
     )
     if res.already_complete:

@@ -16,7 +16,8 @@ import typer
 from rich.console import Console
 
 from .cli_common import console, friendly
-from .errors import ConfigError
+from .cli_options import OptionGroup, with_option_groups
+from .errors import ConfigError, check_choice
 
 _HELP = "Digital soil mapping: quantile regression forest maps of soil properties with uncertainty."
 dsm_app = typer.Typer(name="dsm", help=_HELP, no_args_is_help=True, add_completion=False,
@@ -75,23 +76,60 @@ def _covariates(values: list[str] | None) -> dict[str, str]:
     return out
 
 
+#: The SAMPLES argument and ``--property`` of ``dsm train`` and ``dsm compare``
+SAMPLES = typer.Argument(help="sample points: CSV (with --x/--y/--crs), GeoPackage, GeoParquet, Shapefile")
+PROPERTY = typer.Option("--property", "-p", help="property to model: key (soc, phh2o, clay ...) or key=COLUMN")
+#: ``--dem`` help (train and compare say more or less of the derivatives)
+DEM_HELP = "DEM raster: adds it and its terrain derivatives"
+
+
+def sample_options(dem_help: str = DEM_HELP) -> OptionGroup:
+    """The samples' and covariates' options of ``dsm train`` and ``dsm compare`` (one dict for
+    :func:`samples_and_stack`)."""
+    return OptionGroup((
+        ("products", Path | None, typer.Option(None, help="soilsuite product folder (covariates by name)")),
+        ("product", list[str] | None, typer.Option(None, "--product", help="product to use (repeatable); default "
+                                                                           "SRC_MEAN and BSF")),
+        ("covariate", list[str] | None, typer.Option(None, "--covariate", "-c", help="user raster NAME=PATH or PATH "
+                                                                                     "(repeatable; any CRS/resolution)")),
+        ("dem", Path | None, typer.Option(None, help=dem_help)),
+        ("indices", bool, typer.Option(False, help="add spectral indices of SRC_MEAN (NDVI, NBR2, ...)")),
+        ("x", str | None, typer.Option(None, help="CSV: x/longitude column")),
+        ("y", str | None, typer.Option(None, help="CSV: y/latitude column")),
+        ("crs", str | None, typer.Option(None, help="CRS of the CSV coordinates, e.g. EPSG:25833")),
+        ("unit", list[str] | None, typer.Option(None, help="unit of a property column, e.g. soc=% (converted)")),
+        ("unit_check", str, typer.Option("error", help="suspected unit mix-up: error, warn or off")),
+        ("duplicates", str, typer.Option("keep", help="samples at one location: keep, mean or first")),
+    ))
+
+
+def samples_and_stack(samples: Path, prop: str, o: dict):
+    """(property key, samples, covariate stack) from the options of :func:`sample_options`."""
+    from . import dsm
+
+    key = prop.partition("=")[0].strip()
+    s = dsm.read_samples(samples, [prop], x=o["x"], y=o["y"], crs=o["crs"], units=_pairs(o["unit"], "--unit"),
+                         unit_check=o["unit_check"], duplicates=o["duplicates"])
+    rasters = _covariates(o["covariate"])
+    if o["dem"] is not None:
+        if "dem" in rasters:
+            raise ConfigError("--dem given and a --covariate named 'dem'; use one")
+        rasters["dem"] = str(o["dem"])
+    if o["products"] is None and not rasters:
+        raise ConfigError("no covariates: give --products and/or --covariate/--dem")
+    names = o["product"] or (["SRC_MEAN", "BSF"] if o["products"] is not None else [])
+    stack = dsm.build_stack(o["products"], names, rasters, terrain=o["dem"] is not None, indices=o["indices"])
+    return key, s, stack
+
+
 @dsm_app.command()
 @_friendly
+@with_option_groups
 def train(
-    samples: Annotated[Path, typer.Argument(help="sample points: CSV (with --x/--y/--crs), GeoPackage, GeoParquet, Shapefile")],
-    prop: Annotated[str, typer.Option("--property", "-p", help="property to model: key (soc, phh2o, clay ...) or key=COLUMN")],
+    samples: Annotated[Path, SAMPLES],
+    prop: Annotated[str, PROPERTY],
     model_out: Annotated[Path, typer.Option("--model-out", "-m", help="model file to write (.joblib)")],
-    products: Annotated[Path | None, typer.Option(help="soilsuite product folder (covariates by name)")] = None,
-    product: Annotated[list[str] | None, typer.Option("--product", help="product to use (repeatable); default SRC_MEAN and BSF")] = None,
-    covariate: Annotated[list[str] | None, typer.Option("--covariate", "-c", help="user raster NAME=PATH or PATH (repeatable; any CRS/resolution)")] = None,
-    dem: Annotated[Path | None, typer.Option(help="DEM raster: adds it and its terrain derivatives (slope, aspect, curvature, TPI, TWI)")] = None,
-    indices: Annotated[bool, typer.Option(help="add spectral indices of SRC_MEAN (NDVI, NBR2, ...)")] = False,
-    x: Annotated[str | None, typer.Option(help="CSV: x/longitude column")] = None,
-    y: Annotated[str | None, typer.Option(help="CSV: y/latitude column")] = None,
-    crs: Annotated[str | None, typer.Option(help="CRS of the CSV coordinates, e.g. EPSG:25833")] = None,
-    unit: Annotated[list[str] | None, typer.Option(help="unit of a property column, e.g. soc=% (converted)")] = None,
-    unit_check: Annotated[str, typer.Option(help="suspected unit mix-up: error, warn or off")] = "error",
-    duplicates: Annotated[str, typer.Option(help="samples at one location: keep, mean or first")] = "keep",
+    inputs: dict = sample_options(DEM_HELP + " (slope, aspect, curvature, TPI, TWI)"),
     trees: Annotated[int, typer.Option(help="trees of the forest")] = 500,
     min_samples_leaf: Annotated[int, typer.Option(help="minimum samples per leaf")] = 1,
     max_features: Annotated[float, typer.Option(help="share of covariates tried per split")] = 0.5,
@@ -100,6 +138,7 @@ def train(
     tune_method: Annotated[str, typer.Option(help="tuning score: 'cv' (inner 5-fold CV) or 'oob' (out-of-bag, faster)")] = "cv",
     reduce: Annotated[str, typer.Option(help=REDUCE_HELP)] = "auto",
     spatial: Annotated[str, typer.Option(help=SPATIAL_HELP)] = "none",
+    trend: Annotated[str, typer.Option(help=TREND_HELP)] = "auto",
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     overwrite: Annotated[bool, typer.Option(help="replace an existing model file")] = False,
 ):
@@ -112,25 +151,17 @@ def train(
     from .dsm.spatial import check_spatial
 
     check_spatial(spatial, "--spatial")
+    from .dsm.trend import check_trend
+
+    check_trend(trend, "--trend")
     if model_out.exists() and not overwrite:
         from .errors import OutputExistsError
 
         raise OutputExistsError(f"{model_out} exists; use --overwrite to replace it")
-    key = prop.partition("=")[0].strip()
-    s = dsm.read_samples(samples, [prop], x=x, y=y, crs=crs, units=_pairs(unit, "--unit"),
-                         unit_check=unit_check, duplicates=duplicates)
-    rasters = _covariates(covariate)
-    if dem is not None:
-        if "dem" in rasters:
-            raise ConfigError("--dem given and a --covariate named 'dem'; use one")
-        rasters["dem"] = str(dem)
-    if products is None and not rasters:
-        raise ConfigError("no covariates: give --products and/or --covariate/--dem")
-    names = product or (["SRC_MEAN", "BSF"] if products is not None else [])
-    stack = dsm.build_stack(products, names, rasters, terrain=dem is not None, indices=indices)
+    key, s, stack = samples_and_stack(samples, prop, inputs)
     model = dsm.train(s, key, stack, n_estimators=trees, min_samples_leaf=min_samples_leaf,
                       max_features=max_features, tune=tune_method if tune else False, random_state=seed, n_jobs=None,
-                      reduce=reduce, spatial=spatial)
+                      reduce=reduce, spatial=spatial, trend=trend)
     model.samples_report_ = s.report
     model.save(model_out, overwrite=overwrite)
     oob = dsm.cross_validate(model, method="oob")
@@ -138,6 +169,9 @@ def train(
                     f"({', '.join(model.feature_names_[:8])}{' ...' if len(model.feature_names_) > 8 else ''}), "
                     f"params {model.best_params_}")
     Console().print(f"covariate reduction: {model.reducer_.describe()}")
+    tr = model.trend_
+    Console().print(f"trend: {tr['used']} (asked {tr['requested']}"
+                    + (f"; {tr['reason']})" if tr.get("reason") else ")"))
     sp = model.spatial_
     if sp["requested"] != "none":
         Console().print(f"spatial: {sp['used']}" + (f" (asked {sp['requested']}: {sp['reason']})" if sp.get("reason") else "")
@@ -160,6 +194,8 @@ def validate(
                                                     "or filter; default: the model's own")] = None,
     spatial: Annotated[str | None, typer.Option(help="spatial option refitted in each fold: none, xy, distances "
                                                      "or rk; default: the model's own")] = None,
+    trend: Annotated[str | None, typer.Option(help="trend option refitted in each fold: auto, none or ridge; "
+                                                   "default: the model's own")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an earlier report in --out (only the files soilsuite wrote)")] = False,
     force_clean: Annotated[bool, typer.Option(help="with --overwrite: also replace soilsuite's files changed since; write beside other files (kept)")] = False,
 ):
@@ -177,6 +213,10 @@ def validate(
         from .dsm.spatial import check_spatial
 
         m.set_params(spatial=check_spatial(spatial, "--spatial"))
+    if trend is not None:
+        from .dsm.trend import check_trend
+
+        m.set_params(trend=check_trend(trend, "--trend"))
     if method == "spatial" and block_size is None:
         block_size = default_block_size(m)
     res = dsm.cross_validate(m, method=method, k=k, block_size=block_size, seed=seed)
@@ -194,12 +234,15 @@ SPATIAL_HELP = ("spatial structure: none, xy (sample coordinates as covariates),
                 "quantiles); measured in docs/dsm.md")
 
 
+TREND_HELP = ("linear trend + forest on its residuals (regression-enhanced RF): auto (used when it lowers the "
+              "out-of-bag error, decided on the training rows), none, ridge (always)")
+
+
 def check_reduce(value: str) -> None:
     """``--reduce`` must name a method of :mod:`soilsuite.dsm.reduce`."""
     from .dsm.reduce import REDUCE_METHODS
 
-    if value not in REDUCE_METHODS:
-        raise ConfigError(f"--reduce must be one of {', '.join(REDUCE_METHODS)}, got {value!r}")
+    check_choice(value, REDUCE_METHODS, "--reduce")
 
 
 def default_block_size(model) -> float:

@@ -13,28 +13,20 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from .cli_dsm import _covariates, _friendly, _pairs, dsm_app
+from .cli_dsm import PROPERTY, SAMPLES, _friendly, dsm_app, sample_options, samples_and_stack
+from .cli_options import with_option_groups
 from .errors import ConfigError
 
 
 @dsm_app.command()
 @_friendly
+@with_option_groups
 def compare(
-    samples: Annotated[Path, typer.Argument(help="sample points: CSV (with --x/--y/--crs), GeoPackage, GeoParquet, Shapefile")],
-    prop: Annotated[str, typer.Option("--property", "-p", help="property to model: key (soc, phh2o, clay ...) or key=COLUMN")],
+    samples: Annotated[Path, SAMPLES],
+    prop: Annotated[str, PROPERTY],
     out: Annotated[Path, typer.Option("--out", "-o", help="report folder (comparison.md/.csv/.json/.png)")],
     model_out: Annotated[Path | None, typer.Option("--model-out", "-m", help="write the best model, refitted on all samples (.joblib)")] = None,
-    products: Annotated[Path | None, typer.Option(help="soilsuite product folder (covariates by name)")] = None,
-    product: Annotated[list[str] | None, typer.Option("--product", help="product to use (repeatable); default SRC_MEAN and BSF")] = None,
-    covariate: Annotated[list[str] | None, typer.Option("--covariate", "-c", help="user raster NAME=PATH or PATH (repeatable; any CRS/resolution)")] = None,
-    dem: Annotated[Path | None, typer.Option(help="DEM raster: adds it and its terrain derivatives")] = None,
-    indices: Annotated[bool, typer.Option(help="add spectral indices of SRC_MEAN (NDVI, NBR2, ...)")] = False,
-    x: Annotated[str | None, typer.Option(help="CSV: x/longitude column")] = None,
-    y: Annotated[str | None, typer.Option(help="CSV: y/latitude column")] = None,
-    crs: Annotated[str | None, typer.Option(help="CRS of the CSV coordinates, e.g. EPSG:25833")] = None,
-    unit: Annotated[list[str] | None, typer.Option(help="unit of a property column, e.g. soc=% (converted)")] = None,
-    unit_check: Annotated[str, typer.Option(help="suspected unit mix-up: error, warn or off")] = "error",
-    duplicates: Annotated[str, typer.Option(help="samples at one location: keep, mean or first")] = "keep",
+    inputs: dict = sample_options(),
     candidates: Annotated[str | None, typer.Option(help="comma-separated candidates (default all available: ols, qrf, "
                                                         "qrf_reduced and the spatial ones)")] = None,
     method: Annotated[str, typer.Option(help="spatial (blocked k-fold) or kfold")] = "spatial",
@@ -58,18 +50,7 @@ def compare(
     if model_out is not None and model_out.exists() and not overwrite:
         raise OutputExistsError(f"{model_out} exists; use --overwrite to replace it")
     OutputFolder(out, "comparison-report").check_build(overwrite=overwrite, force_clean=False, what="comparison report")
-    key = prop.partition("=")[0].strip()
-    s = dsm.read_samples(samples, [prop], x=x, y=y, crs=crs, units=_pairs(unit, "--unit"),
-                         unit_check=unit_check, duplicates=duplicates)
-    rasters = _covariates(covariate)
-    if dem is not None:
-        if "dem" in rasters:
-            raise ConfigError("--dem given and a --covariate named 'dem'; use one")
-        rasters["dem"] = str(dem)
-    if products is None and not rasters:
-        raise ConfigError("no covariates: give --products and/or --covariate/--dem")
-    stack = dsm.build_stack(products, product or (["SRC_MEAN", "BSF"] if products is not None else []), rasters,
-                            terrain=dem is not None, indices=indices)
+    key, s, stack = samples_and_stack(samples, prop, inputs)
     comp = dsm.compare(s, key, stack, method=method, k=k, block_size=block_size, seed=seed, candidates=names,
                        n_estimators=trees, random_state=seed, n_jobs=None)
     folder = comp.write(out, overwrite=overwrite)

@@ -12,37 +12,27 @@ from typing import Annotated
 
 import typer
 
+from . import cli_options as G
 from .cli_common import (
-    AREA,
-    ENGINE,
     METHOD,
     OUTPUT,
     QUIET,
     SOURCE,
-    TIME,
     PanelCommand,
-    cli_date,
     console,
     friendly,
     opt,
-    parse_bbox,
 )
-from .config import BareOptions, CompositeConfig, EngineOptions, MaskOptions, SceneFilter
+from .config import BareOptions, CompositeConfig
 
 __all__ = ["register"]
 
 
-
+@G.with_option_groups
 def calibrate_threshold(
     source: Annotated[str, SOURCE],
-    start: str = opt(CompositeConfig, "start", panel=TIME, metavar="YYYY-MM-DD"),
-    end: str = opt(CompositeConfig, "end", panel=TIME, metavar="YYYY-MM-DD"),
-    collection: str | None = opt(CompositeConfig, "collection", panel=AREA),
-    bbox: str | None = opt(CompositeConfig, "bbox", panel=AREA, metavar="W,S,E,N"),
-    area: Path | None = opt(CompositeConfig, "area", panel=AREA),
-    mgrs: str | None = opt(CompositeConfig, "mgrs", panel=AREA),
-    crs: str | None = opt(CompositeConfig, "crs", panel=AREA),
-    resolution: float = opt(CompositeConfig, "resolution", panel=AREA),
+    window: dict = G.time_options(CompositeConfig),
+    where: dict = G.area_options(CompositeConfig),
     worldcover: Path = typer.Option(..., help="ESA WorldCover raster: classes 40 cropland, 30 grassland",
                                     rich_help_panel=METHOD, show_default=False),
     region_size: float | None = typer.Option(None, help="square regions of this side (m); or --regions",
@@ -53,14 +43,9 @@ def calibrate_threshold(
                                 "from neighbours", rich_help_panel=METHOD),
     k_sigma: float = typer.Option(2.0, help="threshold = bare mode + this x its sigma (capped)",
                                   rich_help_panel=METHOD),
-    max_cloud_cover: float = opt(SceneFilter, "max_cloud_cover", panel=METHOD),
-    min_sun_elevation: float = opt(SceneFilter, "min_sun_elevation", panel=METHOD),
-    max_sun_zenith: float = opt(MaskOptions, "max_sun_zenith", panel=METHOD),
-    dilation_px: int = opt(MaskOptions, "dilation_px", panel=METHOD),
-    tile_size: int = opt(EngineOptions, "tile_size", panel=ENGINE),
-    max_memory: str = opt(EngineOptions, "max_memory", panel=ENGINE),
-    scheduler: str | None = opt(EngineOptions, "scheduler", panel=ENGINE, envvar="SOILSUITE_SCHEDULER"),
-    n_workers: int | None = opt(EngineOptions, "n_workers", "--workers", panel=ENGINE),
+    scene: dict = G.scene_options(),
+    mask: dict = G.mask_options(),
+    engine: dict = G.engine_options(),
     out: Path = typer.Option(Path("threshold.tif"), "--out", "-o", help="threshold raster (.tif); .csv, .png and "
                              ".json beside it", rich_help_panel=OUTPUT),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an earlier calibration's files",
@@ -71,12 +56,9 @@ def calibrate_threshold(
     from .calibrate import calibrate_threshold as _calibrate
 
     res = _calibrate(
-        source, start=cli_date(start, "start"), end=cli_date(end, "end"), out=out, worldcover=worldcover,
-        region_size=region_size, regions=regions, min_obs=min_obs, k_sigma=k_sigma, bbox=parse_bbox(bbox),
-        area=area, mgrs=mgrs, collection=collection, crs=crs, resolution=resolution,
-        max_cloud_cover=max_cloud_cover, min_sun_elevation=min_sun_elevation, max_sun_zenith=max_sun_zenith,
-        dilation_px=dilation_px, tile_size=tile_size, max_memory=max_memory, scheduler=scheduler,
-        n_workers=n_workers, overwrite=overwrite, progress=not quiet,
+        source, **window, **where, **scene, **mask, **engine, out=out, worldcover=worldcover,
+        region_size=region_size, regions=regions, min_obs=min_obs, k_sigma=k_sigma, overwrite=overwrite,
+        progress=not quiet,
     )
     if quiet:
         return
@@ -87,29 +69,20 @@ def calibrate_threshold(
                   f"`soilsuite composite ... --threshold-raster {res.raster}`", highlight=False)
 
 
+@G.with_option_groups
 def threshold_sweep(
     source: Annotated[str, SOURCE],
-    start: str = opt(CompositeConfig, "start", panel=TIME, metavar="YYYY-MM-DD"),
-    end: str = opt(CompositeConfig, "end", panel=TIME, metavar="YYYY-MM-DD"),
-    collection: str | None = opt(CompositeConfig, "collection", panel=AREA),
-    bbox: str | None = opt(CompositeConfig, "bbox", panel=AREA, metavar="W,S,E,N"),
-    area: Path | None = opt(CompositeConfig, "area", panel=AREA),
-    mgrs: str | None = opt(CompositeConfig, "mgrs", panel=AREA),
-    crs: str | None = opt(CompositeConfig, "crs", panel=AREA),
-    resolution: float = opt(CompositeConfig, "resolution", panel=AREA),
+    window: dict = G.time_options(CompositeConfig),
+    where: dict = G.area_options(CompositeConfig),
     thresholds: str = typer.Option("0.10:0.30:0.05", help="thresholds START:STOP:STEP (inclusive)",
                                    rich_help_panel=METHOD),
     threshold: float = opt(BareOptions, "threshold", panel=METHOD, help="reference threshold (changes are to it)"),
     worldcover: Path | None = opt(CompositeConfig, "worldcover", panel=METHOD),
     selector: str = opt(BareOptions, "selector", panel=METHOD),
     min_bare_obs: int = opt(BareOptions, "min_bare_obs", panel=METHOD),
-    max_cloud_cover: float = opt(SceneFilter, "max_cloud_cover", panel=METHOD),
-    min_sun_elevation: float = opt(SceneFilter, "min_sun_elevation", panel=METHOD),
-    dilation_px: int = opt(MaskOptions, "dilation_px", panel=METHOD),
-    tile_size: int = opt(EngineOptions, "tile_size", panel=ENGINE),
-    max_memory: str = opt(EngineOptions, "max_memory", panel=ENGINE),
-    scheduler: str | None = opt(EngineOptions, "scheduler", panel=ENGINE, envvar="SOILSUITE_SCHEDULER"),
-    n_workers: int | None = opt(EngineOptions, "n_workers", "--workers", panel=ENGINE),
+    scene: dict = G.scene_options(),
+    mask: dict = G.mask_options(("dilation_px",)),
+    engine: dict = G.engine_options(),
     out: Path = typer.Option(..., "--out", "-o", help="output folder (threshold_sweep.csv, threshold_sweep.png)",
                              rich_help_panel=OUTPUT, show_default=False),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an earlier sweep's files",
@@ -120,12 +93,8 @@ def threshold_sweep(
     from .sweep import threshold_sweep as _sweep
 
     res = _sweep(
-        source, start=cli_date(start, "start"), end=cli_date(end, "end"), out=out, thresholds=thresholds,
-        threshold=threshold, bbox=parse_bbox(bbox), area=area, mgrs=mgrs, collection=collection, crs=crs,
-        resolution=resolution, worldcover=worldcover, selector=selector,
-        min_bare_obs=min_bare_obs, max_cloud_cover=max_cloud_cover, min_sun_elevation=min_sun_elevation,
-        dilation_px=dilation_px, tile_size=tile_size, max_memory=max_memory, scheduler=scheduler,
-        n_workers=n_workers, overwrite=overwrite, progress=not quiet,
+        source, **window, **where, **scene, **mask, **engine, out=out, thresholds=thresholds, threshold=threshold,
+        worldcover=worldcover, selector=selector, min_bare_obs=min_bare_obs, overwrite=overwrite, progress=not quiet,
     )
     if not quiet:
         console.print(res.summary())

@@ -240,19 +240,21 @@ def save_png(fig, out: Path, overwrite: bool, *, close: bool = False) -> Path:
     """Write ``fig`` to the PNG ``out`` (110 dpi) under a temporary name, then rename it;
     ``close``: close the figure afterwards, also when writing fails."""
     out = Path(out)
-    if out.suffix.lower() != ".png":
-        raise ConfigError(f"--out {out}: pictures are written as PNG (.png)")
-    if out.exists() and not overwrite:
-        raise OutputExistsError(f"picture {out} exists already; use --overwrite to replace it")
-    if not out.parent.is_dir():
-        raise InputError(f"output folder {out.parent} does not exist (writing {out.name})")
-    tmp = out.with_name(f"{out.stem}.{os.getpid()}.tmp.png")
     try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, out)
+        if out.suffix.lower() != ".png":
+            raise ConfigError(f"--out {out}: pictures are written as PNG (.png)")
+        if out.exists() and not overwrite:
+            raise OutputExistsError(f"picture {out} exists already; use --overwrite to replace it")
+        if not out.parent.is_dir():
+            raise InputError(f"output folder {out.parent} does not exist (writing {out.name})")
+        tmp = out.with_name(f"{out.stem}.{os.getpid()}.tmp.png")
+        try:
+            fig.savefig(tmp, dpi=110)
+            os.replace(tmp, out)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
     finally:
-        if tmp.exists():
-            tmp.unlink()
         if close:
             import matplotlib.pyplot as plt
 
@@ -326,18 +328,13 @@ def plot_pixel(source, out, *, lon=None, lat=None, x=None, y=None, start=None, e
     PlotResult
         ``data``: the DataFrame of :func:`pixel_series`; ``marks``: points drawn per status.
     """
-    import matplotlib.pyplot as plt
 
     df, facts = pixel_series(source, lon=lon, lat=lat, x=x, y=y, start=start, end=end)
     title = (f"pixel x={facts['x']:.1f}, y={facts['y']:.1f} ({facts['crs']}; row {facts['row']}, col {facts['col']}): "
              f"{int((df['status'] == 'bare').sum())} bare of {int(df['status'].isin(list(_STYLE)).sum())} valid, "
              f"{len(df)} solar days; selector {facts['selector']}")
     fig, marks = _series_figure(df, facts["threshold"], title)
-    try:
-        path = save_png(fig, Path(out), overwrite)
-    finally:
-        plt.close(fig)
-    return PlotResult(path, df, marks, title)
+    return PlotResult(save_png(fig, Path(out), overwrite, close=True), df, marks, title)
 
 
 # ----------------------------------------------------------------------------- parcel
@@ -393,18 +390,13 @@ def plot_parcel(source, out, *, parcels, parcel, id, parcels_crs=None, start=Non
                 overwrite: bool = False) -> PlotResult:
     """PNG of a parcel's PV+IR2 series (median of its pixels, 25-75 % band), each day marked
     by the status of most of its pixels, and tillage events started by at least half of them."""
-    import matplotlib.pyplot as plt
 
     df, facts = parcel_series(source, parcels=parcels, parcel=parcel, id=id, parcels_crs=parcels_crs, start=start,
                               end=end)
     title = (f"parcel {facts['parcel']} ({facts['pixels']} pixels, {facts['crs']}): median PV+IR2 of the valid "
              f"pixels; status of most pixels; {int(df['tillage'].sum())} tillage event(s)")
     fig, marks = _series_figure(df, facts["threshold"], title, share_col="bare_share")
-    try:
-        path = save_png(fig, Path(out), overwrite)
-    finally:
-        plt.close(fig)
-    return PlotResult(path, df, marks, title)
+    return PlotResult(save_png(fig, Path(out), overwrite, close=True), df, marks, title)
 
 
 # ----------------------------------------------------------------------------- yearly maps

@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError, InputError, check_choice
 
 #: Methods of :class:`Reducer` (``--reduce`` on the CLI).
 REDUCE_METHODS = ("auto", "none", "pca", "filter")
@@ -212,8 +212,7 @@ class Reducer(BaseEstimator, TransformerMixin):
     def fit(self, X: Any, y: Any = None) -> Reducer:
         """Choose and fit the reduction on these (training) rows; ``y`` is needed by ``filter``,
         by a scored ``pca`` and by ``auto``."""
-        if self.method not in REDUCE_METHODS:
-            raise ConfigError(f"reduce must be one of {', '.join(REDUCE_METHODS)}, got {self.method!r}")
+        check_choice(self.method, REDUCE_METHODS, "reduce")
         if not 0 < self.max_corr < 1:
             raise ConfigError(f"max_corr must be within (0, 1), got {self.max_corr}")
         X = np.asarray(X, dtype="float64")
@@ -348,7 +347,6 @@ class Reducer(BaseEstimator, TransformerMixin):
 def make_reducer(method: str, *, feature_names: Sequence[str] | None = None, random_state: int = 0,
                  n_jobs: int | None = None) -> Reducer:
     """A :class:`Reducer` with the package defaults (used by ``SoilModel.fit``)."""
-    if method not in REDUCE_METHODS:
-        raise ConfigError(f"reduce must be one of {', '.join(REDUCE_METHODS)}, got {method!r}")
+    check_choice(method, REDUCE_METHODS, "reduce")
     return Reducer(method=method, grid=PCA_GRID, n_estimators=SCORE_TREES, feature_names=feature_names,
                    random_state=random_state, n_jobs=n_jobs)

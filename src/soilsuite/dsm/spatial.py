@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, InputError
+from ..errors import InputError, check_choice
 
 #: Options of ``SoilModel(spatial=...)`` / ``--spatial``.
 SPATIAL_OPTIONS: tuple[str, ...] = ("none", "xy", "distances", "rk")
@@ -66,9 +66,7 @@ _KRIGE_CELLS = 4_000_000
 
 def check_spatial(value: Any, what: str = "spatial") -> str:
     """``value`` if it is one of :data:`SPATIAL_OPTIONS`, else a :class:`ConfigError` naming ``what``."""
-    if value not in SPATIAL_OPTIONS:
-        raise ConfigError(f"{what} must be one of {', '.join(SPATIAL_OPTIONS)}, got {value!r}")
-    return value
+    return check_choice(value, SPATIAL_OPTIONS, what)
 
 
 class SpatialFit:

@@ -504,6 +504,7 @@ def cross_validate(
             raise ConfigError(f"cross-validation needs at least 2 folds, got {len(labels)}")
         imps = []
         reductions = []
+        trends = []
         di = np.full(len(ya), np.nan)
         inside = np.full(len(ya), np.nan)
         for i, f in enumerate(labels):
@@ -515,6 +516,7 @@ def cross_validate(
             out[te] = m.predict_array(Xa[te], qs, coords=None if c is None else c[te])
             imps.append(m.importances_)
             reductions.append(_reduction_label(m))
+            trends.append((getattr(m, "trend_", None) or {}).get("used", "none"))
             if hasattr(m, "dissimilarity") and getattr(m, "aoa_", None):
                 di[te] = m.dissimilarity(Xa[te])
                 inside[te] = di[te] <= m.aoa_["threshold"]
@@ -526,6 +528,7 @@ def cross_validate(
             pred["inside_aoa"] = inside
         counts = pd.Series(reductions).value_counts()
         info["reduction per fold"] = ", ".join(f"{k} x{v}" for k, v in counts.items())
+        info["trend per fold"] = ", ".join(f"{k} x{v}" for k, v in pd.Series(trends).value_counts().items())
         info["cv design"] = (f"{len(labels)} folds ({method}); covariate reduction and calibration refitted in "
                              "each fold on its training rows only")
         # importance of the fitted model if there is one, else the mean over the fold models
@@ -550,4 +553,9 @@ def cross_validate(
     info["covariates"] = _short(names)
     if "spatial" in model.get_params():
         info["spatial option"] = model.get_params()["spatial"]
+    if "trend" in model.get_params():
+        tr = getattr(model, "trend_", None) if X is None else None
+        info["trend"] = (f"trend={model.get_params()['trend']}"
+                         + (f": used {tr['used']}" + (f" ({tr['reason']})" if tr.get("reason") else "") if tr else
+                            " (see trend per fold)"))
     return ValidationResult(method, model.target, model.unit_, pred, met, importances, info)

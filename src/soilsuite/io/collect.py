@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from ..errors import InputError
 from . import layout as L
 from .products import product_files
 
-__all__ = ["ProductFile", "collect_products", "spec_from_file"]
+__all__ = ["ProductFile", "catalogue_spec", "collect_products", "file_spec", "spec_from_file"]
 
 
 @dataclass(frozen=True)
@@ -50,32 +51,91 @@ class ProductFile:
         return self.name if self.label == L.WINDOW else f"{self.name}_{self.label}"
 
 
+#: Soil-map layer names without tags (``<target>_<layer>``): the viewer's guess from a file name
+_DSM_NAME = re.compile(r"(.+?)_(mean|q\d+|uncertainty|di|aoa|outside_range)")
+
+
+def catalogue_spec(path: str | os.PathLike, tags: Mapping[str, str] | None = None, *, soil_maps: bool = True,
+                   by_name: bool = False) -> P.ProductSpec | None:
+    """The catalogue record of a product file, or None for a raster soilsuite does not describe.
+
+    The one place that matches a file to the catalogue (QGIS styles, the viewer, the commands
+    on finished products): its ``PRODUCT`` tag (or file stem) in :data:`soilsuite.products.PRODUCTS`;
+    with ``soil_maps``, a soil-map layer from its ``layer``/``target`` tags
+    (:func:`soilsuite.dsm.products.layer_spec`) or a stock map (stem ``*_stock`` or unit kg/m2);
+    with ``by_name`` also an untagged soil-map layer by its file name (``soc_mean``, ``soc_q05``,
+    ``ocstk...``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The product file (COG or VRT).
+    tags : mapping, optional
+        Its dataset tags if already read (else the file is opened).
+    """
+    path = Path(path)
+    if tags is None:
+        import rasterio
+
+        with rasterio.open(path) as src:
+            tags = src.tags()
+    name = tags.get("PRODUCT") or path.stem
+    if name.upper() in P.PRODUCTS:
+        return P.get(name)
+    if not soil_maps:
+        return None
+    from ..dsm.products import DSM_LAYERS, layer_spec, stock_spec
+
+    unit = tags.get("unit", tags.get("UNIT", ""))
+    layer, target = tags.get("layer"), tags.get("target")
+    if layer and target:
+        m = re.fullmatch(r"q(\d+)", layer)
+        if m:
+            return layer_spec(layer, target, unit, int(m.group(1)) / 100)
+        if layer in DSM_LAYERS:
+            return layer_spec(layer, target, unit)
+    if path.stem.endswith("_stock") or tags.get("UNIT") == "kg/m2":
+        return stock_spec(float(tags.get("depth_m", 0) or 0))
+    if by_name:
+        m = _DSM_NAME.fullmatch(path.stem)
+        if m:
+            q = re.fullmatch(r"q(\d+)", m.group(2))
+            return layer_spec(m.group(2), m.group(1), unit, int(q.group(1)) / 100 if q else None)
+        if path.stem == "stock" or path.stem.startswith(("ocstk", "icstk", "nistk")):
+            return stock_spec(float(tags.get("depth_m", 0) or 0))
+    return None
+
+
+def file_spec(src, path: str | os.PathLike, tags: Mapping[str, str]) -> P.ProductSpec:
+    """A record made from an open file's own metadata (dtype, nodata, scale/offset, unit and
+    band descriptions as GDAL reads them), for a file the catalogue does not know; group
+    ``"external"``."""
+    path = Path(path)
+    nodata = src.nodata
+    dtype = src.dtypes[0]
+    return P.ProductSpec(
+        name=path.stem, dtype=dtype,
+        nodata=float("nan") if nodata is None and np.dtype(dtype).kind == "f" else (
+            float(nodata) if nodata is not None else float("nan")),
+        scale=float(src.scales[0] or 1.0), offset=float(src.offsets[0] or 0.0),
+        unit=(src.units[0] if src.units and src.units[0] else tags.get("UNIT", "")),
+        description=tags.get("DESCRIPTION", f"{path.name} (not in the soilsuite product catalogue)"),
+        bands=tuple(d or f"band{i + 1}" for i, d in enumerate(src.descriptions)) if src.count > 1
+        else ("value",),
+        group="external",
+    )
+
+
 def spec_from_file(path: str | os.PathLike) -> P.ProductSpec:
     """The catalogue entry of a product file (its ``PRODUCT`` tag or file stem); for a file the
-    catalogue does not know, a spec made from the file's own metadata (dtype, nodata,
-    scale/offset, unit and band descriptions as GDAL reads them)."""
+    catalogue does not know, a spec made from the file's own metadata (:func:`file_spec`)."""
     import rasterio
 
     path = Path(path)
     try:
         with rasterio.open(path) as src:
             tags = src.tags()
-            name = tags.get("PRODUCT", path.stem)
-            if name.upper() in P.PRODUCTS:
-                return P.get(name)
-            nodata = src.nodata
-            dtype = src.dtypes[0]
-            return P.ProductSpec(
-                name=path.stem, dtype=dtype,
-                nodata=float("nan") if nodata is None and np.dtype(dtype).kind == "f" else (
-                    float(nodata) if nodata is not None else float("nan")),
-                scale=float(src.scales[0] or 1.0), offset=float(src.offsets[0] or 0.0),
-                unit=(src.units[0] if src.units and src.units[0] else tags.get("UNIT", "")),
-                description=tags.get("DESCRIPTION", f"{path.name} (not in the soilsuite product catalogue)"),
-                bands=tuple(d or f"band{i + 1}" for i, d in enumerate(src.descriptions)) if src.count > 1
-                else ("value",),
-                group="external",
-            )
+            return catalogue_spec(path, tags, soil_maps=False) or file_spec(src, path, tags)
     except rasterio.errors.RasterioError as exc:
         raise InputError(f"cannot open product file {path}: {exc}") from None
 

@@ -67,28 +67,11 @@ _MONTH_DOY = [(1, "1 Jan"), (91, "1 Apr"), (182, "1 Jul"), (274, "1 Oct"), (366,
 def product_spec_of(path: str | os.PathLike) -> P.ProductSpec | None:
     """The catalogue record of a product file, from its ``PRODUCT`` tag (or file stem): a
     composite product, or a soil-map layer (``<target>_<layer>`` with ``layer``/``target``
-    tags, :mod:`soilsuite.dsm.products`); None for a raster soilsuite does not describe."""
-    import rasterio
+    tags, :mod:`soilsuite.dsm.products`); None for a raster soilsuite does not describe
+    (:func:`soilsuite.io.collect.catalogue_spec`)."""
+    from .collect import catalogue_spec
 
-    with rasterio.open(path) as src:
-        tags = src.tags()
-    name = tags.get("PRODUCT") or Path(path).stem
-    if name.upper() in P.PRODUCTS:
-        return P.get(name)
-    layer, target = tags.get("layer"), tags.get("target")
-    if layer and target:
-        from ..dsm.products import DSM_LAYERS, layer_spec, stock_spec
-
-        m = re.fullmatch(r"q(\d+)", layer)
-        if m:
-            return layer_spec(layer, target, tags.get("unit", tags.get("UNIT", "")), int(m.group(1)) / 100)
-        if layer in DSM_LAYERS:
-            return layer_spec(layer, target, tags.get("unit", tags.get("UNIT", "")))
-    if Path(path).stem.endswith("_stock") or tags.get("UNIT") == "kg/m2":
-        from ..dsm.products import stock_spec
-
-        return stock_spec(float(tags.get("depth_m", 0) or 0))
-    return None
+    return catalogue_spec(path)
 
 
 def _classes(spec: P.ProductSpec) -> dict[int, str]:
@@ -100,24 +83,29 @@ def _classes(spec: P.ProductSpec) -> dict[int, str]:
 
 
 def style_kind(spec: P.ProductSpec) -> str:
-    """The style kind of a product (one of :data:`STYLE_KINDS`), from its catalogue record."""
+    """The style kind of a product (one of :data:`STYLE_KINDS`), from its catalogue record, or
+    from a record made from a file's own metadata (:func:`soilsuite.io.collect.file_spec`: by
+    unit and name). The one rule for QGIS styles and the viewer's ramps."""
     unit, name = spec.unit.lower(), spec.name.lower()
     if _classes(spec):
         return "class"
     if spec.is_spectral or unit.startswith("reflectance"):
         return "reflectance"
-    if "day of year" in unit:
+    if "day of year" in unit or "date" in unit:
         return "doy"
-    if unit == "count" or name.endswith("_outside_range"):
+    if "count" in unit or name.endswith("_outside_range"):
         return "count"
-    if unit.startswith("day"):
+    if "day" in unit:
         return "days"
-    if "fraction" in unit or "frequency" in spec.description.lower().split(";")[0]:
+    if ("fraction" in unit or name == "bsf" or name.endswith("_freq")
+            or "frequency" in spec.description.lower().split(";")[0]):
         return "fraction"
     if name.endswith(("_uncertainty", "_di")):
         return "uncertainty"
-    if spec.group == "dsm" or unit in ("kg/m2", "g/kg"):
+    if spec.group == "dsm" or any(u in unit for u in ("kg/m2", "g/kg", "kg/dm3", "cm3", "g/100g")):
         return "soil"
+    if "doy" in name:  # by name only where the unit says nothing
+        return "doy"
     return "continuous"
 
 
@@ -244,9 +232,28 @@ class LayerStyle:
         return "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n" + ET.tostring(root, encoding="unicode") + "\n"
 
 
+#: :func:`_percentiles` by (file, size, modification time, bands, q, max_size): a run's styles
+#: (:func:`write_file_styles`) and its project (:func:`write_project`) need the same ranges of
+#: the same files; reading them once halves the QGIS files' CPU (issue 14).
+_RANGES: dict = {}
+
+
 def _percentiles(path: Path, bands: list[int], q=(2.0, 98.0), max_size: int = 1024) -> tuple[float, float] | None:
     """(low, high) percentiles of the physical values of ``bands`` (1-based) pooled; None if
     no pixel is valid. From a decimated read (the COG's overviews) of at most ``max_size`` px."""
+    try:
+        st = os.stat(path)
+        key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns, tuple(bands), tuple(q), max_size)
+    except OSError:  # not a local file: not cached
+        return _percentiles_of(path, bands, q, max_size)
+    if key not in _RANGES:
+        if len(_RANGES) > 4096:
+            _RANGES.clear()
+        _RANGES[key] = _percentiles_of(path, bands, q, max_size)
+    return _RANGES[key]
+
+
+def _percentiles_of(path: Path, bands: list[int], q, max_size: int) -> tuple[float, float] | None:
     import rasterio
 
     with rasterio.open(path) as src:

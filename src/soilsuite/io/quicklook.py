@@ -235,17 +235,9 @@ def quicklook_bsf(src: Source, out_png: str | os.PathLike, *, cmap: str = "YlOrB
     Path
         The PNG file.
     """
-    import matplotlib
-
-    arr, transform, crs = _load(src, bands=None, band_names=None, transform=transform, crs=crs,
-                                max_size=max_size)
-    img = np.ma.masked_invalid(arr[0])
-    cm = matplotlib.colormaps[cmap].with_extremes(bad=NODATA_GREY)
-    fig, ax = _figure(img.shape, extra_in=1.0)
-    im = _show(ax, img, transform, crs, cmap=cm, vmin=0.0, vmax=1.0)
-    fig.colorbar(im, ax=ax, label="bare soil frequency BSC / VPC (0-1); grey = nodata", shrink=0.8)
-    ax.set_title(_title(src, "bare soil frequency (BSF)", title), fontsize=10)
-    return _save(fig, out_png, overwrite)
+    return quicklook_layer(src, out_png, cmap=cmap, vmin=0.0, vmax=1.0, label="bare soil frequency BSC / VPC (0-1)",
+                           transform=transform, crs=crs, title=_title(src, "bare soil frequency (BSF)", title),
+                           max_size=max_size, overwrite=overwrite)
 
 
 #: Quicklooks of the optional layers (docs/temporal.md): product -> (colour map, vmin, vmax, colour-bar label).

@@ -30,6 +30,31 @@ from ..errors import InputError, OutputExistsError
 __all__ = ["write_band_vrt", "write_mosaic_vrt"]
 
 
+def _refuse_existing(path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path} exists already; use overwrite to replace it")
+
+
+@contextlib.contextmanager
+def _vrt_copy(source: Path, path: Path):
+    """GDAL's VRT skeleton of ``source`` as an XML root to edit, and ``(count, dtype, crs, res)``
+    of ``source``; on a clean exit the root is written to a temporary name, then renamed to
+    ``path``; the temporary file never stays behind."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.vrt")
+    try:
+        with rasterio.Env(GDAL_PAM_ENABLED=False), rasterio.open(source) as src:
+            rasterio.shutil.copy(src, tmp, driver="VRT")
+            ref = (src.count, src.dtypes[0], src.crs, src.res)
+        root = ET.parse(tmp).getroot()
+        yield root, ref
+        ET.indent(root)
+        ET.ElementTree(root).write(tmp, encoding="unicode")
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
 def _source(band: int, href: str, size: tuple[int, int], block: tuple[int, int], dtype: str,
             off: tuple[int, int]) -> ET.Element:
     h, w = size
@@ -86,17 +111,11 @@ def write_mosaic_vrt(path: str | os.PathLike, tiles: Sequence[tuple[str | os.Pat
 
         warnings.warn("write_mosaic_vrt: transform=/shape= are deprecated; give geobox= (an odc.geo GeoBox)",
                       DeprecationWarning, stacklevel=2)
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} exists already; use overwrite to replace it")
+    _refuse_existing(path, overwrite)
     if not tiles:
         raise InputError(f"{path}: no tile files to mosaic")
     first = Path(tiles[0][0])
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.vrt")
-    try:
-        with rasterio.Env(GDAL_PAM_ENABLED=False), rasterio.open(first) as src:
-            rasterio.shutil.copy(src, tmp, driver="VRT")
-            ref = (src.count, src.dtypes[0], src.crs, src.res)
-        root = ET.parse(tmp).getroot()
+    with _vrt_copy(first, path) as (root, ref):
         root.set("rasterXSize", str(int(shape[1])))
         root.set("rasterYSize", str(int(shape[0])))
         gt = root.find("GeoTransform")
@@ -135,12 +154,6 @@ def write_mosaic_vrt(path: str | os.PathLike, tiles: Sequence[tuple[str | os.Pat
             # edge tile without overviews of its own is decimated from its full resolution
             ov = ET.SubElement(root, "OverviewList", resampling=resampling)
             ov.text = " ".join(str(2**k) for k in range(1, levels + 1))
-        ET.indent(root)
-        ET.ElementTree(root).write(tmp, encoding="unicode")
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
     return path
 
 
@@ -171,16 +184,11 @@ def write_band_vrt(source: str | os.PathLike, band: int, path: str | os.PathLike
         The VRT.
     """
     source, path = Path(source), Path(path)
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} exists already; use overwrite to replace it")
+    _refuse_existing(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.vrt")
-    try:
-        with rasterio.Env(GDAL_PAM_ENABLED=False), rasterio.open(source) as src:
-            if not 1 <= band <= src.count:
-                raise InputError(f"{source}: has {src.count} bands, no band {band}")
-            rasterio.shutil.copy(src, tmp, driver="VRT")
-        root = ET.parse(tmp).getroot()
+    with _vrt_copy(source, path) as (root, (count, *_)):
+        if not 1 <= band <= count:
+            raise InputError(f"{source}: has {count} bands, no band {band}")
         href = os.path.relpath(source.resolve(), path.parent.resolve()).replace(os.sep, "/")
         for el in root.findall("VRTRasterBand"):
             if el.get("band") != str(band):
@@ -193,10 +201,4 @@ def write_band_vrt(source: str | os.PathLike, band: int, path: str | os.PathLike
         for md in root.findall("Metadata"):  # dataset-level INTERLEAVE etc. of the source
             if md.get("domain") == "IMAGE_STRUCTURE":
                 root.remove(md)
-        ET.indent(root)
-        ET.ElementTree(root).write(tmp, encoding="unicode")
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
     return path

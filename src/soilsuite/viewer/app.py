@@ -4,7 +4,8 @@ Routes
 ------
 ``/``                               the map page (Leaflet, shipped in ``static/``)
 ``/api/layers``                     the folder's layers with stretch and legend (JSON)
-``/tiles/{z}/{x}/{y}.png?layer=ID[&style=swir]`` a 256 px Web Mercator tile of one layer (rio-tiler)
+``/tiles/{z}/{x}/{y}.png?layer=ID[&style=swir][&band=K]`` a 256 px Web Mercator tile of one layer
+                                    (rio-tiler); ``band``: number (1-based) or name of one band
 ``/api/point?lon=&lat=``            every layer's value at a point, decoded (JSON)
 ``/api/series?lon=&lat=[&format=png]``  the pixel's PV+IR2 series from the run's archive
 """
@@ -44,9 +45,12 @@ def _finite(v: float) -> float | None:
     return None if v is None or not math.isfinite(v) else float(v)
 
 
-def render_tile(layer: Layer, z: int, x: int, y: int, style: str | None = None) -> bytes:
+def render_tile(layer: Layer, z: int, x: int, y: int, style: str | None = None, band: int | None = None) -> bytes:
     """A PNG tile of one layer: stretch and colour ramp, true colour (or another band
-    combination of ``layer.styles``, e.g. ``"swir"``), or class colours."""
+    combination of ``layer.styles``, e.g. ``"swir"``), or class colours.
+
+    ``band`` (1-based, see :meth:`Layer.band_index`) draws that band of a multi-band layer
+    with its own stretch (``layer.band_stretch``); default band 1 (or the RGB bands)."""
     from rio_tiler.colormap import cmap
     from rio_tiler.errors import TileOutsideBounds
     from rio_tiler.io import Reader
@@ -57,15 +61,16 @@ def render_tile(layer: Layer, z: int, x: int, y: int, style: str | None = None) 
             if not src.tile_exists(x, y, z):
                 return _empty_png()
             try:
-                alt = layer.styles.get(style or "")
-                img = src.tile(x, y, z, indexes=alt["bands"] if alt else (layer.rgb or [1]),
-                               resampling_method="nearest")
+                alt = None if band is not None else layer.styles.get(style or "")
+                indexes = [band] if band is not None else alt["bands"] if alt else (layer.rgb or [1])
+                img = src.tile(x, y, z, indexes=indexes, resampling_method="nearest")
             except TileOutsideBounds:
                 return _empty_png()
         if layer.kind == "classes":
             colors = {int(k): (*_hex(v[1]), 255) for k, v in layer.classes.items()}
             return img.render(img_format="PNG", colormap=colors)
-        vmin, vmax = (alt["vmin"], alt["vmax"]) if alt else (layer.vmin, layer.vmax)
+        st = alt or layer.stretch(band)
+        vmin, vmax = st["vmin"], st["vmax"]
         lo = (vmin - layer.offset) / layer.scale
         hi = (vmax - layer.offset) / layer.scale
         img = img.rescale(in_range=[(lo, hi)] * img.count)
@@ -169,17 +174,25 @@ def create_app(out_dir: str | os.PathLike):
         if lay is None:
             return JSONResponse({"error": "unknown layer"}, status_code=404)
         z, x, y = (int(request.path_params[k]) for k in ("z", "x", "y"))
-        png = await run_in_threadpool(render_tile, lay, z, x, y, request.query_params.get("style"))
+        band = request.query_params.get("band")
+        try:
+            band = None if band in (None, "") else lay.band_index(band)
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        png = await run_in_threadpool(render_tile, lay, z, x, y, request.query_params.get("style"), band)
         return Response(png, media_type="image/png", headers={"Cache-Control": "no-cache"})
 
-    def _lonlat(request: Request) -> tuple[float, float]:
-        return float(request.query_params["lon"]), float(request.query_params["lat"])
-
-    async def point(request: Request) -> Response:
+    def _lonlat(request: Request) -> tuple[float, float] | Response:
+        """(lon, lat) in degrees from the query, or the 400 answer saying what is missing."""
         try:
-            lon, lat = _lonlat(request)
+            return float(request.query_params["lon"]), float(request.query_params["lat"])
         except (KeyError, ValueError):
             return JSONResponse({"error": "give lon and lat in degrees"}, status_code=400)
+
+    async def point(request: Request) -> Response:
+        if isinstance(ll := _lonlat(request), Response):
+            return ll
+        lon, lat = ll
         vals = await run_in_threadpool(point_values, layers, lon, lat)
         return JSONResponse({"lon": lon, "lat": lat, "layers": vals})
 
@@ -193,10 +206,9 @@ def create_app(out_dir: str | os.PathLike):
             return {"error": f"time series failed: {type(exc).__name__}: {exc}"}
 
     async def series(request: Request) -> Response:
-        try:
-            lon, lat = _lonlat(request)
-        except (KeyError, ValueError):
-            return JSONResponse({"error": "give lon and lat in degrees"}, status_code=400)
+        if isinstance(ll := _lonlat(request), Response):
+            return ll
+        lon, lat = ll
         s = await run_in_threadpool(_series, lon, lat)
         if request.query_params.get("format") == "png":
             png = await run_in_threadpool(series_png, s)

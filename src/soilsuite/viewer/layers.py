@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,9 @@ import rasterio
 from rasterio.enums import Resampling
 
 from .. import products as P
+from ..io.collect import catalogue_spec, file_spec
 
-__all__ = ["Layer", "discover_layers", "style_for"]
+__all__ = ["Layer", "constant_range", "discover_layers", "legend", "style_for"]
 
 #: Sub-folders never searched for layers (scratch, output tiles behind a VRT, pictures, STAC,
 #: single-band views of the spectral products, QGIS files); input archives are skipped too.
@@ -36,6 +36,7 @@ RAMPS = {
     "fraction": "ylorbr",
     "count": "viridis",
     "date": "twilight",
+    "days": "magma",
     "uncertainty": "magma",
     "spread": "cividis",
     "soil": "ylgnbu",
@@ -71,7 +72,16 @@ class Layer:
         Other band combinations of an RGB layer (``"swir"``: B12/B11/B04 false colour), each with
         its 1-based ``bands``, its stretch ``vmin``/``vmax`` and a ``label``.
     vmin, vmax : float
-        Stretch in physical units (2nd-98th percentile of the file, or the product's range).
+        Stretch in physical units (2nd-98th percentile of the file, or the product's range) of
+        what the layer draws by default (band 1 of a single-band drawing).
+    constant : float or None
+        The value of a layer that holds one value only (all valid pixels equal, e.g. a count of 0
+        over a small area): its stretch is a fixed range around the value
+        (:func:`constant_range`) and its legend says "constant value X". None otherwise.
+    band_stretch : list of dict
+        Layers drawn one band at a time with more than one band (``PROVENANCE``,
+        ``BSF_MONTHLY``, ...): per band (1-based band ``k`` at index ``k - 1``) its ``vmin``,
+        ``vmax`` and ``constant``, the stretch of that band alone. Empty otherwise.
     ramp : str
         Colour ramp name (single-band layers).
     classes : dict
@@ -96,6 +106,9 @@ class Layer:
     styles: dict[str, dict[str, Any]] = field(default_factory=dict)
     vmin: float = 0.0
     vmax: float = 1.0
+    constant: float | None = None
+    #: per band of a multi-band layer drawn one band at a time: {"vmin", "vmax", "constant"}
+    band_stretch: list[dict[str, Any]] = field(default_factory=list)
     ramp: str = "viridis"
     classes: dict[int, tuple[str, str]] = field(default_factory=dict)
     bounds: list[float] = field(default_factory=list)
@@ -107,7 +120,33 @@ class Layer:
         d["nodata"] = None if isinstance(self.nodata, float) and math.isnan(self.nodata) else self.nodata
         d["classes"] = {str(k): {"label": v[0], "color": v[1]} for k, v in self.classes.items()}
         d["legend"] = legend(self)
+        if self.band_stretch:
+            d["band_legends"] = [legend(self, k) for k in range(1, len(self.band_stretch) + 1)]
         return d
+
+    def band_index(self, band: str | int) -> int:
+        """The 1-based index of a band given by number (``3``, ``"3"``) or name (``"dilation"``).
+
+        Raises
+        ------
+        ValueError
+            The layer has no such band, or it is drawn in colour (RGB) and shows no single band.
+        """
+        if self.kind == "rgb":
+            raise ValueError(f"layer {self.id} is drawn in colour: choose a band combination with style=, not band=")
+        text = str(band).strip()
+        if text in self.bands:
+            return self.bands.index(text) + 1
+        if text.isdigit() and 1 <= int(text) <= len(self.bands):
+            return int(text)
+        raise ValueError(f"layer {self.id} has no band {text!r}: give 1-{len(self.bands)} or one of "
+                         f"{', '.join(self.bands)}")
+
+    def stretch(self, band: int | None = None) -> dict[str, Any]:
+        """``{"vmin", "vmax", "constant"}`` of the default drawing, or of one band (1-based)."""
+        if band is not None and self.band_stretch:
+            return dict(self.band_stretch[band - 1])
+        return {"vmin": self.vmin, "vmax": self.vmax, "constant": self.constant}
 
     def decode(self, stored: np.ndarray) -> np.ndarray:
         """Stored values -> physical float64 values, NaN where nodata."""
@@ -119,41 +158,24 @@ class Layer:
         return out
 
 
-def _spec_for(name: str) -> P.ProductSpec | None:
-    """The catalogue record of a product or soil-map layer name, if the catalogue knows it."""
-    if name.upper() in P.PRODUCTS:
-        return P.PRODUCTS[name.upper()]
-    from ..dsm.products import DSM_LAYERS
-
-    m = re.fullmatch(r"(.+?)_(mean|q\d+|uncertainty|di|aoa|outside_range)", name)
-    if m:
-        return DSM_LAYERS["quantile" if m.group(2).startswith("q") else m.group(2)]
-    if name == "stock" or name.endswith("_stock") or name.startswith(("ocstk", "icstk", "nistk")):
-        return DSM_LAYERS["mean"]
-    return None
+#: The viewer's kind of each QGIS style kind (:func:`soilsuite.io.qgis.style_kind`, the one rule).
+VIEWER_KINDS = {"class": "classes", "reflectance": "value", "doy": "date", "continuous": "value"}
 
 
 def style_for(name: str, unit: str, spec: P.ProductSpec | None, bands: list[str]) -> tuple[str, str]:
-    """(kind, colour ramp) of a layer from its catalogue record, unit and name."""
-    u, n = unit.lower(), name.upper()
+    """(kind, colour ramp) of a layer: ``"rgb"`` for a spectral product (or any file with bands
+    B02, B03, B04), else the product's style kind (:func:`soilsuite.io.qgis.style_kind`, the rule
+    the QGIS styles follow) from its record, or from ``name`` and ``unit`` without one."""
+    from ..io.qgis import style_kind
+
     short = {b.rsplit("_", 1)[-1] for b in bands}
     if len(bands) >= 3 and (spec is not None and spec.is_spectral or {"B02", "B03", "B04"} <= short):
         return "rgb", ""
-    if spec is not None and spec.classes:
-        return "classes", ""
-    if n.endswith(("_AOA",)):
-        return "classes", ""
-    if "fraction" in u or n in ("BSF",) or n.endswith("_FREQ"):
-        return "fraction", RAMPS["fraction"]
-    if u == "count" or n in ("VPC", "BSC") or "count" in u:
-        return "count", RAMPS["count"]
-    if "day" in u or "date" in u or "doy" in n.lower():
-        return "date", RAMPS["date"]
-    if n.endswith(("_UNCERTAINTY", "_DI")):
-        return "uncertainty", RAMPS["uncertainty"]
-    if spec is not None and spec.group == "dsm" or any(s in u for s in ("g/kg", "kg/m2", "kg/dm3", "cm3", "g/100g")):
-        return "soil", RAMPS["soil"]
-    return "value", RAMPS["value"]
+    if spec is None:
+        spec = P.ProductSpec(name, "float32", float("nan"), 1.0, 0.0, unit, "", group="external")
+    kind = style_kind(spec)
+    kind = VIEWER_KINDS.get(kind, kind)
+    return kind, RAMPS.get(kind, "")
 
 
 def _classes(spec: P.ProductSpec | None, tags: dict[str, str], name: str) -> dict[int, tuple[str, str]]:
@@ -168,27 +190,62 @@ def _classes(spec: P.ProductSpec | None, tags: dict[str, str], name: str) -> dic
     return {k: (v, palette[i % len(palette)]) for i, (k, v) in enumerate(sorted(labels.items()))}
 
 
-def _stretch(src, layer: Layer, bands: list[int] | None = None) -> tuple[float, float]:
-    """2nd-98th percentile of the (decimated) physical values; for RGB over the three bands."""
+def _decimated(src, layer: Layer, bands: list[int]) -> np.ndarray:
+    """Physical values of ``bands`` (1-based) from a read of at most ~512 px a side, ``[n, y, x]``."""
     h, w = src.height, src.width
     f = max(1.0, max(h, w) / 512)
     shape = (max(1, round(h / f)), max(1, round(w / f)))
-    idx = bands or layer.rgb or [1]
-    data = src.read(idx, out_shape=(len(idx), *shape), resampling=Resampling.nearest)
-    vals = layer.decode(data)
+    data = src.read(bands, out_shape=(len(bands), *shape), resampling=Resampling.nearest)
+    return layer.decode(data)
+
+
+def constant_range(value: float, kind: str, step: float) -> tuple[float, float]:
+    """The stretch of a layer holding one value only: the product's own range for fractions
+    (0-1, so that a constant fraction keeps its colour), else ``value`` +- max(10 % of
+    ``|value|``, ``step``) (``step``: one stored unit for integer products, 1 for float ones),
+    which draws the value in the middle of the colour ramp."""
+    if kind == "fraction":
+        return 0.0, 1.0
+    half = max(abs(value) * 0.1, step)
+    return value - half, value + half
+
+
+def _stretch_of(vals: np.ndarray, layer: Layer, step: float) -> tuple[float, float, float | None]:
+    """(vmin, vmax, constant value or None) of physical values: 2nd-98th percentile, the
+    product's range for fractions, 0 to the 98th percentile for counts."""
     vals = vals[np.isfinite(vals)]
     if vals.size == 0:
-        return 0.0, 1.0
+        return 0.0, 1.0, None
+    if layer.kind != "rgb" and vals.min() == vals.max():
+        value = float(vals[0])
+        return (*constant_range(value, layer.kind, step), value)
     if layer.kind == "fraction":
-        return 0.0, 1.0
+        return 0.0, 1.0, None
     if layer.kind == "count":
-        return 0.0, float(max(1.0, np.percentile(vals, 98)))
+        return 0.0, float(max(1.0, np.percentile(vals, 98))), None
     lo, hi = (float(v) for v in np.percentile(vals, [2, 98]))
     if layer.kind == "rgb":
         lo = max(0.0, lo)
     if hi <= lo:
         hi = lo + (abs(lo) * 0.1 or 1.0)
+    return lo, hi, None
+
+
+def _stretch(src, layer: Layer, bands: list[int] | None = None) -> tuple[float, float]:
+    """2nd-98th percentile of the (decimated) physical values; for RGB over the three bands."""
+    lo, hi, _ = _stretch_of(_decimated(src, layer, bands or layer.rgb or [1]), layer, 1.0)
     return lo, hi
+
+
+def _single_band_stretches(src, layer: Layer) -> list[dict[str, Any]]:
+    """The stretch of each band of a layer drawn one band at a time (its first is the default)."""
+    step = abs(layer.scale) if np.dtype(src.dtypes[0]).kind in "iu" else 1.0
+    vals = _decimated(src, layer, list(range(1, src.count + 1)))
+    out = []
+    for band_vals in vals:
+        lo, hi, const = _stretch_of(band_vals, layer, step)
+        out.append({"vmin": lo, "vmax": hi, "constant": const})
+    return out
 
 
 def _layer(out: Path, path: Path) -> Layer | None:
@@ -202,19 +259,16 @@ def _layer(out: Path, path: Path) -> Layer | None:
         if src.crs is None:
             return None
         tags = src.tags()
-        name = tags.get("PRODUCT", path.stem)
-        if name == "stock" and path.stem != "stock":
-            name = path.stem
-        spec = _spec_for(path.stem) or _spec_for(name)
+        spec = catalogue_spec(path, tags, by_name=True) or file_spec(src, path, tags)
         bands = [d or f"band{i + 1}" for i, d in enumerate(src.descriptions)]
-        unit = tags.get("UNIT") or (src.units[0] if src.units and src.units[0] else "") or (spec.unit if spec else "")
-        nodata = src.nodata if src.nodata is not None else (spec.nodata if spec else float("nan"))
+        unit = tags.get("UNIT") or (src.units[0] if src.units and src.units[0] else "") or spec.unit
+        nodata = src.nodata if src.nodata is not None else spec.nodata
         rel = path.relative_to(out).with_suffix("").as_posix()
         group = rel.rsplit("/", 1)[0] if "/" in rel else "window"
         kind, ramp = style_for(path.stem, unit, spec, bands)
         layer = Layer(
             id=rel, name=path.stem, group=group, path=str(path), kind=kind, unit=unit,
-            description=tags.get("DESCRIPTION") or (spec.description if spec else ""),
+            description=tags.get("DESCRIPTION") or spec.description,
             scale=float(src.scales[0] if src.scales else 1.0), offset=float(src.offsets[0] if src.offsets else 0.0),
             nodata=float(nodata), bands=bands, ramp=ramp,
             bounds=list(transform_bounds(src.crs, "EPSG:4326", *src.bounds, densify_pts=21)),
@@ -232,8 +286,14 @@ def _layer(out: Path, path: Path) -> Layer | None:
         if kind == "classes":
             layer.classes = _classes(spec, src.tags(1), path.stem)
             layer.vmin, layer.vmax = 0.0, float(max(layer.classes, default=1))
-        else:
+        elif kind == "rgb":
             layer.vmin, layer.vmax = _stretch(src, layer)
+        else:
+            per_band = _single_band_stretches(src, layer)
+            first = per_band[0]
+            layer.vmin, layer.vmax, layer.constant = first["vmin"], first["vmax"], first["constant"]
+            if len(per_band) > 1:
+                layer.band_stretch = per_band
         return layer
 
 
@@ -286,8 +346,18 @@ def discover_layers(out_dir: str | os.PathLike) -> list[Layer]:
     return sorted(layers, key=_order)
 
 
-def legend(layer: Layer) -> dict[str, Any]:
-    """What the page draws under a layer's name: a ramp with its ends and unit, or class swatches."""
+def legend(layer: Layer, band: int | None = None) -> dict[str, Any]:
+    """What the page draws under a layer's name: a ramp with its ends and unit, class swatches,
+    or one swatch and "constant value X" for a layer (or band) holding one value only.
+
+    Parameters
+    ----------
+    layer : Layer
+        The layer.
+    band : int, optional
+        1-based band of a multi-band layer drawn one band at a time (its own stretch); default
+        the layer's default drawing (band 1).
+    """
     if layer.kind == "classes":
         return {"type": "classes", "items": [{"value": k, "label": v[0], "color": v[1]}
                                              for k, v in layer.classes.items()],
@@ -295,8 +365,18 @@ def legend(layer: Layer) -> dict[str, Any]:
     if layer.kind == "rgb":
         return {"type": "rgb", "bands": [layer.bands[i - 1] for i in layer.rgb], "min": layer.vmin,
                 "max": layer.vmax, "unit": layer.unit, "note": "true colour (R=B04, G=B03, B=B02); transparent: nodata"}
-    return {"type": "ramp", "ramp": layer.ramp, "min": layer.vmin, "max": layer.vmax, "unit": layer.unit,
-            "colors": ramp_colors(layer.ramp), "note": "transparent: nodata"}
+    st = layer.stretch(band)
+    out: dict[str, Any] = {"type": "ramp", "ramp": layer.ramp, "min": st["vmin"], "max": st["vmax"],
+                           "unit": layer.unit, "colors": ramp_colors(layer.ramp), "note": "transparent: nodata"}
+    if layer.band_stretch:
+        out["band"] = layer.bands[(band or 1) - 1]
+    if st["constant"] is not None:
+        value = st["constant"]
+        pos = (value - st["vmin"]) / (st["vmax"] - st["vmin"])
+        text = f"constant value {value:.6g}" + (f" {layer.unit}" if layer.unit else "")
+        out.update(type="constant", value=value, color=ramp_color_at(layer.ramp, pos),
+                   note=f"{text} (every valid pixel); transparent: nodata")
+    return out
 
 
 def ramp_colors(ramp: str, n: int = 9) -> list[str]:
@@ -305,3 +385,11 @@ def ramp_colors(ramp: str, n: int = 9) -> list[str]:
 
     cm = cmap.get(ramp)
     return ["#{:02x}{:02x}{:02x}".format(*cm[round(i * 255 / (n - 1))][:3]) for i in range(n)]
+
+
+def ramp_color_at(ramp: str, pos: float) -> str:
+    """The hex colour a tile draws at relative position ``pos`` (0-1) of the stretch."""
+    from rio_tiler.colormap import cmap
+
+    i = int(np.clip(pos, 0.0, 1.0) * 255)  # as the tile renderer: rescale to 0-255, then truncate
+    return "#{:02x}{:02x}{:02x}".format(*cmap.get(ramp)[i][:3])

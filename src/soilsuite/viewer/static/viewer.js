@@ -3,7 +3,7 @@
   "use strict";
   var map = L.map("map", { zoomControl: true, attributionControl: true });
   var state = { layers: [], byId: {}, active: null, tile: null, opacity: 0.9, basemap: null, series: false, style: "",
-                lastPoint: null, marker: null };
+                band: 1, lastPoint: null, marker: null };
   window.soilsuiteViewer = state;
   state.map = map;
 
@@ -18,12 +18,27 @@
     return String(s).replace(/[&<>"]/g, function (c) { return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c]; });
   }
 
+  // multi-band layers drawn one band at a time (PROVENANCE, BSF_MONTHLY, ...): a band menu
+  function bandMenu(layer) {
+    if (!layer.band_legends) return "";
+    var h = "<div class='row'><label for='band'>band</label><select id='band'>";
+    layer.bands.forEach(function (b, i) {
+      h += "<option value='" + (i + 1) + "'" + (i + 1 === state.band ? " selected" : "") + ">" + esc(b) + "</option>";
+    });
+    return h + "</select></div>";
+  }
+
   function legendHtml(layer) {
-    var lg = layer.legend, h = "<b>" + esc(layer.name) + "</b>";
+    var lg = layer.band_legends ? layer.band_legends[state.band - 1] : layer.legend;
+    var h = "<b>" + esc(layer.name) + "</b>";
     var alt = state.style && layer.styles[state.style];
     if (layer.group !== "window") h += " (" + esc(layer.group) + ")";
     h += "<div class='note'>" + esc(layer.description) + "</div>";
-    if (lg.type === "classes") {
+    h += bandMenu(layer);
+    if (lg.type === "constant") {
+      h += "<div class='constant'><span class='swatch' style='background:" + lg.color + "'></span>constant value " +
+        fmt(lg.value) + " " + esc(lg.unit) + "</div>";
+    } else if (lg.type === "classes") {
       lg.items.forEach(function (it) {
         h += "<div><span class='swatch' style='background:" + it.color + "'></span>" + it.value + ": " + esc(it.label) + "</div>";
       });
@@ -51,7 +66,12 @@
     if (state.tile) map.removeLayer(state.tile);
     var b = layer.bounds;
     if (!(state.style && layer.styles && layer.styles[state.style])) state.style = "";
+    // keep the band by name when switching between layers of the same bands (2021/PROVENANCE ...)
+    var bandName = state.bandName && layer.band_legends ? layer.bands.indexOf(state.bandName) : -1;
+    state.band = layer.band_legends ? (bandName >= 0 ? bandName + 1 : Math.min(state.band, layer.bands.length)) : 1;
+    state.bandName = layer.band_legends ? layer.bands[state.band - 1] : state.bandName;
     var style = state.style ? "&style=" + encodeURIComponent(state.style) : "";
+    if (layer.band_legends) style += "&band=" + state.band;
     state.tile = L.tileLayer("/tiles/{z}/{x}/{y}.png?layer=" + encodeURIComponent(id) + style, {
       opacity: state.opacity, maxZoom: 22, maxNativeZoom: 22, tileSize: 256,
       bounds: L.latLngBounds([b[1], b[0]], [b[3], b[2]]), attribution: "soilsuite"
@@ -60,6 +80,12 @@
     document.getElementById("legend").innerHTML = legendHtml(layer);
     var sel = document.getElementById("style");
     if (sel) sel.addEventListener("change", function (e) { state.style = e.target.value; showLayer(state.active); });
+    var bsel = document.getElementById("band");
+    if (bsel) bsel.addEventListener("change", function (e) {
+      state.band = parseInt(e.target.value, 10);
+      state.bandName = layer.bands[state.band - 1];
+      showLayer(state.active);
+    });
     var radio = document.querySelector("input[name=layer][value='" + CSS.escape(id) + "']");
     if (radio) radio.checked = true;
   }
