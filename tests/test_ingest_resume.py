@@ -75,6 +75,11 @@ def test_killed_ingest_resumes_byte_identical(sim_archive, tmp_path):
     assert "--max-cloud-cover 50.0 (the cube's: 80.0)" in msg and "Traceback" not in res.output
     assert {ln: chunk_file(ln, store).stat().st_mtime_ns for ln in stamps} == stamps
 
+    # a chunk cut mid-write leaves zarr's temporary file; plant one so the clean-up is always checked
+    planted = store / "B02" / "c" / "9" / "0" / "0.0123abcd.partial"
+    planted.parent.mkdir(parents=True, exist_ok=True)
+    planted.write_bytes(b"cut")
+
     # the same options: resumed, the stored chunks kept (not computed or written again)
     resumed = ingest(sim_archive.catalog_path, out=out, start=START, end=END, chunk_px=64, bbox=bbox, n_workers=2)
     assert resumed.chunks_resumed == len(chunks) and not resumed.already_complete
@@ -85,6 +90,7 @@ def test_killed_ingest_resumes_byte_identical(sim_archive, tmp_path):
     ref = ingest(sim_archive.catalog_path, out=tmp_path / "ref.zarr", start=START, end=END, chunk_px=64, bbox=bbox)
     assert ref.chunks_resumed == 0 and ref.dates == resumed.dates
     a, b = _files(out), _files(tmp_path / "ref.zarr")
+    assert not [k for k in a if k.endswith(".partial")]  # no temporary file of the killed run left
     assert sorted(a) == sorted(b) and len([k for k in a if "/c/" in k]) > len(stamps)
     assert [k for k in a if a[k] != b[k]] == []
 

@@ -333,6 +333,11 @@ def _write_resumable(work: Path, cfg, items: list, assets: dict[str, str], meta,
             raise OutputExistsError(
                 f"ingest: the source now gives other {', '.join(what)} than when the unfinished cube in {cfg.out} "
                 f"was started{detail}; use --overwrite to start again")
+        # zarr's local store writes a chunk to '<chunk>.<uuid>.partial' and renames it: a run
+        # killed mid-write leaves that temporary file behind (the chunk itself is not in the log
+        # and is written again); it must not end up in the finished cube
+        for leftover in (work / STORE_DIR).rglob("*.partial"):
+            leftover.unlink(missing_ok=True)
     else:
         done = set()
         shutil.rmtree(work / STORE_DIR, ignore_errors=True)
