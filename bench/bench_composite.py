@@ -198,24 +198,29 @@ def io_floor(archive: Path, max_memory: str, resolution: float = 20.0) -> dict:
             "pixels": gb.shape.x * gb.shape.y, "observations": n_obs}
 
 
-def run_composite(archive: Path, out: Path, max_memory: str, resolution: float = 20.0) -> dict:
-    """The whole CLI command in a subprocess; wall time and peak RSS of its process tree."""
-    exe = Path(sys.executable).with_name("soilsuite")
-    cmd = [str(exe), "composite", str(archive / "catalog.json"), "--start", str(START),
-           "--end", str(START + dt.timedelta(days=3650)), "--out", str(out), "--overwrite",
-           "--max-memory", max_memory, "--resolution", str(resolution), "--periods", "year"]
+def run_cli(args: list[str]) -> dict:
+    """One ``soilsuite`` command in a subprocess: wall s, CPU s of its process tree, peak RSS."""
+    cmd = [str(Path(sys.executable).with_name("soilsuite")), *args]
     t = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    with PeakRSS(proc.pid) as mon:
-        log, _ = proc.communicate()
-    wall = time.perf_counter() - t
+    with TreeCPU() as tree:  # the whole tree, Dask's forkserver and workers included
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        with PeakRSS(proc.pid) as mon:
+            log, _ = proc.communicate()
+        wall = time.perf_counter() - t
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{log[-3000:]}")
-    rec = json.loads((out / "run.json").read_text())
-    summ = rec["summary"]
-    return {"seconds": wall, "peak_rss": mon.peak, "tiles": summ["tiles"], "tile_side": summ["tile_side"],
+    return {"seconds": wall, "cpu_seconds": tree.seconds, "peak_rss": mon.peak, "command": " ".join(cmd)}
+
+
+def run_composite(archive: Path, out: Path, max_memory: str, resolution: float = 20.0) -> dict:
+    """The whole CLI command in a subprocess; wall time, CPU and peak RSS of its process tree."""
+    res = run_cli(["composite", str(archive / "catalog.json"), "--start", str(START),
+                   "--end", str(START + dt.timedelta(days=3650)), "--out", str(out), "--overwrite",
+                   "--max-memory", max_memory, "--resolution", str(resolution), "--periods", "year"])
+    summ = json.loads((out / "run.json").read_text())["summary"]
+    return {**res, "tiles": summ["tiles"], "tile_side": summ["tile_side"],
             "pixels": summ["shape"][0] * summ["shape"][1], "observations": summ["n_observations"],
-            "output_bytes": _dir_bytes(out), "command": " ".join(cmd)}
+            "output_bytes": _dir_bytes(out)}
 
 
 def decode_limit(archive: Path, repeat: int = 3) -> dict:

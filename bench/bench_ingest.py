@@ -24,10 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -39,25 +36,11 @@ if str(HERE) not in sys.path:
 FORCE_TSA_CPU_S = 13.7
 
 
-def _children_cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
-
-
 def run_cli(args: list[str]) -> dict:
-    """One ``soilsuite`` command in a subprocess: wall s, CPU s of its process tree, peak RSS."""
-    from bench_composite import PeakRSS, TreeCPU
+    """One ``soilsuite`` command in a subprocess (:func:`bench_composite.run_cli`)."""
+    from bench_composite import run_cli as run
 
-    cmd = [str(Path(sys.executable).with_name("soilsuite")), *args]
-    t = time.perf_counter()
-    with TreeCPU() as tree:  # the whole tree, Dask's forkserver and workers included
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        with PeakRSS(proc.pid) as mon:
-            log, _ = proc.communicate()
-        wall = time.perf_counter() - t
-    if proc.returncode:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{log[-3000:]}")
-    return {"seconds": wall, "cpu_seconds": tree.seconds, "peak_rss": mon.peak, "command": " ".join(cmd)}
+    return run(args)
 
 
 def _same_products(a: Path, b: Path) -> bool:

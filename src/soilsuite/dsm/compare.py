@@ -70,7 +70,8 @@ class Candidate:
 
 CANDIDATES: tuple[Candidate, ...] = (
     Candidate("ols", "OLS on standardised covariates (auto reduction): the floor", {}, 0, "ols"),
-    Candidate("qrf", "quantile regression forest, covariates as given", {"reduce": "none"}, 1),
+    Candidate("qrf", "quantile regression forest, covariates as given (+ linear trend if it helps)",
+              {"reduce": "none"}, 1),
     Candidate("qrf_reduced", "QRF on PCA of the collinear covariates (components by out-of-bag error)",
               {"reduce": "pca"}, 2),
     Candidate("qrf_xy", "QRF + sample coordinates as covariates", {"spatial": "xy"}, 3, needs="spatial"),
