@@ -12,9 +12,7 @@ A ``SoilModel`` (500 trees) is fitted on 250 random samples of ``p`` = 16 covari
   quantile, leaf samples counted tree by tree per block of pixels, blocks in parallel), and the
   same with ``n_jobs=1`` (serial: one core).
 
-The models are fitted with ``trend="none"`` where that option exists (the bench times the
-forest); a model's own step after the forest quantiles (``snap_ties_``) is applied in both
-runs. Reported: wall seconds, CPU seconds (all threads: ``time.process_time``), pixels per
+The models are fitted with ``trend="none"`` (the bench times the forest). Reported: wall seconds, CPU seconds (all threads: ``time.process_time``), pixels per
 second and per CPU-second, and the ratios before / after of interleaved repeats (the median of
 the per-repeat ratios). Outputs are checked equal (the forest quantiles bit for bit against
 quantile-forest, the mean to float32 rounding).
@@ -40,7 +38,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--p", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
-    import inspect
 
     from soilsuite.dsm import SoilModel
     from soilsuite.dsm.model import _rf_mean
@@ -48,27 +45,18 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(0)
     X = rng.normal(size=(250, args.p)).astype("float32")
     y = X[:, 0] * 2 + rng.normal(size=250)
-    kw = {"trend": "none"} if "trend" in inspect.signature(SoilModel).parameters else {}
-    m = SoilModel(target="x", unit="", n_estimators=args.trees, n_jobs=-1, reduce="none", **kw).fit(X, y)
-    m1 = SoilModel(target="x", unit="", n_estimators=args.trees, n_jobs=1, reduce="none", **kw).fit(X, y)
+    m = SoilModel(target="x", unit="", n_estimators=args.trees, n_jobs=-1, reduce="none", trend="none").fit(X, y)
+    m1 = SoilModel(target="x", unit="", n_estimators=args.trees, n_jobs=1, reduce="none", trend="none").fit(X, y)
     Xp = rng.normal(size=(args.pixels, args.p)).astype("float32")
     levels = m.levels(m.quantiles)
     chunk = 65_536
-
-    from soilsuite.dsm import model as model_module
-
-    def post(model, q):
-        """The model's own step after the forest quantiles, if it has one (both runs pay it)."""
-        if getattr(model, "snap_ties_", False) and hasattr(model_module, "snap_outward"):
-            return model_module.snap_outward(q, model._fast()["y_sorted"], list(model.quantiles))
-        return q
 
     def before(model):
         out = np.empty((len(Xp), 4), np.float32)
         for i in range(0, len(Xp), chunk):
             xb = Xp[i:i + chunk]
             out[i:i + chunk, 0] = _rf_mean(model.forest_, xb)
-            out[i:i + chunk, 1:] = post(model, model.forest_.predict(xb, quantiles=levels))
+            out[i:i + chunk, 1:] = model.forest_.predict(xb, quantiles=levels)
         return out
 
     def after(model):
