@@ -43,6 +43,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from soilsuite.dsm.forestparams import parse_max_features
+
 S2_DATASETS = ["B.204", "BB.250", "BB.72", "BB.30_2", "G.104", "G.150", "MG.112", "MGS.101", "MWP.36", "NSW.52"]
 TARGETS = ("SOC", "pH", "clay")
 #: published 10-fold pooled R2 (RF = ranger tuned by inner CV; MLR), ../shared/DATA.md: SOC, pH, clay RF; SOC, pH, clay MLR
@@ -97,22 +99,29 @@ def datasets(data: Path) -> list[str]:
 
 
 def run_task(df: pd.DataFrame, folds: np.ndarray, target: str, *, n_estimators: int, tune: str | bool,
-             reduce: str = "auto", seed: int = 0, n_jobs: int = -1, trend: str = "auto") -> dict:
+             reduce: str = "auto", seed: int = 0, n_jobs: int = -1, trend: str = "auto",
+             max_features: float | None = None) -> dict:
     from soilsuite.dsm import SoilModel, cross_validate
 
     tcols = set(target_columns(df).values())
     X = df[[c for c in df.columns if c not in tcols]]
     y = df[target].to_numpy()
-    model = SoilModel(target=target, n_estimators=n_estimators, tune=tune, tune_n_estimators=200,
-                      max_features=0.5, min_samples_leaf=1, random_state=seed, n_jobs=n_jobs, unit="", reduce=reduce,
+    mf = {} if max_features is None else {"max_features": max_features}  # None: SoilModel's default
+    model = SoilModel(target=target, n_estimators=n_estimators, tune=tune, tune_n_estimators=200, **mf,
+                      min_samples_leaf=1, random_state=seed, n_jobs=n_jobs, unit="", reduce=reduce,
                       trend=trend)
     t = time.perf_counter()
     res = cross_validate(model, X, y, folds=folds)
     dt = time.perf_counter() - t
     m = res.metrics
+    pr = res.predictions
+    # the comparison before issue 16's float32 fix: float64 observations against float32 quantiles
+    o, lo, hi = (pr[c].to_numpy(dtype="float64") for c in ("obs", "q05", "q95"))
     return {"r2": m["r2"], "rmse": m["rmse"], "picp": m["picp"], "below": m["below"], "above": m["above"],
+            "picp_f64": float(np.mean((o >= lo) & (o <= hi))), "below_f64": float(np.mean(o < lo)),
+            "above_f64": float(np.mean(o > hi)),
             "n": m["n"], "p": X.shape[1], "seconds": dt, "reduction": res.info.get("reduction per fold", ""),
-            "trend": res.info.get("trend per fold", "")}
+            "trend": res.info.get("trend per fold", ""), "predictions": pr[["obs", "mean", "q05", "q50", "q95", "fold"]]}
 
 
 def compare_task(df: pd.DataFrame, folds: np.ndarray, target: str, *, n_estimators: int, seed: int = 0,
@@ -241,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="tuning inside each training fold (default none, as SoilModel and the CLI)")
     ap.add_argument("--reduce", choices=["auto", "none", "pca", "filter"], default="auto",
                     help="covariate reduction inside each training fold (default auto, as SoilModel and the CLI)")
+    ap.add_argument("--max-features", default=None,
+                    help="covariates tried per split: 'third', a share (0.5) or a count (default: SoilModel's default)")
     ap.add_argument("--trend", choices=["auto", "none", "ridge"], default="auto",
                     help="linear trend + forest on its residuals, chosen inside each training fold (default auto, "
                          "as SoilModel and the CLI)")
@@ -275,19 +286,25 @@ def main(argv: list[str] | None = None) -> int:
     csv = args.out / f"{args.name}.csv"
     if args.compare:
         return run_compare(args, names, groups, trees)
-    rows = []
+    rows, preds = [], []
     for ds in names:
         df, folds = load(args.data / f"{ds}.npz")
         for tname, col in target_columns(df).items():
             r = run_task(df, folds, col, n_estimators=trees, tune=tune, reduce=args.reduce, seed=args.seed,
-                         trend=args.trend)
+                         trend=args.trend,
+                         max_features=None if args.max_features is None else parse_max_features(args.max_features))
             row = {"dataset": ds, "group": groups[ds], "target": tname, "n": r["n"], "p": r["p"],
                    "reduction": r["reduction"], "trend": r["trend"], "R2": r["r2"], "RF_pub": PUBLISHED_RF.get((ds, tname), np.nan),
                    "MLR_pub": PUBLISHED_MLR.get((ds, tname), np.nan), "PICP90": r["picp"], "below": r["below"],
-                   "above": r["above"], "cv_s": r["seconds"]}
+                   "above": r["above"], "PICP90_f64": r["picp_f64"], "below_f64": r["below_f64"],
+                   "above_f64": r["above_f64"], "cv_s": r["seconds"]}
             rows.append(row)
             pd.DataFrame(rows).to_csv(csv.with_suffix(".csv.tmp"), index=False)
             csv.with_suffix(".csv.tmp").replace(csv)
+            preds.append(r["predictions"].assign(dataset=ds, target=tname))
+            pcsv = args.out / f"{args.name}_predictions.csv"
+            pd.concat(preds).to_csv(pcsv.with_suffix(".csv.tmp"))
+            pcsv.with_suffix(".csv.tmp").replace(pcsv)
             print(f"{ds:8s} {groups[ds]:8s} {tname:4s} n={r['n']:3d} p={r['p']:4d} [{r['reduction']}] "
                   f"trend [{r['trend']}] R2={r['r2']:6.3f} RF_pub={_f(row['RF_pub']):>5s} MLR_pub={_f(row['MLR_pub']):>5s} "
                   f"PICP90={r['picp']:.3f} (below {r['below']:.3f}, above {r['above']:.3f}) {r['seconds']:.1f} s",

@@ -1,13 +1,16 @@
 """Tail balance of the calibrated 90 % intervals on LimeSoDa (issue 16, deliverable 6).
 
 For each task (dataset x SOC/pH/clay) the model is validated by 10-fold CV with the package's
-folds (as ``bench/dsm_limesoda.py``). Each fold's forest is used twice on the held-out fold:
+folds (as ``bench/dsm_limesoda.py``; the forest alone, ``trend="none"``, so that the "mid" rule's
+forest quantiles are comparable). Each fold's forest is used twice on the held-out fold:
 with the quantile levels of the current calibration (each tail on its own, ties counted as the
 interval counts them: lower levels on ``y < Q``, upper on ``y <= Q``) and with the levels of
 the rule before (one curve on ``y <= Q`` for both tails, first level of a flat stretch), so the
 difference is the calibration rule alone. Printed per task and pooled: the share of held-out
 values strictly below Q0.05 and strictly above Q0.95 (0.05 each when balanced) and PICP90,
-with the binomial standard error of a 5 % share.
+with the binomial standard error of a 5 % share. Observations and quantiles are compared at
+float32 precision (the maps'; ``soilsuite.dsm.validation.at_map_precision``), so a held-out lab
+value equal to a quantile counts as the interval counts it (inside).
 
 Usage::
 
@@ -25,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dsm_limesoda import TARGETS, load  # noqa: E402
+from dsm_limesoda import load, target_columns  # noqa: E402
 
 RULES = ("old", "new", "mid")
 DEFAULT = ["B.204", "BB.250", "BB.72", "G.150", "MG.112", "NSW.52"]
@@ -45,12 +48,12 @@ def run_task(df, folds, target, trees, seed=0):
     from soilsuite.dsm import SoilModel
     from soilsuite.dsm.model import invert_coverage
 
-    X = df[[c for c in df.columns if c not in TARGETS.values()]]
+    X = df[[c for c in df.columns if c not in target_columns(df).values()]]
     y = df[target].to_numpy()
     pred = {r: np.full((len(y), 2), np.nan) for r in RULES}
     for f in np.unique(folds):
         te = folds == f
-        m = SoilModel(target=target, unit="", n_estimators=trees, random_state=seed)
+        m = SoilModel(target=target, unit="", n_estimators=trees, random_state=seed, trend="none")  # the forest alone
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             m.fit(pd.DataFrame(X.to_numpy()[~te], columns=X.columns), y[~te])
@@ -63,7 +66,11 @@ def run_task(df, folds, target, trees, seed=0):
         m.level_map_ = legacy_levels(m, [0.05, 0.95])
         pred["old"][te] = m.predict_array(Xt, [0.05, 0.95])[:, 1:]
         m.level_map_ = lm
-    return y, pred
+    # compare at the maps' float32 precision (as dsm.metrics): a lab value equal to a quantile is a tie
+    from soilsuite.dsm.validation import at_map_precision
+
+    (y,) = at_map_precision(y)
+    return y, {r: at_map_precision(p)[0] for r, p in pred.items()}
 
 
 def main(argv=None) -> int:
@@ -80,7 +87,7 @@ def main(argv=None) -> int:
     print(f"{'task':16s} {'n':>4s}  rule  below Q05  above Q95  PICP90")
     for ds in args.datasets:
         df, folds = load(args.data / f"{ds}.npz")
-        for tname, col in TARGETS.items():
+        for tname, col in target_columns(df).items():
             t = time.perf_counter()
             y, pred = run_task(df, folds, col, args.trees)
             obs_all.append(y)

@@ -132,7 +132,8 @@ def train(
     inputs: dict = sample_options(DEM_HELP + " (slope, aspect, curvature, TPI, TWI)"),
     trees: Annotated[int, typer.Option(help="trees of the forest")] = 500,
     min_samples_leaf: Annotated[int, typer.Option(help="minimum samples per leaf")] = 1,
-    max_features: Annotated[float, typer.Option(help="share of covariates tried per split")] = 0.5,
+    max_features: Annotated[str, typer.Option(help="covariates tried per split: 'third' (a third, at least 2), "
+                                                   "a share in (0, 1] (0.5) or a count (5)")] = "0.5",
     tune: Annotated[bool, typer.Option(help="tune max_features and min_samples_leaf (see --tune-method); off by "
                                             "default: on LimeSoDa it did not beat the defaults (docs/dsm.md)")] = False,
     tune_method: Annotated[str, typer.Option(help="tuning score: 'cv' (inner 5-fold CV) or 'oob' (out-of-bag, faster)")] = "cv",
@@ -147,6 +148,9 @@ def train(
 
     if tune_method not in ("oob", "cv"):
         raise ConfigError(f"--tune-method must be 'oob' or 'cv', got {tune_method!r}")
+    from .dsm.forestparams import parse_max_features
+
+    max_features = parse_max_features(max_features)
     check_reduce(reduce)
     from .dsm.spatial import check_spatial
 

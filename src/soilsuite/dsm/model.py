@@ -196,7 +196,9 @@ class SoilModel(BaseEstimator):
     min_samples_leaf : int
         Minimum training samples per leaf.
     max_features : float, int or str
-        Covariates tried per split (fraction if float).
+        Forest features tried per split: a share in (0, 1] (default 0.5), a count, ``"sqrt"``,
+        ``"log2"`` or ``"third"`` (a third, at least 2; :mod:`soilsuite.dsm.forestparams`). The
+        count used is ``best_params_["max_features"]``.
     tune : bool or {"oob", "cv"}
         Default False (no tuning): the forest defaults ``max_features=0.5``,
         ``min_samples_leaf=1`` scored R2 0.385 on the 30 LimeSoDa Sentinel-2 tasks, inner-CV
@@ -376,6 +378,9 @@ class SoilModel(BaseEstimator):
         from .trend import check_trend
 
         check_trend(getattr(self, "trend", "none"))
+        from .forestparams import check_max_features
+
+        check_max_features(self.max_features)
 
     def _features(self, X: np.ndarray) -> np.ndarray:
         """The forest's features of input covariate rows: the fitted reduction's output (float32);
@@ -403,7 +408,7 @@ class SoilModel(BaseEstimator):
     def _forest(self, n_estimators: int, **params):
         from quantile_forest import RandomForestQuantileRegressor
 
-        kw = dict(min_samples_leaf=self.min_samples_leaf, max_features=self.max_features)
+        kw = dict(min_samples_leaf=self.min_samples_leaf, max_features=getattr(self, "max_features_", self.max_features))
         kw.update(params)
         # max_samples_leaf=None keeps every training sample in the leaves (Meinshausen's QRF)
         return RandomForestQuantileRegressor(
@@ -547,10 +552,13 @@ class SoilModel(BaseEstimator):
         self._packed = None
         self.spatial_fit_ = SpatialFit(getattr(self, "spatial", "none"), self.coords_train_, self.random_state)
         Xf = self._forest_input(Xa, self.coords_train_)
+        from .forestparams import resolve_max_features
+
+        self.max_features_ = resolve_max_features(self.max_features, Xf.shape[1])  # "third" -> a count
         if self.tune:
             self.best_params_ = self._tune(Xf, ya)
         else:
-            self.best_params_ = {"max_features": self.max_features, "min_samples_leaf": self.min_samples_leaf}
+            self.best_params_ = {"max_features": self.max_features_, "min_samples_leaf": self.min_samples_leaf}
             self.cv_results_ = None
         from .trend import choose_trend
 

@@ -33,6 +33,19 @@ from .model import SoilModel, check_float32, qname, tail_shares
 CALIBRATION_QUANTILES: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 20))
 
 
+def at_map_precision(*arrays: Any) -> list[np.ndarray]:
+    """The arrays rounded to float32 (the precision of the predicted maps), returned as float64.
+
+    Predictions are float32 (``SoilModel.predict_array``, the COGs), and a QRF quantile is one of
+    the training values: compared with a float64 observation of the same lab value, its float32
+    rounding (e.g. 0.93 -> 0.9300000072) would turn a tie into "below" or "above" at random.
+    Rounding the observation the same way keeps a tie a tie, as the calibration counts it
+    (``lo <= y <= hi`` is inside); values further apart than a float32 step (relative 6e-8)
+    compare as before.
+    """
+    return [np.asarray(a, dtype="float64").astype("float32").astype("float64") for a in arrays]
+
+
 def metrics(obs: Any, pred: Any, lo: Any = None, hi: Any = None) -> dict[str, float]:
     """Pooled validation metrics.
 
@@ -48,6 +61,8 @@ def metrics(obs: Any, pred: Any, lo: Any = None, hi: Any = None) -> dict[str, fl
     dict
         ``n``, ``rmse``, ``r2``, ``bias``, ``mae`` and, with bounds, ``picp``, ``below``
         (share strictly below ``lo``), ``above`` (share strictly above ``hi``), ``mpiw``.
+        Observations and bounds are compared at float32 precision (:func:`at_map_precision`),
+        so an observation equal to a bound counts as inside.
     """
     o = np.asarray(obs, dtype="float64")
     p = np.asarray(pred, dtype="float64")
@@ -63,8 +78,9 @@ def metrics(obs: Any, pred: Any, lo: Any = None, hi: Any = None) -> dict[str, fl
     if lo is not None and hi is not None:
         lo_ = np.asarray(lo, dtype="float64")[ok]
         hi_ = np.asarray(hi, dtype="float64")[ok]
-        out["picp"] = float(np.mean((o >= lo_) & (o <= hi_)))
-        out["below"], out["above"] = tail_shares(o, lo_, hi_)
+        o32, lo32, hi32 = at_map_precision(o, lo_, hi_)
+        out["picp"] = float(np.mean((o32 >= lo32) & (o32 <= hi32)))
+        out["below"], out["above"] = tail_shares(o32, lo32, hi32)
         out["mpiw"] = float(np.mean(hi_ - lo_))
     return out
 
@@ -156,14 +172,14 @@ class ValidationResult:
 
         Ties count as the interval counts them (and as the calibration does): below a lower
         quantile (``q < 0.5``) means ``obs < Q``, below an upper one ``obs <= Q``, and at the
-        median a tie counts half.
+        median a tie counts half. Compared at float32 precision (:func:`at_map_precision`).
         """
         rows = []
-        o = self.predictions["obs"].to_numpy()
+        (o,) = at_map_precision(self.predictions["obs"].to_numpy())
         for q in CALIBRATION_QUANTILES:
             c = qname(q)
             if c in self.predictions:
-                v = self.predictions[c].to_numpy()
+                (v,) = at_map_precision(self.predictions[c].to_numpy())
                 share = (np.mean(o < v) if q < 0.5 else np.mean(o <= v) if q > 0.5
                          else np.mean(o < v) + 0.5 * np.mean(o == v))
                 rows.append({"nominal": q, "observed": float(share)})
@@ -187,7 +203,8 @@ class ValidationResult:
         if "aoa_share" in m:
             lines.append(f"| held-out samples inside the area of applicability | {m['aoa_share']:.3f} (share) |")
         if "picp" in m:
-            lines += [f"| PICP of the 90 % interval | {m['picp']:.3f} (nominal 0.90) |",
+            lines += [f"| PICP of the 90 % interval | {m['picp']:.3f} (nominal 0.90; an observation equal to a "
+                      "bound at the maps' float32 precision counts as inside) |",
                       f"| share below Q0.05 / above Q0.95 | {m['below']:.3f} / {m['above']:.3f} (nominal 0.05 each) |",
                       f"| mean 90 % interval width | {m['mpiw']:.4g} {self.unit} |"]
         lines += ["", "Point prediction: the forest mean (`mean`, map `<target>_mean.tif`); RMSE, R2, bias "
