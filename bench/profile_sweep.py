@@ -12,11 +12,20 @@ Usage::
     .venv/bin/python -P bench/profile_sweep.py --kernel     # dry-selection kernel vs numpy reference
     .venv/bin/python -P bench/profile_sweep.py --floor      # the SRC bias floor of any observation choice
     .venv/bin/python -P bench/profile_sweep.py --rules      # rules and SRC rankings that are not options
+    .venv/bin/python -P bench/profile_sweep.py --edge       # the edge guard (--edge-guard N) with the profile
 
 Prints one line per configuration. ``--floor`` prints, per band, the bias of the single brightest
 (in B11 + B12) truly bare, valid observation of each cropland pixel against the dry-soil truth:
 no estimator that averages observations can be less biased than this on the archive (all pixels,
 and pixels not at a parcel edge, where the simulator mixes neighbouring parcels).
+
+``--edge`` loads the archive once (one tile, with the edge guard's 1-pixel ring) and runs the
+block functions of the pipeline in memory for the profile with ``--edge-guard N`` (N = 5..8) and
+thresholds 0.10 / 0.12 / 0.15 (the same products as ``soilsuite composite``; the profile's own
+row is the check against the full runs above). Besides the columns above it prints the recall on
+truly bare observations of pixels at a parcel edge (``edge rec.``: the guard's cost on narrow
+parcels and field margins) and the precision away from edges. ``--kernel`` also times the edge
+guard kernel against its numpy reference.
 """
 
 from __future__ import annotations
@@ -46,7 +55,18 @@ CONFIGS = [
     ("thr 0.08 guard 0.12 dry", {"threshold": 0.08, "dry_guard": 0.12, "src_estimator": "dry"}),
     ("profile + thr 0.2", {"profile": "soilsuite", "threshold": 0.2}),
     ("profile soilsuite", {"profile": "soilsuite"}),
+    ("profile + edge 6", {"profile": "soilsuite", "edge_guard": 6}),
+    ("profile + edge 7", {"profile": "soilsuite", "edge_guard": 7}),
 ]
+#: ``--edge``: (label, options) run in memory on one load of the archive.
+EDGE_CONFIGS = [("scmap (default)", {}), ("profile soilsuite", {"profile": "soilsuite"})] + [
+    (f"profile{'' if t == 0.10 else f' thr {t:.2f}'} edge {n}",
+     {"profile": "soilsuite", "edge_guard": n, **({} if t == 0.10 else {"threshold": t})})
+    for t in (0.10, 0.12, 0.15, 0.20) for n in (3, 4, 5, 6, 7, 8)
+] + [("profile thr 0.12", {"profile": "soilsuite", "threshold": 0.12}),
+     ("profile thr 0.15", {"profile": "soilsuite", "threshold": 0.15}),
+     ("profile thr 0.08", {"profile": "soilsuite", "threshold": 0.08}),
+     ("profile thr 0.06", {"profile": "soilsuite", "threshold": 0.06})]
 
 
 def score(sim, out: Path, opts: dict, flags_cache: dict) -> dict:
@@ -61,9 +81,10 @@ def score(sim, out: Path, opts: dict, flags_cache: dict) -> dict:
     t0 = time.perf_counter()
     run(cfg)
     secs = time.perf_counter() - t0
-    key = (cfg.bare.dry_guard, cfg.bare.threshold)
+    key = (cfg.bare.dry_guard, cfg.bare.threshold, cfg.bare.edge_guard)
     if key not in flags_cache:
-        flags_cache[key] = observation_flags(sim.catalog_path, **common, dry_guard=key[0], threshold=key[1])
+        flags_cache[key] = observation_flags(sim.catalog_path, **common, dry_guard=key[0], threshold=key[1],
+                                             edge_guard=key[2])
     flags = flags_cache[key]
     m = evaluate(out, sim.out, flags=flags)
     truth = load_truth(sim.out)
@@ -77,8 +98,8 @@ def score(sim, out: Path, opts: dict, flags_cache: dict) -> dict:
 
 
 def kernel_ratio(repeats: int = 3) -> None:
-    """The dry-selection kernel against its numpy reference on the same random cube (interleaved
-    repeats, best of each): prints both times and the ratio."""
+    """The dry-selection and edge-guard kernels against their numpy references on the same random
+    cubes (interleaved repeats, best of each): prints both times and the ratio."""
     from soilsuite.kernels.moisture import dry_selection, dry_selection_reference
 
     rng = np.random.default_rng(0)
@@ -96,6 +117,23 @@ def kernel_ratio(repeats: int = 3) -> None:
         assert (k == r).all()
     print(f"dry_selection 60 x 48 x 48: kernel {min(tk) * 1e3:.1f} ms, numpy reference {min(tr) * 1e3:.1f} ms, "
           f"ratio {min(tr) / min(tk):.0f}x")
+
+    from soilsuite.kernels.edges import edge_guard, edge_guard_reference
+
+    cand = rng.uniform(size=(90, 256, 256)) < 0.6
+    neigh = np.pad(cand, ((0, 0), (1, 1), (1, 1)))
+    edge_guard(cand, neigh, 5)  # compile
+    tk, tr = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        k = edge_guard(cand, neigh, 5)
+        tk.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        r = edge_guard_reference(cand, neigh, 5)
+        tr.append(time.perf_counter() - t0)
+        assert (k == r).all()
+    print(f"edge_guard 90 x 256 x 256: kernel {min(tk) * 1e3:.1f} ms, numpy reference {min(tr) * 1e3:.1f} ms, "
+          f"ratio {min(tr) / min(tk):.1f}x")
 
 
 def _cube(sim):
@@ -213,6 +251,75 @@ def rules(sim) -> None:
                   f" B11 {(mean[8] - soil[8])[ok].mean():+.4f}, B08 {(mean[6] - soil[6])[ok].mean():+.4f}", flush=True)
 
 
+def edge_sweep(sim) -> None:
+    """The edge guard with the profile, in memory (see the module docstring, ``--edge``)."""
+    import dataclasses
+
+    import pandas as pd
+    from scipy import ndimage
+
+    from soilsuite.kernels.composite import FLAG_BARE
+    from soilsuite.pipeline.block import classify_inputs, composite_inputs
+    from soilsuite.pipeline.composite import (
+        build_config,
+        load_tile_inputs,
+        select_items,
+        target_geobox,
+    )
+    from soilsuite.pipeline.edges import EDGE_AUX
+    from soilsuite.sources import stac as S
+    from soilsuite.sources.simulate import TRUTH_BARE, load_truth
+
+    common = dict(source=str(sim.catalog_path), start=START, end=END, out=Path("."), crs=f"EPSG:{sim.epsg}",
+                  worldcover=sim.worldcover_path)
+    cfg0 = build_config(**common, edge_guard=8)  # loads the 1-pixel ring; threshold set per configuration
+    _, sel = select_items(cfg0)
+    t0 = time.perf_counter()
+    inp = load_tile_inputs(sel.items, S.resolve_assets(sel.items), target_geobox(cfg0, sel.items), cfg0,
+                           cfg0.mask.dilation_px // 2)
+    print(f"loaded {inp.refl.shape} in {time.perf_counter() - t0:.0f} s")
+    truth = load_truth(sim.out)
+    t_idx = truth.indexes["time"].normalize().get_indexer(pd.DatetimeIndex(inp.meta.times).normalize())
+    tbare = (truth["obs_flags"].values[t_idx] & TRUTH_BARE) != 0
+    crop = truth["landcover"].values == 1
+    fid = truth["field_id"].values
+    edge = ndimage.maximum_filter(fid, 3) != ndimage.minimum_filter(fid, 3)  # touches another parcel
+    clay = crop & (truth["soil_type"].values == 3)
+    soil = truth["soil_reflectance"].values.astype(np.float64)
+
+    def pr(picked, where):
+        p, t = picked[:, where], tbare[:, where]
+        tp = (p & t).sum()
+        return tp / max(p.sum(), 1), tp / max(t.sum(), 1)
+
+    bands = {"B02": 0, "B04": 2, "B08": 6, "B8A": 7, "B11": 8, "B12": 9}
+    print(f"{'configuration':28s} prec  recall clayrec edgerec prec(not edge) | SRC_MEAN bias "
+          f"{' '.join(f'{b:>7s}' for b in bands)}  max|bias| cover  secs")
+    for label, opts in EDGE_CONFIGS:
+        cfg = build_config(**common, **opts)
+        t0 = time.perf_counter()
+        ring = inp.aux[EDGE_AUX]
+        thr = np.full(inp.threshold.shape, cfg.bare.threshold, np.float32)
+        aux = {**inp.aux, EDGE_AUX: dataclasses.replace(ring, threshold=np.full(ring.threshold.shape,
+                                                                                 cfg.bare.threshold, np.float32))}
+        run_inp = dataclasses.replace(inp, threshold=thr, aux=aux)
+        _, flags = classify_inputs(run_inp, cfg)
+        prods = composite_inputs(run_inp, cfg)["window"]
+        secs = time.perf_counter() - t0
+        picked = (flags & FLAG_BARE) > 0
+        prec, rec = pr(picked, crop)
+        clay_rec = pr(picked, clay)[1]
+        edge_rec = pr(picked, crop & edge)[1]
+        prec_inner = pr(picked, crop & ~edge)[0]
+        src = prods["SRC_MEAN"]
+        ok = crop & np.isfinite(src).all(axis=0)
+        bias = {b: float((src[i][ok] - soil[i][ok]).mean()) for b, i in bands.items()}
+        worst = max(abs(v) for v in bias.values())
+        print(f"{label:28s} {prec:.3f} {rec:.3f}  {clay_rec:.3f}   {edge_rec:.3f}   {prec_inner:.3f}          | "
+              f"             {' '.join(f'{v:+.4f}' for v in bias.values())}  {worst:.4f}   "
+              f"{ok.sum() / max(crop.sum(), 1):.3f}  {secs:.1f}", flush=True)
+
+
 def main() -> None:
     from soilsuite.sources.simulate import simulate
 
@@ -225,6 +332,7 @@ def main() -> None:
     ap.add_argument("--kernel", action="store_true", help="only the kernel vs numpy reference timing")
     ap.add_argument("--floor", action="store_true", help="only the SRC bias floor of the archive (see above)")
     ap.add_argument("--rules", action="store_true", help="only rules and SRC rankings that are not options")
+    ap.add_argument("--edge", action="store_true", help="only the edge guard with the profile, in memory")
     a = ap.parse_args()
     if a.kernel:
         return kernel_ratio()
@@ -244,6 +352,8 @@ def main() -> None:
         return bias_floor(sim)
     if a.rules:
         return rules(sim)
+    if a.edge:
+        return edge_sweep(sim)
     bands = ("B02", "B04", "B08", "B8A", "B11", "B12")
     print(f"{'configuration':24s} prec  recall clayrec | SRC_MEAN bias {' '.join(f'{b:>7s}' for b in bands)}  max|bias| cover")
     cache: dict = {}

@@ -39,7 +39,8 @@ def test_groups_expand_in_place_and_pass_parsed_values():
     cmd = typer.main.get_command(app)
     names = [p.name for p in cmd.params if p.name != "help"]
     assert names == ["source", "start", "end", "collection", "bbox", "area", "mgrs", "crs", "resolution", "threshold",
-                     "max_cloud_cover", "min_sun_elevation", "tile_size", "max_memory", "scheduler", "n_workers"]
+                     "max_cloud_cover", "min_sun_elevation", "tile_size", "max_memory", "scheduler", "n_workers",
+                     "local_engine"]
     workers = next(p for p in cmd.params if p.name == "n_workers")
     assert workers.param_type_name == "option" and workers.opts == ["--workers"]
     r = CliRunner().invoke(app, ["S", "--start", "2021-03-01", "--end", "2021-09-30", "--bbox", "13,52,13.5,52.5",

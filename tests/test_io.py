@@ -240,7 +240,7 @@ def test_open_products_physical_raw_and_lazy(written):
     assert set(ds.data_vars) == set(P.PRODUCTS)
     assert ds["SRC_MEAN"].dims == ("band", "y", "x") and list(ds["band"].values) == list(BANDS)
     assert ds["BSF"].dims == ("y", "x") and ds.sizes == {"band": 10, "y": NY, "x": NX, "month": 12,
-                                                                "provenance_band": 10}
+                                                                "provenance_band": 11}
     assert ds["BSF_MONTHLY"].dims == ("month", "y", "x")  # a multi-band product that is not spectral
     assert ds["PROVENANCE"].dims == ("provenance_band", "y", "x")
     assert ds.attrs["epsg"] == 32633 and "UTM zone 33N" in ds["spatial_ref"].attrs["crs_wkt"]

@@ -166,7 +166,7 @@ def test_constant_layers_render(folder, client):
 
 def test_bad_band_is_refused(folder, client):
     t = _centre_tile(_layers(folder)["PROVENANCE"])
-    for band in ("11", "0", "nope"):
+    for band in (str(len(RULES) + 1), "0", "nope"):  # one past the last rule band
         r = client.get(f"/tiles/{t.z}/{t.x}/{t.y}.png", params={"layer": "PROVENANCE", "band": band})
         assert r.status_code == 400 and "PROVENANCE has no band" in r.json()["error"] and "scene_filter" in r.json()["error"]
     rgb = Layer(id="SRC_MEAN", name="SRC_MEAN", group="window", path="", kind="rgb", unit="", description="",

@@ -167,10 +167,13 @@ def mask_options(names: tuple[str, ...] = ("max_sun_zenith", "dilation_px")) -> 
 
 
 def engine_options() -> OptionGroup:
-    """``--tile-size`` (px), ``--max-memory``, ``--scheduler`` (env SOILSUITE_SCHEDULER), ``--workers``."""
+    """``--tile-size`` (px), ``--max-memory``, ``--scheduler`` (env SOILSUITE_SCHEDULER), ``--workers``,
+    ``--engine`` (threads or processes; env SOILSUITE_ENGINE)."""
     return OptionGroup((
         ("tile_size", int, opt(EngineOptions, "tile_size", panel=ENGINE)),
         ("max_memory", str, opt(EngineOptions, "max_memory", panel=ENGINE)),
         ("scheduler", str | None, opt(EngineOptions, "scheduler", panel=ENGINE, envvar="SOILSUITE_SCHEDULER")),
         ("n_workers", int | None, opt(EngineOptions, "n_workers", "--workers", panel=ENGINE)),
+        ("local_engine", str | None, opt(EngineOptions, "local_engine", "--engine", panel=ENGINE,
+                                         envvar="SOILSUITE_ENGINE", show_envvar=False)),
     ))

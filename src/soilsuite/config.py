@@ -60,6 +60,9 @@ class BareOptions(_Model):
     dry_guard: float | None = Field(
         None, ge=-1, le=1,
         description="dry-vegetation guard on any selector: bare only if NBR2 <= this (old name: max_nbr2)")
+    edge_guard: int | None = Field(
+        None, ge=0, le=8, description="edge guard on any selector: bare only if at least N (0..8) of the 8 neighbours are "
+        "bare candidates on the same date (8: 3x3 erosion; docs/profiles.md)")
     barest_k: int | None = Field(
         None, ge=1, description="selector barest: the k observations per pixel with the lowest index (default 5)")
     barest_index: Literal["pvir2", "ndvi"] | None = Field(
@@ -182,6 +185,9 @@ class EngineOptions(_Model):
                              f"got {v!r} ({exc}; from --scheduler or $SOILSUITE_SCHEDULER)") from None
         return v
     n_workers: int | None = Field(None, ge=1, description="local cluster workers; default: one per core")
+    local_engine: Literal["threads", "processes"] | None = Field(
+        None, description="local cluster of 2+ workers: 'threads' (one process, a thread per worker; the "
+        "default, or $SOILSUITE_ENGINE) or 'processes' (a process per worker); docs/cluster.md")
     read_path: Literal["auto", "general", "mean"] | None = Field(
         None, description="'auto': direct COG reads on the native grid, else odc-stac; 'general': always "
         "odc-stac; 'mean': as auto, 10 m bands by the exact 2x2 mean (docs/performance.md)")

@@ -17,6 +17,7 @@ the provenance products, docs/provenance.md):
 ``sun``             sun zenith above the limit
 ``vegetated``       valid, index above the threshold (PV+IR2 > 0.2)
 ``NBR2 guard``      index at or below the threshold, removed by the dry-vegetation guard
+``edge guard``      a bare candidate with too few bare neighbours that date (``--edge-guard``)
 ``land cover``      WorldCover built-up / water: never bare
 ``blue filter``     a bare candidate removed by the blue (B02) outlier filter
 ==================  ===========================================================================
@@ -37,12 +38,13 @@ from .errors import ConfigError, InputError, OutputExistsError
 __all__ = ["PlotResult", "pixel_series", "parcel_series", "plot_pixel", "plot_parcel", "plot_years", "REASONS"]
 
 #: Observation status, in the order of the method (the first that applies).
-REASONS = ("bare", "missing band", "invalid: SCL", "near cloud", "sun", "vegetated", "NBR2 guard", "land cover",
-           "blue filter")
+REASONS = ("bare", "missing band", "invalid: SCL", "near cloud", "sun", "vegetated", "NBR2 guard", "edge guard",
+           "land cover", "blue filter")
 _STYLE = {  # status -> (marker, colour, label)
     "bare": ("o", "#b5651d", "bare"),
     "vegetated": ("o", "#2e8b3a", "vegetated (index > threshold)"),
     "NBR2 guard": ("x", "#e08a00", "rejected: NBR2 dry-vegetation guard"),
+    "edge guard": ("+", "#9c4dc4", "rejected: edge guard (few bare neighbours)"),
     "land cover": ("s", "#7a7a7a", "rejected: land cover (WorldCover 50/80)"),
     "blue filter": ("^", "#1f5fbf", "rejected: blue outlier filter"),
 }
@@ -159,6 +161,7 @@ def _status(cfg, inp, index, flags, scl, halo) -> np.ndarray:
 #: Provenance rule (:data:`soilsuite.kernels.provenance.RULES`) -> status name (:data:`REASONS`).
 _RULE_STATUS = {"scene_filter": "scene filter", "nodata": "missing band", "scl": "invalid: SCL",
                 "dilation": "near cloud", "sun": "sun", "selector": "vegetated", "dry_guard": "NBR2 guard",
+                "edge_guard": "edge guard",
                 "land_cover": "land cover", "blue_filter": "blue filter", "bare": "bare"}
 
 

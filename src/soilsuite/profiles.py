@@ -24,7 +24,10 @@ truly bare observation of each pixel is 0.006-0.012 darker in B12 than the dry-s
 (``bench/profile_sweep.py --floor``), so no choice of observations reaches 0.010 on every archive.
 The options below are the best measured trade-off on the realistic simulator; no alternative
 tested (threshold 0.08 or 0.2, guard 0.10-0.14, a per-pixel relative PV+IR2 or NDVI rule, SRC
-ranked by B12, NBR2 or NDVI, other shares) meets the targets on both seeds.
+ranked by B12, NBR2 or NDVI, other shares) meets the targets on both seeds. Nor does the spatial
+edge guard (``edge_guard``, ``--edge-guard N``: N of the 8 neighbours bare on the same date) with
+N = 3..8 and thresholds 0.10-0.20 on the three realistic archives; it is an option, not part of
+the profile (docs/profiles.md, "The edge guard").
 """
 
 from __future__ import annotations

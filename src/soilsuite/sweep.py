@@ -108,6 +108,10 @@ def tile_reductions(inp, cfg, steps: list[float]) -> np.ndarray:
     period = np.zeros(inp.refl.shape[0], np.int32)
     for i, t in enumerate(steps):
         sub = dataclasses.replace(inp, threshold=np.full(inp.valid.shape[1:], t, np.float32))
+        ring = inp.aux.get("edge_ring")  # --edge-guard: the neighbours beyond the tile take the same step
+        if ring is not None:
+            sub.aux = {**inp.aux, "edge_ring": dataclasses.replace(ring, threshold=np.full(ring.threshold.shape, t,
+                                                                                            np.float32))}
         _, flags = classify_inputs(sub, cfg)
         acc = K.accumulate(inp.refl, flags, period, 1)
         prods = K.finalize(acc, inp.other, cfg.bare.min_bare_obs, cfg.bare.ci_method)

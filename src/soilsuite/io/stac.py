@@ -314,6 +314,7 @@ def write_output_catalog(
     threads: int | None = None,
     hrefs: str = "relative",
     band_assets: bool = True,
+    statistics: Mapping[os.PathLike | str, Sequence[Mapping[str, float]]] | None = None,
 ) -> Path:
     """Write the STAC Collection and Items that describe a product folder.
 
@@ -369,6 +370,11 @@ def write_output_catalog(
     band_assets : bool
         Also describe each band of a spectral product as a one-band asset
         ``<PRODUCT>_<band>`` (a VRT in ``bands/`` beside the COG; see :func:`_band_assets`).
+    statistics : mapping of path to per-band statistics, optional
+        The raster statistics of asset files already known to the caller (the mosaic takes
+        them from the blocks it writes: :class:`soilsuite.io.statistics.RunningBandStats`,
+        exact over every pixel), in the format of :func:`band_statistics`; those files are
+        not read again. Files not in it are read as ``stats_max_size`` says.
 
     Returns
     -------
@@ -497,8 +503,11 @@ def write_output_catalog(
 
     asset_files = sorted({Path(p) for label, files in groups.items() if label not in tiles for p in files.values()}
                          | {Path(p) for per in tiles.values() for _, tf in per.values() for p in tf.values()})
+    known = {Path(p).resolve(): [dict(b) for b in v] for p, v in (statistics or {}).items()}
+    stats = {p: known[p.resolve()] for p in asset_files if p.resolve() in known}
+    unknown = [p for p in asset_files if p not in stats]
     with ThreadPoolExecutor(max_workers=threads or min(4, os.cpu_count() or 1)) as pool:
-        stats = dict(zip(asset_files, pool.map(lambda p: band_statistics(p, max_size=stats_max_size), asset_files),
+        stats.update(zip(unknown, pool.map(lambda p: band_statistics(p, max_size=stats_max_size), unknown),
                          strict=True))
 
     for label, files in groups.items():

@@ -15,12 +15,13 @@ code  rule (band name)  the observation ...
 4     ``sun``           the scene's sun zenith is above the limit
 5     ``selector``      valid, not a bare candidate of the selector (SCMaP: PV+IR2 > threshold)
 6     ``dry_guard``     a candidate of the selector removed by the NBR2 dry-vegetation guard
-7     ``land_cover``    a candidate on WorldCover built-up / water (never bare)
-8     ``blue_filter``   a candidate removed by the blue (B02) outlier filter
-9     ``bare``          bare: counted in BSC
+7     ``edge_guard``    a candidate removed by the edge guard (too few bare neighbours that date)
+8     ``land_cover``    a candidate on WorldCover built-up / water (never bare)
+9     ``blue_filter``   a candidate removed by the blue (B02) outlier filter
+10    ``bare``          bare: counted in BSC
 ====  ================  ===================================================================
 
-Codes 1-4 together are the invalid observations (``VPC`` = codes 5-9, ``BSC`` = code 9).
+Codes 1-4 together are the invalid observations (``VPC`` = codes 5-10, ``BSC`` = code 10).
 :data:`PASS` marks an observation that passed the validity rules (its code then comes from the
 classification flags); :data:`NO_OBSERVATION` a pixel no scene of that day covers.
 
@@ -35,13 +36,14 @@ from numba import njit
 from ..sensors.base import REFL_NODATA
 from . import masks
 
-__all__ = ["RULES", "PASS", "NO_OBSERVATION", "FLAG_GUARDED", "invalid_reasons", "rule_codes", "count_rules",
+__all__ = ["RULES", "PASS", "NO_OBSERVATION", "FLAG_GUARDED", "FLAG_EDGE", "invalid_reasons", "rule_codes", "count_rules",
            "count_rules_reference", "rule_codes_reference"]
 
 #: The rules in the order they apply: the band names of the PROVENANCE product.
 RULES: tuple[str, ...] = ("scene_filter", "nodata", "scl", "dilation", "sun", "selector", "dry_guard",
-                          "land_cover", "blue_filter", "bare")
-(SCENE_FILTER, NODATA, SCL, DILATION, SUN, SELECTOR, DRY_GUARD, LAND_COVER, BLUE_FILTER, BARE) = range(len(RULES))
+                          "edge_guard", "land_cover", "blue_filter", "bare")
+(SCENE_FILTER, NODATA, SCL, DILATION, SUN, SELECTOR, DRY_GUARD, EDGE_GUARD, LAND_COVER, BLUE_FILTER,
+ BARE) = range(len(RULES))
 #: Code of an observation that passed the validity rules (SPEC 2.1): the flags decide its rule.
 PASS = 254
 #: Code of a pixel that no scene of the day covers: not an observation of the pixel.
@@ -50,6 +52,10 @@ NO_OBSERVATION = 255
 #: chose as a bare candidate and the dry-vegetation guard removed. Set by
 #: :func:`soilsuite.pipeline.block.classify_inputs` only when the run asks for provenance.
 FLAG_GUARDED = 32
+#: Flag bit: a valid candidate (after the dry guard) the edge guard removed (``--edge-guard``;
+#: :mod:`soilsuite.kernels.edges`). Set by :func:`soilsuite.pipeline.block.classify_inputs`
+#: whenever the edge guard is on.
+FLAG_EDGE = 64
 
 _VALID, _BELOW, _CANDIDATE, _BARE = 1, 2, 4, 8
 
@@ -114,7 +120,9 @@ def _code(c, f):
     if (f & _VALID) == 0:  # cannot happen when codes and flags come from the same inputs
         return NODATA
     if (f & _BELOW) == 0:
-        return DRY_GUARD if (f & FLAG_GUARDED) != 0 else SELECTOR
+        if (f & FLAG_GUARDED) != 0:
+            return DRY_GUARD
+        return EDGE_GUARD if (f & FLAG_EDGE) != 0 else SELECTOR
     if (f & _CANDIDATE) == 0:
         return LAND_COVER
     if (f & _BARE) == 0:
@@ -222,8 +230,10 @@ def rule_codes_reference(codes: np.ndarray, flags: np.ndarray) -> np.ndarray:
     cand = (f & _CANDIDATE) > 0
     bare = (f & _BARE) > 0
     guarded = (f & FLAG_GUARDED) > 0
+    edged = (f & FLAG_EDGE) > 0
     out[p & ~valid] = NODATA
-    out[p & valid & ~below & ~guarded] = SELECTOR
+    out[p & valid & ~below & ~guarded & ~edged] = SELECTOR
+    out[p & valid & ~below & ~guarded & edged] = EDGE_GUARD
     out[p & valid & ~below & guarded] = DRY_GUARD
     out[p & valid & below & ~cand] = LAND_COVER
     out[p & valid & below & cand & ~bare] = BLUE_FILTER

@@ -99,6 +99,15 @@ def classify_inputs(inp: TileInputs, cfg: CompositeConfig) -> tuple[np.ndarray |
         if cfg.layers.provenance:  # which candidates the guard removes (provenance rule "dry_guard")
             guarded = candidate.copy()
         candidate = filters.dry_vegetation_guard(inp.refl, candidate, b.dry_guard, sensor=sensor)
+    edged = None
+    if b.edge_guard:  # neighbours on the same date (pipeline/edges.py: the tile's 1-pixel ring)
+        from .edges import apply_edge_guard
+
+        before = candidate & inp.valid
+        if guarded is not None:  # the dry guard's removals, before the edge guard narrows further
+            guarded &= ~before
+        candidate = apply_edge_guard(inp, cfg, candidate, sensor=sensor)
+        edged = before & ~candidate
     flags = K.classify(inp.refl, inp.valid, candidate, inp.never_bare, b.blue_k_bare, b.blue_k_mref,
                        b.blue_min_excess * 1e4, blue=sensor.index("blue"))
     if b.blue_filter == "off":  # every candidate is bare (the MREF filter is unchanged)
@@ -107,6 +116,10 @@ def classify_inputs(inp: TileInputs, cfg: CompositeConfig) -> tuple[np.ndarray |
         from ..kernels.provenance import FLAG_GUARDED
 
         flags |= (guarded & ~candidate & inp.valid).view(np.uint8) * np.uint8(FLAG_GUARDED)
+    if edged is not None:
+        from ..kernels.provenance import FLAG_EDGE
+
+        flags |= edged.view(np.uint8) * np.uint8(FLAG_EDGE)
     return index, flags
 
 
@@ -125,6 +138,8 @@ def _stitched_flags(inp: TileInputs, cfg: CompositeConfig, period: np.ndarray, n
         if sel.size == 0:
             continue
         sub = TileInputs(inp.meta, inp.refl[sel], inp.valid[sel], inp.threshold, inp.never_bare, inp.other)
+        if "edge_ring" in inp.aux:  # the edge guard's neighbours beyond the tile, on the same dates
+            sub.aux["edge_ring"] = inp.aux["edge_ring"].take(sel)
         flags[sel] = classify_inputs(sub, cfg)[1]
     return flags
 

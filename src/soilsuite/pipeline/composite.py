@@ -215,17 +215,23 @@ def load_tile_inputs(items: list, assets: dict[str, str], geobox, cfg: Composite
     the reflectance bands are loaded on the tile itself, so a tile whose edges follow the
     source COG blocks decodes no block of its neighbours (1.6x less read time on the bench).
     ``items`` must cover the padded tile; both loads use the same items, hence the same dates.
+    With ``cfg.bare.edge_guard``, the bands, validity and threshold are read on the tile grown by
+    one pixel (SCL with the halo around that), and the frame goes to ``aux["edge_ring"]``
+    (:class:`soilsuite.pipeline.edges.EdgeRing`): the edge guard's neighbours beyond the tile.
     """
 
     from ..sources import cube
     from ..sources.rasters import read_on_grid
+    from .edges import EDGE_AUX, edge_px, split_frame
 
-    gb = geobox.pad(halo)
-    ny, nx = geobox.shape.y, geobox.shape.x
+    ep = edge_px(cfg)  # --edge-guard: bands, validity and threshold also on a 1-pixel ring (pipeline/edges.py)
+    tile_gb = geobox.pad(ep) if ep else geobox
+    gb = tile_gb.pad(halo)
+    ny, nx = tile_gb.shape.y, tile_gb.shape.x
     with gdal_env():
         if items and cube.is_cube_item(items[0]):  # a cube written by `soilsuite ingest`
             meta = S.observation_meta(items, cube.CUBE_ASSETS, cube.SENSOR)
-            refl, scl = cube.read_tile(items, geobox, halo, meta)
+            refl, scl = cube.read_tile(items, tile_gb, halo, meta)
         elif items:
             meta = S.observation_meta(items, assets)
 
@@ -243,7 +249,7 @@ def load_tile_inputs(items: list, assets: dict[str, str], geobox, cfg: Composite
                 return ds
 
             try:
-                ds = load(BANDS, geobox)
+                ds = load(BANDS, tile_gb)
                 refl = np.empty((len(meta.dates), len(BANDS), ny, nx), dtype=np.int16)
                 for b, name in enumerate(BANDS):
                     refl[:, b] = S.to_reflectance(ds[name], meta.offset_dn)
@@ -264,6 +270,10 @@ def load_tile_inputs(items: list, assets: dict[str, str], geobox, cfg: Composite
             scl = np.zeros((0, gb.shape.y, gb.shape.x), np.uint8)
 
         valid = valid_observations(scl, refl, meta.sun_zenith, cfg.mask)
+        ring = None
+        if ep:  # the tile's own pixels, and the ring of its neighbours for the edge guard
+            refl, valid, _, ring = split_frame(refl, valid, _threshold_on(cfg.bare, tile_gb))
+            scl = np.ascontiguousarray(scl[:, ep:-ep, ep:-ep])
         prov = None
         if cfg.layers.provenance:  # the rule that removed each observation needs the SCL (docs/provenance.md)
             from ..provenance import provenance_inputs
@@ -271,26 +281,34 @@ def load_tile_inputs(items: list, assets: dict[str, str], geobox, cfg: Composite
             prov = provenance_inputs(scl, refl, meta, items, list(rejected), geobox, cfg)
         del scl
 
-        b = cfg.bare
-        if b.threshold_raster is not None:
-            thr = read_on_grid(b.threshold_raster, geobox, resampling="bilinear", dtype="float32", fill=np.nan)
-            thr = np.where(np.isfinite(thr), thr, b.threshold).astype(np.float32)
-        else:
-            thr = np.full((ny, nx), b.threshold, np.float32)
+        thr = _threshold_on(cfg.bare, geobox)
         wc = None
         if cfg.worldcover is not None:
             wc = read_on_grid(cfg.worldcover, geobox, resampling="nearest", dtype="uint8", fill=0)
             never_bare = np.isin(wc, WORLDCOVER_NEVER_BARE)
             other = np.isin(wc, WORLDCOVER_OTHER)
         else:
-            never_bare = np.zeros((ny, nx), bool)
-            other = np.zeros((ny, nx), bool)
+            never_bare = np.zeros(geobox.shape.yx, bool)
+            other = np.zeros(geobox.shape.yx, bool)
         from ..sources.layer_inputs import layer_inputs
 
         aux = layer_inputs(cfg, geobox, wc)
         if prov is not None:
             aux["provenance"] = prov
+        if ring is not None:
+            aux[EDGE_AUX] = ring
     return TileInputs(meta, refl, valid, thr, never_bare, other, aux)
+
+
+def _threshold_on(b, geobox) -> np.ndarray:
+    """The PV+IR2 threshold of each pixel of ``geobox``, float32 ``[Y, X]``: the threshold raster
+    (bilinear; its nodata filled with the constant) or the constant ``b.threshold``."""
+    from ..sources.rasters import read_on_grid
+
+    if b.threshold_raster is not None:
+        thr = read_on_grid(b.threshold_raster, geobox, resampling="bilinear", dtype="float32", fill=np.nan)
+        return np.where(np.isfinite(thr), thr, b.threshold).astype(np.float32)
+    return np.full(geobox.shape.yx, b.threshold, np.float32)
 
 
 def process_tile(task: TileTask) -> str:
@@ -396,7 +414,9 @@ def observation_flags(source: str | Path, *, start, end, geobox=None, bbox=None,
     assets = S.resolve_assets(sel.items)
     gb = geobox if geobox is not None else target_geobox(cfg, sel.items)
     halo = cfg.mask.dilation_px // 2
-    inp = load_tile_inputs(_items_over(sel.items, gb.pad(halo)), assets, gb, cfg, halo)
+    from .edges import edge_px
+
+    inp = load_tile_inputs(_items_over(sel.items, gb.pad(halo + edge_px(cfg))), assets, gb, cfg, halo)
     pv, flags = classify_inputs(inp, cfg)
     if pv is None:  # a selector without an index (geomedian)
         pv = np.full(flags.shape, np.nan, np.float32)
@@ -624,10 +644,13 @@ def _run_locked(cfg: CompositeConfig, t0: float, out: Path, folder: OutputFolder
     halo = cfg.mask.dilation_px // 2
     ext = extensions()
     from ..provenance import rejected_items
+    from .edges import edge_px
+
+    reach = halo + edge_px(cfg)  # items over the tile's SCL halo (and the edge guard's ring)
 
     removed = rejected_items(found, sel.items) if cfg.layers.provenance else []
     tasks = [
-        TileTask(t, _items_over(sel.items, t.geobox.pad(halo)), assets, periods, cfg.model_dump(), plan.store, halo,
+        TileTask(t, _items_over(sel.items, t.geobox.pad(reach)), assets, periods, cfg.model_dump(), plan.store, halo,
                  ext, rejected_items=_items_over(removed, t.geobox) if removed else [])
         for t in plan.tiles
     ]
@@ -681,7 +704,7 @@ def _selector_record(cfg: CompositeConfig) -> dict:
 
     sel = get_selector(cfg.bare.selector)
     return {"name": sel.name, "rule": sel.description, "options": selector_options(sel, cfg.bare),
-            "dry_guard": cfg.bare.dry_guard, "notes": sel.notes}
+            "dry_guard": cfg.bare.dry_guard, "edge_guard": cfg.bare.edge_guard, "notes": sel.notes}
 
 
 #: Share of a tile's work at the start of each stage (load bands, load SCL, composite, save).

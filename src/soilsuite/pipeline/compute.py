@@ -301,6 +301,7 @@ def compute(
         :class:`~soilsuite.config.BareOptions`): ``dilation_px``, ``max_sun_zenith``,
         ``invalid_scl``, ``blue_k_bare``, ``blue_k_mref``, ``dry_guard`` (alias ``max_nbr2``), ``min_bare_obs``,
         ``ci_method``... Unknown names raise :class:`~soilsuite.errors.ConfigError`.
+        ``edge_guard`` needs a cube with one spatial chunk (outside the cube counts as not bare).
 
     Returns
     -------
@@ -363,6 +364,10 @@ def compute(
     cube = cube.map(lambda v: v.chunk() if v.chunks is None else v)  # a numpy cube: one chunk
     first = cube[band_vars[0]]
     yx = first.chunks[1:]
+    if cfg.bare.edge_guard and (len(yx[0]) > 1 or len(yx[1]) > 1):
+        raise ConfigError(f"edge_guard: soilsuite.compute passes no neighbours between spatial chunks; give a cube "
+                          f"with one spatial chunk (e.g. cube.chunk({{'{ydim}': -1, '{xdim}': -1}})) or use "
+                          "soilsuite.composite, whose tiles share a 1-pixel halo")
     dn = da.stack([cube[v].data for v in band_vars], axis=1).rechunk((-1, -1, *yx))
     refl = dn.map_blocks(_reflectance_block, dtype=np.int16, meta=np.array((), np.int16), offset_dn=meta.offset_dn)
 

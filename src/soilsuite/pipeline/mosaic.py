@@ -125,7 +125,10 @@ def write_outputs(plan: RunPlan, summary, record: dict, cfg: CompositeConfig, st
 
     import threading
 
+    from ..io.statistics import RunningBandStats
+
     n_steps, done_steps, lock = len(jobs) + 2, [0], threading.Lock()
+    file_stats: dict[Path, list] = {}  # raster statistics of each file, from its blocks (for STAC)
 
     def advance(stage: str) -> None:
         if step is not None:
@@ -137,10 +140,12 @@ def write_outputs(plan: RunPlan, summary, record: dict, cfg: CompositeConfig, st
         label, name, path, ot, stats = job
         spec = P.get(name)
         gb = geobox if ot is None else ot.geobox
+        acc = RunningBandStats(spec, len(spec.bands), int(gb.shape.y) * int(gb.shape.x))
         write_cog_from_blocks(
-            path, spec, geobox=gb, blocks=_blocks(plan.tiles, plan.store, label, name, stats, within=ot),
+            path, spec, geobox=gb, blocks=acc.wrap(_blocks(plan.tiles, plan.store, label, name, stats, within=ot)),
             band_names=list(spec.bands) if spec.is_spectral else None, overwrite=True,
         )
+        file_stats[path] = acc.result()
         advance("product files")
 
     # one product file per thread: GDAL compresses and writes without holding the GIL; each
@@ -195,7 +200,7 @@ def write_outputs(plan: RunPlan, summary, record: dict, cfg: CompositeConfig, st
         out, written, geobox=geobox, start=cfg.start, end=cfg.end, run_record=record,
         quicklooks={"window": qls, **period_qls}, overwrite=True, tiles=tile_files or None,
         threads=plan.io_threads, hrefs=cfg.stac_hrefs,
-        periods=_period_ranges(cfg, plan.periods),
+        periods=_period_ranges(cfg, plan.periods), statistics=file_stats,
     )
     summary.timings["stac_s"] = time.perf_counter() - t2
     # QGIS: a style beside every product file and one project of the folder (io/qgis.py)

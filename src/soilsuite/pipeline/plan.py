@@ -23,8 +23,6 @@ from .tiles import (
     plan_tiles,
     tile_layout,
     tile_side_for_share,
-    worker_base_bytes,
-    worker_share,
 )
 
 __all__ = ["AUTO_TILES_PIXELS", "RunPlan", "plan_run", "resolve_layout"]
@@ -64,9 +62,12 @@ class RunPlan:
     store : TileStore
         Where the processing tiles' results go (``.work/tiles/side<tile_side>``).
     workers : int
-        Worker processes running tiles (1 with ``scheduler="sync"``).
+        Workers running tiles at the same time: threads of this process (the default local
+        engine) or processes (1 with ``scheduler="sync"``).
     memory_per_worker : int
-        Share of the budget per worker (bytes): the local workers' Dask memory limit.
+        Share of the budget per worker (bytes): a local worker process's Dask memory limit; with
+        worker threads, this process less its own resident size, shared by the threads
+        (:func:`soilsuite.pipeline.cluster.thread_share`).
     io_threads : int
         Threads writing product COGs and reading STAC statistics (the local worker count).
     layout : {"single", "tiles"}
@@ -144,13 +145,13 @@ def plan_run(cfg: CompositeConfig, geobox: GeoBox, n_obs: int, periods: list[str
     ConfigError
         The budget or the worker count do not fit this machine.
     """
-    from .cluster import n_local_workers
+    from .cluster import local_sizing, n_local_workers
 
     out = Path(cfg.out if out is None else out)
     local = n_local_workers(cfg.engine)
-    workers = 1 if cfg.engine.scheduler == "sync" else local
-    per_worker = worker_share(cfg.engine.max_memory, workers)
-    base = worker_base_bytes(cfg.engine.read_path, cfg.source)  # + the files kept open (direct reads)
+    # workers (threads or processes), each one's share and what it holds before its tile (its
+    # process, or with threads only the files kept open: the process is counted once)
+    workers, per_worker, base = local_sizing(cfg.engine, cfg.source)
     side = tile_side_for_share(per_worker, n_obs, len(periods), cfg.engine.tile_size, base_bytes=base,
                                provenance=cfg.layers.provenance)
     from ..sources.cube import is_cube_source, tile_side_for_cube

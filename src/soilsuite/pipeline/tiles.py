@@ -26,10 +26,13 @@ MIN_TILE_BYTES = 100 * 2**20
 #: i.e. 107-123 MB per worker (docs/performance.md, "Files kept open between tiles").
 OPEN_FILES_BYTES = 120 * 2**20
 #: ``--provenance`` (issue 11): bytes per tile pixel per label (the window and each period) for
-#: its fields and products: rule counts int32 x 10 rules (40 B), day-of-year and year sums
-#: float64 (16 B), PROVENANCE float32 x 10 + its uint16 encoding (60 B), BARE_MEAN_DOY and
+#: its fields and products: rule counts int32 per rule (4 B x 11 rules), day-of-year and year sums
+#: float64 (16 B), PROVENANCE float32 per rule + its uint16 encoding (6 B x 11), BARE_MEAN_DOY and
 #: BARE_MEAN_YEAR float32 + encoded (16 B).
-PROVENANCE_LABEL_BYTES = 40 + 16 + 60 + 16
+#: Number of provenance rules (``kernels.provenance.RULES``; not imported here to keep numba out
+#: of the planner; tests/test_tile_budget.py checks the two agree).
+PROVENANCE_N_RULES = 11
+PROVENANCE_LABEL_BYTES = 4 * PROVENANCE_N_RULES + 16 + 6 * PROVENANCE_N_RULES + 16
 #: ``--provenance``: bytes per tile pixel per observation (the validity rule code, uint8).
 PROVENANCE_OBS_BYTES = 1
 

@@ -162,6 +162,7 @@ def load_arrays(items: Sequence, geobox, assets: dict[str, str], *, bands: Seque
 _PARSED: dict = {}
 #: Entries kept at most (then the cache starts again).
 _PARSED_MAX = 8192
+_PARSED_LOCK = threading.Lock()
 
 
 def _fingerprint(item) -> str:
@@ -180,13 +181,14 @@ def _parse(items: Sequence, assets: dict[str, str], sensor: Sensor) -> list:
     cfg = sensor.stac_cfg(assets)
     ckey = json.dumps(cfg, sort_keys=True, default=str)
     keys = [(ckey, _fingerprint(it)) for it in items]
-    todo = [i for i, k in enumerate(keys) if k not in _PARSED]
-    if todo:
-        if len(_PARSED) + len(todo) > _PARSED_MAX:
-            _PARSED.clear()
-        for i, pi in zip(todo, odc.stac.parse_items([items[i] for i in todo], cfg=cfg), strict=True):
-            _PARSED[keys[i]] = pi
-    return [_PARSED[k] for k in keys]
+    with _PARSED_LOCK:  # worker threads share the cache (the threaded engine)
+        todo = [i for i, k in enumerate(keys) if k not in _PARSED]
+        if todo:
+            if len(_PARSED) + len(todo) > _PARSED_MAX:
+                _PARSED.clear()
+            for i, pi in zip(todo, odc.stac.parse_items([items[i] for i in todo], cfg=cfg), strict=True):
+                _PARSED[keys[i]] = pi
+        return [_PARSED[k] for k in keys]
 
 
 @dataclass(frozen=True)
@@ -307,8 +309,8 @@ class _Sized:
         return iter(self.it)
 
 
-class _Datasets(threading.local):
-    """Open rasterio datasets of this thread, kept between tile loads.
+class _Datasets:
+    """Open rasterio datasets of this process, kept between tile loads, lent to one thread at a time.
 
     A worker loads tile after tile from the same files; keeping them open saves the open
     (header, tile index: about as much CPU as decoding two 256 px blocks) and keeps their
@@ -318,12 +320,22 @@ class _Datasets(threading.local):
     once the archive has more files than the limit; keeping a fixed set hits that share of
     them). Local files are keyed by path, size and modification time, so a replaced file is
     opened again.
+
+    Thread safety (the threaded engine runs tiles in several threads of one process): a GDAL
+    dataset must not be used by two threads at once, so :meth:`get` lends a kept dataset to
+    one thread and takes it back when that thread is done; a thread that asks for a file
+    whose kept datasets are all lent opens another one (kept too, within the limit). The
+    threads thus share the files opened (each file is opened about once, not once per thread)
+    and GDAL's block cache. The file facts (grid, overviews) are shared.
     """
 
     def __init__(self):
-        self.open: dict = {}
+        self.open: dict = {}  # key -> every kept dataset of the file (lent or free)
+        self.free: dict = {}  # key -> the kept datasets not lent now
         self.facts_: dict = {}  # key of the file -> (GeoBox, {band: overview factors})
-        self.enabled = True  # off in the short-lived threads of a reader pool
+        self.n_kept = 0
+        self.lock = threading.RLock()
+        self.local = threading.local()  # .enabled: off in the short-lived threads of a reader pool
 
     @staticmethod
     def _key(uri: str, overview_level: int | None) -> tuple:
@@ -334,7 +346,7 @@ class _Datasets(threading.local):
             return (uri, overview_level)
 
     def facts(self, uri: str) -> tuple:
-        """``(GeoBox, {band index: overview factors})`` of a file, opened once per thread for them."""
+        """``(GeoBox, {band index: overview factors})`` of a file, opened once for them."""
         from odc.geo.converters import rio_geobox
 
         key = self._key(uri, None)
@@ -342,20 +354,30 @@ class _Datasets(threading.local):
         if f is None:
             with self.get(uri) as rdr:
                 f = (rio_geobox(rdr), {b: rdr.overviews(b) for b in rdr.indexes})
-            if len(self.facts_) > 16384:
-                self.facts_.clear()
-            self.facts_[key] = f
+            with self.lock:
+                if len(self.facts_) > 16384:
+                    self.facts_.clear()
+                self.facts_[key] = f
         return f
 
     def release(self, uri: str) -> None:
-        """Close the full-resolution dataset of ``uri`` if it is kept open (a 10 m band read from
-        its overview needs only that overview's dataset; the kept set is for files read from)."""
-        ds = self.open.pop(self._key(uri, None), None)
-        if ds is not None:
+        """Close the full-resolution datasets of ``uri`` that are kept open and not lent (a 10 m
+        band read from its overview needs only that overview's dataset; the kept set is for
+        files read from)."""
+        key = self._key(uri, None)
+        with self.lock:
+            free = self.free.pop(key, [])
+            kept = [d for d in self.open.pop(key, []) if not any(d is f for f in free)]
+            if kept:  # lent to another thread now: stays kept, comes back to the free list
+                self.open[key] = kept
+            self.n_kept -= len(free)
+        for ds in free:
             ds.close()
 
     def limit(self) -> int:
-        if not self.enabled:
+        """Datasets kept at most: ``$SOILSUITE_READ_OPEN_FILES``, else :data:`DEFAULT_OPEN_FILES`
+        per reading thread (:func:`set_reader_threads`), at most a quarter of the open-file limit."""
+        if not getattr(self.local, "enabled", True):
             return 0
         raw = os.environ.get(OPEN_FILES_ENV)
         if raw:
@@ -366,10 +388,12 @@ class _Datasets(threading.local):
         import resource
 
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        return DEFAULT_OPEN_FILES if soft == resource.RLIM_INFINITY else min(DEFAULT_OPEN_FILES, soft // 4)
+        want = DEFAULT_OPEN_FILES * _READER_THREADS[0]
+        return want if soft == resource.RLIM_INFINITY else min(want, soft // 4)
 
     @contextmanager
     def get(self, uri: str, overview_level: int | None = None):
+        """A dataset of ``uri`` (at ``overview_level``) for this thread alone while in the block."""
         import rasterio
 
         kw = {} if overview_level is None else {"overview_level": overview_level}
@@ -379,31 +403,71 @@ class _Datasets(threading.local):
                 yield ds
             return
         key = self._key(uri, overview_level)
-        ds = self.open.get(key)
-        if ds is not None:
-            yield ds
-        elif len(self.open) < limit:
-            ds = self.open[key] = rasterio.open(uri, "r", sharing=False, **kw)
-            yield ds
-        else:
+        with self.lock:
+            free = self.free.get(key)
+            ds = free.pop() if free else None
+            keep = ds is None and self.n_kept < limit
+            if keep:
+                self.n_kept += 1  # reserved: opened below, outside the lock
+        if ds is None and not keep:
             with rasterio.open(uri, "r", sharing=False, **kw) as ds:
                 yield ds
+            return
+        if ds is None:
+            try:
+                ds = rasterio.open(uri, "r", sharing=False, **kw)
+            except BaseException:
+                with self.lock:
+                    self.n_kept -= 1
+                raise
+            with self.lock:
+                self.open.setdefault(key, []).append(ds)
+        try:
+            yield ds
+        finally:
+            with self.lock:
+                if any(d is ds for d in self.open.get(key, ())):
+                    self.free.setdefault(key, []).append(ds)
+                else:  # closed by close() or release() meanwhile
+                    ds.close()
 
     def close(self) -> None:
-        self.facts_.clear()
-        while self.open:
-            self.open.popitem()[1].close()
+        """Close every kept dataset (call when no tile is loading)."""
+        with self.lock:
+            kept = [ds for dss in self.open.values() for ds in dss]
+            self.open.clear()
+            self.free.clear()
+            self.facts_.clear()
+            self.n_kept = 0
+        for ds in kept:
+            ds.close()
 
 
+#: Worker threads loading tiles in this process (:func:`set_reader_threads`): the default
+#: open-file limit grows with them (a thread may need its own dataset of a file another one reads).
+_READER_THREADS = [1]
 _DATASETS = _Datasets()
 
 
 def _no_cache() -> None:
-    _DATASETS.enabled = False
+    _DATASETS.local.enabled = False
 
 
 def close_datasets() -> None:
-    """Close the datasets this thread keeps open between tile loads."""
+    """Close the datasets this process keeps open between tile loads (no tile may be loading)."""
+    _DATASETS.close()
+
+
+def set_reader_threads(n: int) -> None:
+    """Tell the reader that ``n`` threads of this process load tiles at the same time (the
+    threaded engine, :func:`soilsuite.pipeline.cluster.dask_client`): the datasets kept open
+    are shared by them, one thread at a time per dataset, and the default limit of files kept
+    open is :data:`DEFAULT_OPEN_FILES` per thread (at most a quarter of the open-file limit)."""
+    _READER_THREADS[0] = max(1, int(n))
+
+
+def close_all_datasets() -> None:
+    """Close the datasets kept open by every thread of this process (:func:`close_datasets`)."""
     _DATASETS.close()
 
 
@@ -522,4 +586,5 @@ def _mean2(rdr, bidx: int, rr, shape, geobox, params) -> np.ndarray:
     return pix
 
 
-__all__ = ["READ_PATHS", "READ_PATH_ENV", "is_native_grid", "load_arrays", "load_native", "read_threads", "resolve_read_path"]
+__all__ = ["READ_PATHS", "READ_PATH_ENV", "close_all_datasets", "close_datasets", "is_native_grid", "load_arrays",
+           "load_native", "read_threads", "resolve_read_path", "set_reader_threads"]
