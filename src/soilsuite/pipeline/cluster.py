@@ -4,8 +4,8 @@
 (``local_engine``, ``--engine``, ``$SOILSUITE_ENGINE``):
 
 - ``threads`` (default): one worker **in this process** with one thread per core (the tile
-  kernels are numba ``nogil``, GDAL decodes without the GIL, each thread keeps its own open
-  files), memory limit = the whole budget: no second interpreter to start, import and feed
+  kernels are numba ``nogil``, GDAL decodes without the GIL, the kept-open files are one pool
+  per process, each dataset lent to one thread at a time), memory limit = the whole budget: no second interpreter to start, import and feed
   (issue 14: on the bench archive two worker processes cost 1.6-2x the CPU of one);
 - ``processes``: one single-threaded worker process per core, memory limit = budget / workers
   (the engine before issue 14).
