@@ -443,7 +443,8 @@ def quicklook_provenance(src: Source, out_png: str | os.PathLike, *, transform=N
     fig = Figure(figsize=(WIDTH_PX / _DPI, 4.4), dpi=_DPI, layout="constrained")
     ax, bar = fig.subplots(1, 2, width_ratios=(1.5, 1))
     _show(ax, top, transform, crs, cmap=cm, norm=BoundaryNorm(np.arange(len(RULES) + 1) - 0.5, len(RULES)))
-    ax.set_title(_title(src, "PROVENANCE: most frequent rule of the loaded observations", title), fontsize=9)
+    # over the whole figure: with the file name the title is wider than the map axes
+    fig.suptitle(_title(src, "PROVENANCE: most frequent rule of the loaded observations", title), fontsize=9)
     tot = counts[:, ok].sum(1)
     share = 100 * tot / tot.sum() if tot.sum() > 0 else np.zeros(len(RULES))
     y = np.arange(len(RULES))[::-1]
