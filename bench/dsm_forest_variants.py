@@ -22,8 +22,11 @@ with the lowest out-of-bag MSE of the mean among all variants (of the 500-tree f
 their first 100 trees, which are a 100-tree forest with the same seed). With ``w=0`` among the
 trend weights, ``oob500_rule`` / ``oob100_rule`` apply ``trend.choose_trend``'s rule to the
 ``w`` forests: the best ``w > 0`` only if it lowers the out-of-bag MSE of ``w=0`` by more than 2 %
-and half a standard error of the paired difference, with at least 40 training rows
-(``oob100_rule`` with ``--trend-weights 0,1`` is the package's ``auto``, a self-check).
+and half a standard error of the paired difference, with at least 40 training rows. With
+``--trend-weights 0,1``, ``oob500_rule`` is the package's ``auto`` up to
+``trend.FINAL_MAX_ROWS`` training rows (all LimeSoDa tasks; the check: it equals the ``mf=0.5``
+column wherever the ridge alone beats the mean out of fold) and ``oob100_rule`` the rule before
+(comparison forests of 100 trees).
 
 Usage::
 
@@ -43,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
-from dsm_limesoda import datasets, group, load, target_columns  # noqa: E402
+from dsm_limesoda import load, selected, target_columns  # noqa: E402
 
 
 def oob_first(rf, X: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
@@ -140,16 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-features", default="0.5,third", help="comma-separated max_features values")
     ap.add_argument("--trend-weights", default="", help="comma-separated trend weights w (forest on y - w trend)")
     args = ap.parse_args(argv)
-    if not args.data.is_dir():
-        print(f"LimeSoDa not found in {args.data}; run `make realdata`", file=sys.stderr)
+    names = selected(args.data, args.s2, args.datasets)
+    if names is None:
         return 2
     from soilsuite.dsm.forestparams import parse_max_features
 
-    names = datasets(args.data)
-    if args.s2:
-        names = [d for d in names if group(list(load(args.data / f"{d}.npz")[0].columns)) == "S2"]
-    elif args.datasets:
-        names = [d.strip() for d in args.datasets.split(",")]
     mfs = [parse_max_features(v) for v in args.max_features.split(",") if v.strip()]
     weights = [float(v) for v in args.trend_weights.split(",") if v.strip()]
     args.out.mkdir(parents=True, exist_ok=True)

@@ -98,6 +98,18 @@ def datasets(data: Path) -> list[str]:
     return sorted(p.stem for p in data.glob("*.npz") if p.stem != "Overview_Datasets")
 
 
+def selected(data: Path, s2: bool, names: str | None) -> list[str] | None:
+    """The datasets of the screens' ``--s2`` / ``--datasets`` options (all by default); None (and
+    a message) when LimeSoDa is not in ``data``."""
+    if not data.is_dir():
+        print(f"LimeSoDa not found in {data}; run `make realdata`", file=sys.stderr)
+        return None
+    if names:
+        return [d.strip() for d in names.split(",")]
+    all_ = datasets(data)
+    return [d for d in all_ if group(list(load(data / f"{d}.npz")[0].columns)) == "S2"] if s2 else all_
+
+
 def run_task(df: pd.DataFrame, folds: np.ndarray, target: str, *, n_estimators: int, tune: str | bool,
              reduce: str = "auto", seed: int = 0, n_jobs: int = -1, trend: str = "auto",
              max_features: float | None = None) -> dict:

@@ -155,3 +155,72 @@ def test_trend_small_samples_and_bad_value():
         warnings.simplefilter("ignore")  # calibration off below 20 samples
         m = dsm.SoilModel(target="t", unit="u", n_estimators=30, n_jobs=1).fit(X, y)
     assert m.trend_["used"] == "none"
+
+
+@pytest.mark.filterwarnings("ignore:Some inputs do not have OOB scores")
+@pytest.mark.parametrize(("a", "seed", "expect"), [(0.4, 1, "none"), (None, 5, "ridge")])
+def test_auto_decides_on_final_size_forests_and_keeps_the_chosen(a, seed, expect):
+    """Up to FINAL_MAX_ROWS rows ``auto`` compares the first COMPARISON_SHARE of the final forest's
+    trees (all of them by default): the decision and its out-of-bag errors equal an independent
+    recomputation with scikit-learn forests of the same seed (the same trees) and their
+    ``oob_prediction_``, and the model's quantile forest (the chosen forest, grown to 100 trees if
+    compared on fewer, handed over) equals a fresh quantile-forest fit on the chosen target,
+    quantile for quantile. Case 1: 20-tree forests (the comparison before) see the trend 8 %
+    better, the compared forests see the plain forest better (the noise the change removes)."""
+    import math
+
+    from soilsuite.dsm.trend import COMPARISON_SHARE
+
+    k = min(100, max(20, math.ceil(COMPARISON_SHARE * 100)))
+    from quantile_forest import RandomForestQuantileRegressor
+    from sklearn.ensemble import RandomForestRegressor
+
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-1, 1, size=(200, 5))
+    if a is None:
+        y = 3 * X[:, 0] - 2 * X[:, 1] + rng.normal(size=200)
+    else:
+        y = 2 * np.sin(4 * X[:, 0]) + a * X[:, 1] + 0.5 * rng.normal(size=200)
+    m = dsm.SoilModel(target="t", unit="u", n_estimators=100, n_jobs=1).fit(X, y)
+    rec = m.trend_
+    assert rec["comparison_trees"] == k
+    X32 = X.astype("float32").astype("float64")
+    resid = y - RidgeTrend(random_state=0).fit(X32, y).oof_
+    oob, rfs = {}, {}
+    for name, target in (("plain", y), ("trend", resid)):
+        for trees in sorted({20, k, 100}):
+            rf = RandomForestRegressor(trees, random_state=0, oob_score=True, **m.best_params_).fit(X32, target)
+            oob[name, trees], rfs[name, trees] = rf.oob_prediction_, rf
+    sq = {k: ((y if k[0] == "plain" else resid) - v) ** 2 for k, v in oob.items()}
+    if a is not None:  # the small forests would have taken the trend
+        assert sq["plain", 20].mean() > 1.08 * sq["trend", 20].mean()
+    se = np.std(sq["plain", k] - sq["trend", k], ddof=1) / np.sqrt(len(y))
+    take = sq["plain", k].mean() - sq["trend", k].mean() > max(0.02 * sq["plain", k].mean(), 0.5 * se)
+    assert rec["used"] == ("ridge" if take else "none") == expect
+    np.testing.assert_allclose([rec["oob_mse_forest"], rec["oob_mse_trend_forest"], rec["se_difference"]],
+                               [sq["plain", k].mean(), sq["trend", k].mean(), se], rtol=1e-9)
+    assert (m.trend_fit_ is not None) == take
+    fresh = RandomForestQuantileRegressor(n_estimators=100, max_samples_leaf=None, random_state=0, n_jobs=1,
+                                          **m.best_params_).fit(X32, resid if take else y)
+    Xn = rng.uniform(-1, 1, size=(50, 5)).astype("float32")
+    np.testing.assert_array_equal(m.forest_.predict(Xn, quantiles=[0.05, 0.5, 0.95]),
+                                  fresh.predict(Xn, quantiles=[0.05, 0.5, 0.95]))
+    np.testing.assert_array_equal(m.forest_.feature_importances_, fresh.feature_importances_)
+    ref = rfs["trend" if take else "plain", 100].predict(Xn) + (m.trend_fit_.predict(Xn) if take else 0.0)
+    np.testing.assert_allclose(m.predict_array(Xn)[:, 0], ref, rtol=1e-5, atol=1e-5)
+
+
+def test_auto_on_large_sets_compares_small_forests(monkeypatch):
+    """Above FINAL_MAX_ROWS the comparison uses max(20, trees // 5) trees on bootstraps of 2,000
+    rows and the model's forest is grown afresh (same result as trend="none" when not taken)."""
+    import soilsuite.dsm.trend as trend_mod
+
+    monkeypatch.setattr(trend_mod, "FINAL_MAX_ROWS", 100)
+    rng = np.random.default_rng(2)
+    X = rng.uniform(-1, 1, size=(200, 4))
+    y = 4.0 * ((X[:, 0] > 0) ^ (X[:, 1] > 0)) + 0.8 * X[:, 2] + 0.3 * rng.normal(size=200)
+    m = dsm.SoilModel(target="t", unit="u", n_estimators=60, n_jobs=1).fit(X, y)
+    assert m.trend_["comparison_trees"] == 20
+    ref = dsm.SoilModel(target="t", unit="u", n_estimators=60, n_jobs=1,
+                        trend="ridge" if m.trend_["used"] == "ridge" else "none").fit(X, y)
+    np.testing.assert_array_equal(m.predict_array(X[:40]), ref.predict_array(X[:40]))

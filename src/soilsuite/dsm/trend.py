@@ -16,13 +16,18 @@ Enhanced Random Forests") is a linear model first and the forest on its residual
    plus the out-of-fold trend.
 
 :func:`choose_trend` makes the choice inside the training data only (``trend="auto"``): two
-small forests (``max(20, n_estimators // 5)`` trees each, the same seed, so the same bootstrap
-samples) on the target and on the residuals, compared by out-of-bag mean squared error of
-the mean prediction; the trend is kept only if it lowers that error by more than
-``margin`` (relative) and by more than ``z`` standard errors of the paired per-sample
-difference of squared errors (so small, noisy training sets keep the plain forest), and if the
-trend alone beats the mean out of fold. Nothing from a held-out fold enters the choice: in cross-validation
-every fold's model makes its own choice on its training rows.
+forests with the same seed (so the same bootstrap samples) on the target and on the residuals,
+compared by out-of-bag mean squared error of the mean prediction; the trend is kept only if it
+lowers that error by more than ``margin`` (relative) and by more than ``z`` standard errors of
+the paired per-sample difference of squared errors (so small, noisy training sets keep the
+plain forest), and if the trend alone beats the mean out of fold. Up to
+:data:`FINAL_MAX_ROWS` training rows the two are the first half of the final forest (its
+settings and seed; scikit-learn forests: the trees the quantile forest grows), and the chosen
+one is grown to the full number of trees and becomes the model's forest (:func:`adopt_trees`),
+so no tree is grown twice; above, two small forests
+(``max(20, n_estimators // 5)`` trees on bootstraps of 2,000 rows) decide. Nothing from a
+held-out fold enters the choice: in cross-validation every fold's model makes its own choice on
+its training rows.
 """
 
 from __future__ import annotations
@@ -51,6 +56,17 @@ TREND_MARGIN = 0.02
 
 #: ... and in standard errors of the paired per-sample difference of squared errors.
 TREND_Z = 0.5
+
+#: Largest training set on which ``auto`` compares the first trees of the final forest (the chosen one is
+#: kept as the model's forest); larger sets are compared on small forests, whose out-of-bag
+#: errors are then averaged over enough rows (issue 16: with 100 trees on 100-250 rows the
+#: comparison missed the trend in folds that needed it).
+FINAL_MAX_ROWS = 2000
+
+#: Up to :data:`FINAL_MAX_ROWS` rows the compared forests hold this share of the final trees
+#: (the same seed: the first trees of the final forest); the chosen one is grown to the full
+#: number and kept, so the trend decision costs one half forest more than the forest itself.
+COMPARISON_SHARE = 1.0
 
 
 def check_trend(value: Any, option: str = "trend") -> str:
@@ -118,23 +134,68 @@ class RidgeTrend:
         return ((X - self.mean_) / self.scale_) @ self.coef_ + self.intercept_
 
 
-def _oob_mean(X: np.ndarray, y: np.ndarray, n_trees: int, params: dict, random_state: int,
-              n_jobs: int | None) -> np.ndarray:
-    """Out-of-bag mean prediction of a plain random forest (scikit-learn); a row never out of bag
-    (probability 0.632 ** n_trees) gets 0, as scikit-learn gives it."""
+def _oob_forest(X: np.ndarray, y: np.ndarray, n_trees: int, params: dict, random_state: int,
+               n_jobs: int | None):
+    """A plain random forest (scikit-learn) with its out-of-bag mean prediction
+    (``oob_prediction_``; a row never out of bag, probability 0.632 ** n_trees, gets 0); with
+    ``warm_start`` so that more trees can be added (the trees of a larger forest of this seed)."""
     from sklearn.ensemble import RandomForestRegressor
 
-    rf = RandomForestRegressor(n_estimators=n_trees, oob_score=True, random_state=random_state,
+    rf = RandomForestRegressor(n_estimators=n_trees, oob_score=True, random_state=random_state, warm_start=True,
                                n_jobs=-1 if n_jobs is None else n_jobs, **params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "some inputs do not have OOB scores"
         rf.fit(X, y)
-    return np.asarray(rf.oob_prediction_, dtype="float64").ravel()
+    return rf
+
+
+def paired_oob(y: np.ndarray, p_plain: np.ndarray, resid: np.ndarray, p_res: np.ndarray, *,
+               margin: float = TREND_MARGIN, z: float = TREND_Z) -> dict:
+    """``auto``'s comparison of two out-of-bag mean predictions of the same training rows.
+
+    ``p_plain`` predicts ``y`` (forest on the target), ``p_res`` predicts ``resid`` = ``y`` minus
+    the out-of-fold trend (forest on the residuals); rows without a finite prediction in either
+    are left out. Returns both MSEs, the standard error of the paired per-sample difference of
+    squared errors and ``take``: the trend lowers the MSE by more than ``max(margin x MSE plain,
+    z x SE)``.
+    """
+    ok = np.isfinite(p_plain) & np.isfinite(p_res)
+    d = (y[ok] - p_plain[ok]) ** 2 - (resid[ok] - p_res[ok]) ** 2  # > 0 where the trend helps
+    mse_plain = float(np.mean((y[ok] - p_plain[ok]) ** 2))
+    mse_trend = float(np.mean((resid[ok] - p_res[ok]) ** 2))
+    se = float(np.std(d, ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("inf")
+    return {"oob_mse_forest": mse_plain, "oob_mse_trend_forest": mse_trend, "se_difference": se,
+            "take": bool(mse_plain - mse_trend > max(margin * mse_plain, z * se))}
+
+
+def adopt_trees(qrf: Any, rf: Any, X: np.ndarray, y: np.ndarray) -> Any:
+    """``qrf`` (an unfitted quantile forest) fitted on ``X``, ``y`` with the trees of ``rf``.
+
+    ``rf`` is a scikit-learn forest fitted on the same ``X``, ``y`` with the same number of
+    trees, seed and tree settings, i.e. exactly the trees ``qrf.fit`` would grow
+    (quantile-forest's ``fit`` calls scikit-learn's): they are handed over and ``qrf.fit`` runs
+    with ``warm_start`` and no tree to add, so only the quantile bookkeeping (training samples
+    per leaf) is computed. ``tests/test_dsm_trend.py`` checks the result equals a fresh fit.
+    """
+    keys = ("n_estimators", "random_state", "max_features", "min_samples_leaf", "min_samples_split",
+            "max_depth", "max_samples", "bootstrap", "criterion", "max_leaf_nodes", "min_impurity_decrease",
+            "min_weight_fraction_leaf", "ccp_alpha")
+    mine, theirs = qrf.get_params(), rf.get_params()
+    if any(mine[k] != theirs[k] for k in keys) or len(rf.estimators_) != qrf.n_estimators:
+        return qrf.fit(X, y)  # not the same trees: grow them
+    warm = qrf.warm_start
+    qrf.set_params(warm_start=True)
+    qrf.estimators_ = list(rf.estimators_)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "Warm-start fitting without increasing n_estimators ..."
+        qrf.fit(X, y)
+    qrf.set_params(warm_start=warm)
+    return qrf
 
 
 def choose_trend(method: str, X: np.ndarray, y: np.ndarray, *, n_estimators: int, params: dict,
                  random_state: int = 0, n_jobs: int | None = None,
-                 margin: float = TREND_MARGIN, z: float = TREND_Z) -> tuple[RidgeTrend | None, dict]:
+                 margin: float = TREND_MARGIN, z: float = TREND_Z, keep_forest: bool = False) -> tuple:
     """Fit the trend for ``method`` and decide whether to use it (training rows only).
 
     Parameters
@@ -142,7 +203,9 @@ def choose_trend(method: str, X: np.ndarray, y: np.ndarray, *, n_estimators: int
     method : {"auto", "none", "ridge"}
         ``none``: no trend; ``ridge``: always; ``auto``: the trend only if the out-of-bag
         MSE of trend + forest on the residuals is below ``(1 - margin)`` x that of the forest
-        on the target (two forests of ``max(20, n_estimators // 5)`` trees, same seed), the
+        on the target (two forests, same seed: up to :data:`FINAL_MAX_ROWS` rows the first
+        ``COMPARISON_SHARE`` of the final forest's trees, above ``max(20, n_estimators // 5)``
+        trees on bootstraps of 2,000 rows), the
         improvement exceeds ``z`` standard errors of the paired per-sample difference of
         squared errors, and the trend alone beats the mean out of fold (R2 > 0).
     X : ndarray [n, p]
@@ -152,49 +215,65 @@ def choose_trend(method: str, X: np.ndarray, y: np.ndarray, *, n_estimators: int
     n_estimators : int
         Trees of the final forest (sets the size of the comparison forests).
     params : dict
-        ``max_features`` / ``min_samples_leaf`` of the final forest (used by the comparison).
+        Tree settings of the final forest (``max_features``, ``min_samples_leaf``, ...).
+    keep_forest : bool
+        Also return the chosen compared forest grown to ``n_estimators`` trees (scikit-learn,
+        fitted on the target or on the residuals; None above :data:`FINAL_MAX_ROWS` rows or
+        without a comparison), for :func:`adopt_trees`.
 
     Returns
     -------
-    (RidgeTrend or None, dict)
+    (RidgeTrend or None, dict) or (RidgeTrend or None, dict, forest or None)
         The fitted trend if used, and the record for the model card: ``requested``, ``used``
-        (``ridge`` or ``none``), ``alpha``, the two out-of-bag MSEs and ``reason``.
+        (``ridge`` or ``none``), ``alpha``, the two out-of-bag MSEs, ``comparison_trees`` and
+        ``reason``.
     """
+    trend, rec, forest = _choose(method, X, y, n_estimators=n_estimators, params=params,
+                                 random_state=random_state, n_jobs=n_jobs, margin=margin, z=z)
+    return (trend, rec, forest) if keep_forest else (trend, rec)
+
+
+def _choose(method: str, X: np.ndarray, y: np.ndarray, *, n_estimators: int, params: dict,
+            random_state: int, n_jobs: int | None, margin: float, z: float) -> tuple:
     check_trend(method)
     rec: dict = {"requested": method, "used": "none"}
     if method == "none":
-        return None, rec
+        return None, rec, None
     n = len(y)
     if method == "auto" and n < MIN_TREND_SAMPLES:
         rec["reason"] = f"{n} training samples, fewer than {MIN_TREND_SAMPLES} for the out-of-bag comparison"
-        return None, rec
+        return None, rec, None
     trend = RidgeTrend(random_state=random_state).fit(X, y)
     rec["alpha"] = trend.alpha_
     resid = y - trend.oof_
     rec["trend_oof_r2"] = float(1 - np.sum(resid ** 2) / np.sum((y - y.mean()) ** 2))
     if method == "ridge":
         rec["used"] = "ridge"
-        return trend, rec
+        return trend, rec, None
     if not rec["trend_oof_r2"] > 0.0:
         rec["reason"] = "the trend alone predicts no better than the mean out of fold"
-        return None, rec
-    t = max(20, int(n_estimators) // 5)
-    if n < 2000:  # small forests: starting the worker threads costs more than they save (same result)
-        n_jobs = 1
-    # large n: each comparison tree on a bootstrap of 2,000 rows (out-of-bag for most others)
-    params = {**params, "max_samples": None if n <= 2000 else 2000}
-    p_plain = _oob_mean(X, y, t, params, random_state, n_jobs)
-    p_res = _oob_mean(X, resid, t, params, random_state, n_jobs)
-    ok = np.isfinite(p_plain) & np.isfinite(p_res)
-    d = (y[ok] - p_plain[ok]) ** 2 - (resid[ok] - p_res[ok]) ** 2  # > 0 where the trend helps
-    mse_plain = float(np.mean((y[ok] - p_plain[ok]) ** 2))
-    mse_trend = float(np.mean((resid[ok] - p_res[ok]) ** 2))
-    se = float(np.std(d, ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("inf")
-    rec.update(oob_mse_forest=mse_plain, oob_mse_trend_forest=mse_trend, se_difference=se, comparison_trees=t,
-               margin=margin, z=z)
-    if mse_plain - mse_trend > max(margin * mse_plain, z * se):
+        return None, rec, None
+    final = n <= FINAL_MAX_ROWS
+    if final:  # the first trees of the final forest: the chosen one is grown and kept (adopt_trees)
+        t = min(int(n_estimators), max(20, int(np.ceil(COMPARISON_SHARE * n_estimators))))
+    else:  # small forests, each tree on a bootstrap of 2,000 rows (out-of-bag for most others)
+        t = max(20, int(n_estimators) // 5)
+        params = {**params, "max_samples": 2000}
+    rf_plain = _oob_forest(X, y, t, params, random_state, n_jobs)
+    rf_res = _oob_forest(X, resid, t, params, random_state, n_jobs)
+    c = paired_oob(y, np.asarray(rf_plain.oob_prediction_, dtype="float64").ravel(), resid,
+                   np.asarray(rf_res.oob_prediction_, dtype="float64").ravel(), margin=margin, z=z)
+    take = c.pop("take")
+    rec.update(c, comparison_trees=t, margin=margin, z=z)
+    keep = None
+    if final:  # the chosen forest grown to the final number of trees (no out-of-bag pass)
+        keep = rf_res if take else rf_plain
+        if len(keep.estimators_) < n_estimators:
+            keep.set_params(n_estimators=int(n_estimators), oob_score=False)
+            keep.fit(X, resid if take else y)
+    if take:
         rec["used"] = "ridge"
-        return trend, rec
+        return trend, rec, keep
     rec["reason"] = ("the trend did not lower the out-of-bag error by more than "
                      f"{100 * margin:g} % and {z:g} standard error")
-    return None, rec
+    return None, rec, keep
