@@ -568,7 +568,7 @@ class SoilModel(BaseEstimator):
         t_oof = None if self.trend_fit_ is None else self.trend_fit_.oof_
         target = ya if t_oof is None else ya - t_oof
         forest = self._forest(self.n_estimators, **self.best_params_)
-        # trend="auto" compared the first half of the final forest: the chosen one, grown, is the model's
+        # trend="auto" compared forests with the final forest's trees: the chosen one's are the model's
         self.forest_ = forest.fit(Xf, target) if compared is None else adopt_trees(forest, compared, Xf, target)
         self.importances_ = pd.Series(self.forest_.feature_importances_,
                                       index=[*self.reducer_.names_out_, *self.spatial_fit_.names])

@@ -21,10 +21,10 @@ compared by out-of-bag mean squared error of the mean prediction; the trend is k
 lowers that error by more than ``margin`` (relative) and by more than ``z`` standard errors of
 the paired per-sample difference of squared errors (so small, noisy training sets keep the
 plain forest), and if the trend alone beats the mean out of fold. Up to
-:data:`FINAL_MAX_ROWS` training rows the two are the first half of the final forest (its
+:data:`FINAL_MAX_ROWS` training rows the two have the final forest's trees (its number,
 settings and seed; scikit-learn forests: the trees the quantile forest grows), and the chosen
-one is grown to the full number of trees and becomes the model's forest (:func:`adopt_trees`),
-so no tree is grown twice; above, two small forests
+one becomes the model's forest (:func:`adopt_trees`), so no tree is grown twice; above, two
+small forests
 (``max(20, n_estimators // 5)`` trees on bootstraps of 2,000 rows) decide. Nothing from a
 held-out fold enters the choice: in cross-validation every fold's model makes its own choice on
 its training rows.
@@ -65,7 +65,9 @@ FINAL_MAX_ROWS = 2000
 
 #: Up to :data:`FINAL_MAX_ROWS` rows the compared forests hold this share of the final trees
 #: (the same seed: the first trees of the final forest); the chosen one is grown to the full
-#: number and kept, so the trend decision costs one half forest more than the forest itself.
+#: number and kept, so the decision costs (2 x share - 1) forests more than the forest itself
+#: when the share is at least a half. 1.0 (the default) compares the final trees; 0.5 was
+#: measured noisier (LimeSoDa S2 R2 about 0.398 instead of 0.400, docs/dsm.md).
 COMPARISON_SHARE = 1.0
 
 
