@@ -65,8 +65,8 @@ FINAL_MAX_ROWS = 2000
 
 #: Up to :data:`FINAL_MAX_ROWS` rows the compared forests hold this share of the final trees
 #: (the same seed: the first trees of the final forest); the chosen one is grown to the full
-#: number and kept, so the decision costs (2 x share - 1) forests more than the forest itself
-#: when the share is at least a half. 1.0 (the default) compares the final trees; 0.5 was
+#: number and kept, so the decision costs ``share`` forests more than the forest itself (the
+#: other compared forest). 1.0 (the default) compares the final trees; 0.5 was
 #: measured noisier (LimeSoDa S2 R2 about 0.398 instead of 0.400, docs/dsm.md).
 COMPARISON_SHARE = 1.0
 
