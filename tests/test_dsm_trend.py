@@ -158,8 +158,9 @@ def test_trend_small_samples_and_bad_value():
 
 
 @pytest.mark.filterwarnings("ignore:Some inputs do not have OOB scores")
-@pytest.mark.parametrize(("a", "seed", "expect"), [(0.4, 1, "none"), (None, 5, "ridge")])
-def test_auto_decides_on_final_size_forests_and_keeps_the_chosen(a, seed, expect):
+@pytest.mark.parametrize(("a", "seed", "expect", "share"),
+                         [(0.4, 1, "none", None), (None, 5, "ridge", None), (None, 5, "ridge", 0.5)])
+def test_auto_decides_on_final_size_forests_and_keeps_the_chosen(monkeypatch, a, seed, expect, share):
     """Up to FINAL_MAX_ROWS rows ``auto`` compares the first COMPARISON_SHARE of the final forest's
     trees (all of them by default): the decision and its out-of-bag errors equal an independent
     recomputation with scikit-learn forests of the same seed (the same trees) and their
@@ -169,9 +170,11 @@ def test_auto_decides_on_final_size_forests_and_keeps_the_chosen(a, seed, expect
     better, the compared forests see the plain forest better (the noise the change removes)."""
     import math
 
-    from soilsuite.dsm.trend import COMPARISON_SHARE
+    import soilsuite.dsm.trend as trend_mod
 
-    k = min(100, max(20, math.ceil(COMPARISON_SHARE * 100)))
+    if share is not None:  # compared on the first half, the chosen one grown to 100 trees
+        monkeypatch.setattr(trend_mod, "COMPARISON_SHARE", share)
+    k = min(100, max(20, math.ceil(trend_mod.COMPARISON_SHARE * 100)))
     from quantile_forest import RandomForestQuantileRegressor
     from sklearn.ensemble import RandomForestRegressor
 

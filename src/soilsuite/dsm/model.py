@@ -758,9 +758,7 @@ class SoilModel(BaseEstimator):
         mean = X.mean(axis=0)
         std = X.std(axis=0, ddof=1)
         std[~(std > 0)] = 1.0
-        imp = getattr(self, "importances_", None)  # the forest's, computed once in fit (0.1 s at 500 trees)
-        w = np.asarray(self.forest_.feature_importances_ if imp is None else imp.to_numpy(),
-                       dtype="float64")[:X.shape[1]]
+        w = self.importances_.to_numpy(dtype="float64")[:X.shape[1]]  # the forest's, computed once in fit
         if not np.isfinite(w).all() or w.sum() <= 0:
             w = np.ones(X.shape[1])
         ref = {"mean": mean, "std": std, "weights": w}
