@@ -5,9 +5,12 @@ at 20 m (default 1000 x 1000; the 10 m bands are 2000 x 2000), ``--dates`` acqui
 40, every 5 days from 2021-03-01), 10 bands + SCL, DEFLATE COGs, seed 11. Then, in one run on the
 same machine:
 
-1. **I/O floor**: read and decode the same COGs onto the same 20 m grid, tile by tile, on the
-   same embedded Dask LocalCluster as the composite (odc-stac load, 10 m bands averaged to
-   20 m, SCL nearest and with the dilation halo), discarding the data. This is what any tool must at least spend.
+1. **I/O floor**: read and decode the same COGs onto the same 20 m grid with the composite's own
+   reader and tiles: its run plan (:func:`soilsuite.pipeline.plan.plan_run`: tile side and
+   layout for the same budget, periods and observations), the tile loader's entry point
+   (:func:`soilsuite.sources.fastread.load_arrays`: direct reads on the native grid, 10 m bands
+   averaged to 20 m, SCL with the dilation halo), on the same embedded Dask cluster, discarding
+   the data: what the composite spends before any of its own work.
 2. **composite**: the whole command ``soilsuite composite`` (scene filter, tiles, kernels,
    mosaic of 9 products + per-year products, COG overviews, STAC, quicklooks) in a subprocess,
    with the peak resident memory of its whole process tree (main process + Dask workers,
@@ -155,47 +158,56 @@ class PeakRSS:
 
 
 def _read_tile(args) -> int:
-    """I/O floor task: load one tile as the pipeline does (reflectance bands on the tile, SCL
-    with the dilation halo); discard it."""
-    items, assets, geobox, halo = args
-    import rasterio
-
+    """I/O floor task: load one tile as the composite's tile loader does (reflectance bands on
+    the tile, SCL with the dilation halo, :func:`soilsuite.sources.fastread.load_arrays`); discard it."""
+    items, assets, geobox, halo, read_path = args
+    from soilsuite.pipeline.composite import gdal_env
     from soilsuite.sentinel2 import BANDS
-    from soilsuite.sources.stac import load_cube
+    from soilsuite.sources.fastread import load_arrays
 
     n = 0
-    with rasterio.Env(GDAL_CACHEMAX=64 * 2**20, GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"):
+    with gdal_env():
         for bands, grid in ((BANDS, geobox), (("SCL",), geobox.pad(halo))):
-            ds = load_cube(items, grid, assets, chunks=None, bands=bands)
-            n += int(sum(ds[v].values.nbytes for v in ds.data_vars))
+            arrays = load_arrays(items, grid, assets, bands=bands, read_path=read_path)
+            n += int(sum(a.nbytes for a in arrays.values()))
     return n
 
 
 def io_floor(archive: Path, max_memory: str, resolution: float = 20.0) -> dict:
-    """Time to read + decode every asset onto the target grid, tiled as the composite is."""
-    from soilsuite.config import EngineOptions
+    """Time to read + decode every asset onto the target grid, with the tiles and the reader of
+    the composite run of :func:`run_composite` (same budget, ``--periods year``)."""
+    from soilsuite.periods import periods_with_data
     from soilsuite.pipeline import composite as C
-    from soilsuite.pipeline.cluster import dask_client, n_local_workers
-    from soilsuite.pipeline.tiles import plan_tiles, tile_side_for_budget
+    from soilsuite.pipeline.cluster import dask_client
+    from soilsuite.pipeline.plan import plan_run
     from soilsuite.sources import stac as S
 
     cfg = C.build_config(source=str(archive / "catalog.json"), start=START, end=START + dt.timedelta(days=3650),
-                         out=Path("unused"), resolution=resolution, max_memory=max_memory)
+                         out=Path("unused"), resolution=resolution, max_memory=max_memory, periods="year")
     items = C.select_items(cfg)[1].items
     assets = S.resolve_assets(items)
     gb = C.target_geobox(cfg, items)
-    engine = EngineOptions(max_memory=max_memory)
-    n_obs = len(S.observation_meta(items, assets).dates)
-    side = tile_side_for_budget(max_memory, n_local_workers(engine), n_obs, 1, cfg.engine.tile_size)
+    meta = S.observation_meta(items, assets)
+    periods = [p.label for p in periods_with_data(cfg.periods, cfg.start, cfg.end, meta.dates)]
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:  # the plan looks for an interrupted run there
+        plan = plan_run(cfg, gb, len(meta.dates), periods, scratch)
     halo = cfg.mask.dilation_px // 2
-    tasks = [(C._items_over(items, t.geobox.pad(halo)), assets, t.geobox, halo) for t in plan_tiles(gb, side)]
-    with dask_client(engine) as client:
-        client.submit(lambda: 0).result()  # workers up before timing
-        t = time.perf_counter()
-        nbytes = sum(client.gather(client.map(_read_tile, tasks, pure=False)))
+    tasks = [(C._items_over(items, t.geobox.pad(halo)), assets, t.geobox, halo, cfg.engine.read_path)
+             for t in plan.tiles]
+    with dask_client(cfg.engine, n_workers=plan.workers, memory_per_worker=plan.memory_per_worker,
+                     n_tasks=len(tasks)) as client:  # as the composite's tile stage
+        if client is None:  # one worker: the tiles run in this process
+            t = time.perf_counter()
+            nbytes = sum(map(_read_tile, tasks))
+        else:
+            client.submit(lambda: 0).result()  # workers up before timing
+            t = time.perf_counter()
+            nbytes = sum(client.gather(client.map(_read_tile, tasks, pure=False)))
         wall = time.perf_counter() - t
-    return {"seconds": wall, "decoded_bytes": nbytes, "tiles": len(tasks), "tile_side": side,
-            "pixels": gb.shape.x * gb.shape.y, "observations": n_obs}
+    return {"seconds": wall, "decoded_bytes": nbytes, "tiles": len(tasks), "tile_side": plan.tile_side,
+            "pixels": gb.shape.x * gb.shape.y, "observations": len(meta.dates)}
 
 
 def run_cli(args: list[str]) -> dict:

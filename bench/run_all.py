@@ -16,7 +16,7 @@ each figure is judged by. docs/performance.md explains each row.
 
 Usage::
 
-    .venv/bin/python -P bench/run_all.py [--quick] [--kernel-clock wall|cpu]
+    .venv/bin/python -P bench/run_all.py [--quick] [--no-limesoda] [--kernel-clock wall|cpu]
 
 ``--quick`` uses a 500 x 500 px archive with 20 dates, 256 x 256 px kernels and the quick
 LimeSoDa mode (tens of minutes on a loaded 2-core machine, for a smoke test); the full run uses
@@ -44,6 +44,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--max-memory", default="2GB")
+    ap.add_argument("--no-limesoda", action="store_true",
+                    help="skip the LimeSoDa soil-mapping benchmark (its figures: docs/dsm.md; ~40 min)")
     ap.add_argument("--kernel-clock", choices=("wall", "cpu"), default="wall",
                     help="clock of the kernel bench (cpu: time.process_time, for a shared machine)")
     a = ap.parse_args(argv)
@@ -132,9 +134,12 @@ def main(argv=None) -> None:
     print("== start-up ==", flush=True)
     st = bench_startup.run(repeat=5)
     lines += ["## Start-up and the fixed cost of a tiny composite", "", "```", bench_startup.report(st), "```", ""]
+    for name, v in st.items():
+        table.append((f"start-up: {name}", f"{v['seconds']:.2f}", "", "",
+                      f"median of {len(v['runs'])}" + (f"; target < {v['target']:g} s" if v["target"] else "")))
 
     limesoda = ROOT / ".realdata" / "limesoda"
-    if limesoda.exists():
+    if limesoda.exists() and not a.no_limesoda:
         print("== LimeSoDa ==", flush=True)
         cmd = [sys.executable, "-P", str(HERE / "dsm_limesoda.py"), *(["--quick"] if a.quick else [])]
         r = subprocess.run(cmd, text=True, capture_output=True, cwd=ROOT)
