@@ -102,6 +102,35 @@ def test_cube_metadata_and_values(case):
     assert (cube_val[~have] == -32768).all()
 
 
+def test_cube_reads_decode_chunks_in_batches(case):
+    """The cube's arrays are opened with zarr's codec pipeline batching READ_BATCH chunks (the
+    read's CPU, docs/performance.md) and the setting does not leak into zarr's global config;
+    the tile read equals plain zarr slicing of the same window."""
+    import zarr
+
+    from soilsuite.pipeline.composite import build_config, select_items, target_geobox
+    from soilsuite.sources import cube as C
+    from soilsuite.sources.stac import observation_meta
+
+    before = zarr.config.get("codec_pipeline.batch_size")
+    path = str(case["cube"])
+    arrays, index = C._arrays(path, (case["cube"] / "zarr.json").stat().st_mtime_ns)
+    assert C.READ_BATCH > 1 and zarr.config.get("codec_pipeline.batch_size") == before
+    for name, arr in arrays.items():  # zarr keeps the pipeline it built at open (private attribute)
+        assert arr._async_array.codec_pipeline.batch_size == C.READ_BATCH, name
+    cfg = build_config(source=path, start=START, end=END, out=case["base"] / "unused")
+    items = select_items(cfg)[1].items
+    gb = target_geobox(cfg, items)
+    meta = observation_meta(items, C.CUBE_ASSETS, C.SENSOR)
+    refl, _ = C.read_tile(items, gb[5:30, 3:40], 0, meta)
+    plain = zarr.open_group(path, mode="r")
+    info = C.open_cube(path)
+    r0, c0 = C._window(info, gb[5:30, 3:40])
+    tidx = [index[(d - C.EPOCH).days] for d in meta.dates]
+    for b, name in enumerate(C.BANDS):
+        np.testing.assert_array_equal(refl[:, b], plain[name].oindex[tidx, r0:r0 + 25, c0:c0 + 37], err_msg=name)
+
+
 def test_area_option_subsets_the_cube(case):
     """A bbox inside the cube: the products are the full products' window (the cube holds the
     SCL around it, so even the cloud dilation at the bbox edge is the same)."""

@@ -100,5 +100,5 @@ def test_killed_ingest_resumes_byte_identical(sim_archive, tmp_path):
     assert {ln: chunk_file(ln, out).stat().st_mtime_ns for ln in stamps} == stamps
     res = CliRunner().invoke(cli.app, ["ingest", str(sim_archive.catalog_path), "--out", str(out), *opts[:-4],
                                        "--bbox", opts[-1], "--quiet"])
-    assert res.exit_code == 2 and "finished cube of other options: --chunk-px 256 (the cube's: 64)" in " ".join(
+    assert res.exit_code == 2 and "finished cube of other options: --chunk-px 512 (the cube's: 64)" in " ".join(
         res.output.split()), res.output

@@ -309,7 +309,7 @@ class IngestConfig(_Model):
     mgrs: str | None = Field(None, description="area: an MGRS tile, e.g. 33UUU (its items, extent)")
     crs: str | None = Field(None, description="target CRS; default: the UTM zone of the area")
     resolution: float = Field(20.0, gt=0, description="target pixel size in CRS units (m)")
-    chunk_px: int = Field(256, ge=16, le=4096, description="chunk side (px); composite tiles are multiples of it")
+    chunk_px: int = Field(512, ge=16, le=4096, description="chunk side (px); composite tiles are multiples of it")
     halo_px: int = Field(16, ge=0, le=256, description="SCL kept beyond the area (px), for the cloud dilation")
     n_workers: int | None = Field(None, ge=1, description="threads reading and writing; default: one per core")
     overwrite: bool = Field(False, description="replace a cube written earlier by ingest (only its own files)")

@@ -123,7 +123,8 @@ def ingest(
         Scene filter at ingest (default 80 %, 20 deg). ``composite`` applies its own filter to
         the cube's items again; ingest with the loosest filter the composites will use.
     chunk_px : int, optional
-        Chunk side (default 256); ``composite`` from the cube makes its tiles whole multiples of it.
+        Chunk side (default 512; ``docs/ingest.md`` says why); ``composite`` from the cube makes its tiles
+        whole multiples of it.
     halo_px : int, optional
         SCL kept beyond the area on every side (default 16 px; the cloud dilation needs
         ``dilation_px // 2``).

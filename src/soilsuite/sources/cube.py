@@ -22,9 +22,9 @@ variable               dims                   content
 ``spatial_ref``        ()                     CRS (CF grid mapping: ``crs_wkt``, ``GeoTransform``)
 =====================  =====================  =================================================
 
-Chunks: 1 date x ``chunk_px`` x ``chunk_px`` (default 256) anchored at the grid origin;
+Chunks: 1 date x ``chunk_px`` x ``chunk_px`` (default 512) anchored at the grid origin;
 ``composite`` makes its tiles whole multiples of them (:func:`tile_side_for_cube`), so a tile
-reads whole chunks, each once. Blosc/Zstd with bit-shuffle. The root attribute ``soilsuite_cube`` holds the grid (CRS, transform, shape,
+reads whole chunks, each once (below one chunk, a power-of-two fraction of it). Blosc/Zstd with bit-shuffle. The root attribute ``soilsuite_cube`` holds the grid (CRS, transform, shape,
 resolution, halo), scale, nodata, the window, the scene filter used and the source; the file
 ``soilsuite-items.json`` in the store holds each STAC item's metadata (id, time, footprint,
 properties: cloud cover, sun elevation, MGRS tile, ...) and its solar day, so that
@@ -299,13 +299,27 @@ def _open_cached(path: str, mtime_ns: int) -> CubeInfo:
     return open_cube(path)
 
 
+#: Chunks zarr's codec pipeline decodes per batch when a tile reads the cube
+#: (``codec_pipeline.batch_size``; zarr's default 1). A tile reads hundreds of chunks (1 date
+#: each), and zarr's per-chunk Python and asyncio work costs several times their Blosc/Zstd
+#: decode; batching cuts the read's user CPU by 14-19 % (the 1000 px x 34 date bench cube:
+#: 2.15-2.39 -> 1.85-2.00 s with 512 px chunks, 3.97-4.39 -> 3.23-3.54 s with 256 px;
+#: docs/performance.md, "FORCE comparison").
+READ_BATCH = 256
+
+
 @lru_cache(maxsize=8)
 def _arrays(path: str, mtime_ns: int):
+    """The cube's pixel arrays (name -> zarr Array, opened once per store and metadata version,
+    with a codec pipeline of :data:`READ_BATCH`) and its day index (days since the epoch -> position)."""
     import zarr
 
-    g = zarr.open_group(path, mode="r", zarr_format=3)
+    # the pipeline is built when an array is opened: the setting holds for these arrays only
+    with zarr.config.set({"codec_pipeline.batch_size": READ_BATCH}):
+        g = zarr.open_group(path, mode="r", zarr_format=3)
+        arrays = {name: g[name] for name in CUBE_ASSETS.values()}
     days = np.asarray(g["solar_day"][:], np.int64)
-    return g, {int(d): i for i, d in enumerate(days)}
+    return arrays, {int(d): i for i, d in enumerate(days)}
 
 
 def _read(arr, tidx: np.ndarray, r0: int, c0: int, ny: int, nx: int, fill) -> np.ndarray:
@@ -340,7 +354,7 @@ def read_tile(items: Sequence, geobox, halo: int, meta):
     path = str(items[0].properties[CUBE_PROP])
     mtime = (Path(path) / "zarr.json").stat().st_mtime_ns
     info = _open_cached(path, mtime)
-    g, index = _arrays(path, mtime)
+    arrays, index = _arrays(path, mtime)
     try:
         tidx = np.array([index[(d - EPOCH).days] for d in meta.dates], np.int64)
     except KeyError as exc:
@@ -350,9 +364,9 @@ def read_tile(items: Sequence, geobox, halo: int, meta):
     ny, nx = geobox.shape.y, geobox.shape.x
     refl = np.empty((len(tidx), len(BANDS), ny, nx), np.int16)
     for b, name in enumerate(BANDS):
-        refl[:, b] = _read(g[name], tidx, r0, c0, ny, nx, REFL_NODATA)
+        refl[:, b] = _read(arrays[name], tidx, r0, c0, ny, nx, REFL_NODATA)
     h = info.halo_px
-    scl = _read(g[QUALITY], tidx, r0 + h - halo, c0 + h - halo, ny + 2 * halo, nx + 2 * halo, 0)
+    scl = _read(arrays[QUALITY], tidx, r0 + h - halo, c0 + h - halo, ny + 2 * halo, nx + 2 * halo, 0)
     return refl, scl
 
 
