@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -307,6 +308,10 @@ def _open_cached(path: str, mtime_ns: int) -> CubeInfo:
 #: docs/performance.md, "FORCE comparison").
 READ_BATCH = 256
 
+#: Serialises :func:`_arrays`' change of zarr's (process-wide) configuration, so that two worker
+#: threads opening the cube at once cannot leave the setting behind.
+_OPEN_LOCK = threading.Lock()
+
 
 @lru_cache(maxsize=8)
 def _arrays(path: str, mtime_ns: int):
@@ -314,8 +319,9 @@ def _arrays(path: str, mtime_ns: int):
     with a codec pipeline of :data:`READ_BATCH`) and its day index (days since the epoch -> position)."""
     import zarr
 
-    # the pipeline is built when an array is opened: the setting holds for these arrays only
-    with zarr.config.set({"codec_pipeline.batch_size": READ_BATCH}):
+    # zarr builds an array's codec pipeline when it opens it: the arrays keep the batch size, and
+    # the global setting is changed only while they open
+    with _OPEN_LOCK, zarr.config.set({"codec_pipeline.batch_size": READ_BATCH}):
         g = zarr.open_group(path, mode="r", zarr_format=3)
         arrays = {name: g[name] for name in CUBE_ASSETS.values()}
     days = np.asarray(g["solar_day"][:], np.int64)
