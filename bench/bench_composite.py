@@ -38,6 +38,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -189,8 +190,6 @@ def io_floor(archive: Path, max_memory: str, resolution: float = 20.0) -> dict:
     gb = C.target_geobox(cfg, items)
     meta = S.observation_meta(items, assets)
     periods = [p.label for p in periods_with_data(cfg.periods, cfg.start, cfg.end, meta.dates)]
-    import tempfile
-
     with tempfile.TemporaryDirectory() as scratch:  # the plan looks for an interrupted run there
         plan = plan_run(cfg, gb, len(meta.dates), periods, scratch)
     halo = cfg.mask.dilation_px // 2
