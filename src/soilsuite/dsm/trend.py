@@ -179,9 +179,8 @@ def adopt_trees(qrf: Any, rf: Any, X: np.ndarray, y: np.ndarray) -> Any:
     with ``warm_start`` and no tree to add, so only the quantile bookkeeping (training samples
     per leaf) is computed. ``tests/test_dsm_trend.py`` checks the result equals a fresh fit.
     """
-    keys = ("n_estimators", "random_state", "max_features", "min_samples_leaf", "min_samples_split",
-            "max_depth", "max_samples", "bootstrap", "criterion", "max_leaf_nodes", "min_impurity_decrease",
-            "min_weight_fraction_leaf", "ccp_alpha")
+    # what shapes each tree (scikit-learn's own list, ``estimator_params``) and the forest's sampling
+    keys = {*qrf.estimator_params, *rf.estimator_params, "n_estimators", "random_state", "bootstrap", "max_samples"}
     mine, theirs = qrf.get_params(), rf.get_params()
     if any(mine[k] != theirs[k] for k in keys) or len(rf.estimators_) != qrf.n_estimators:
         return qrf.fit(X, y)  # not the same trees: grow them
