@@ -9,7 +9,9 @@ For n = 1e2, 1e3, 1e4, 5e4 training samples, fits
   and the same trees;
 - ``before`` (with ``--before FILE``): ``SoilModel`` of an earlier ``src/soilsuite/dsm/model.py``
   (e.g. ``git show HEAD~1:src/soilsuite/dsm/model.py > /tmp/model_before.py``), loaded as a module
-  of the installed package.
+  of the installed package; or (with ``--before-tree DIR``) the whole package of another checkout
+  (e.g. ``git worktree add /tmp/before HEAD~1``): ``SoilModel()`` of ``DIR/src`` (put first on
+  the fit process's ``PYTHONPATH``).
 
 Data: synthetic, ``p`` = 20 correlated Gaussian covariates, ``y = 2 x0 + sin(3 x1) + x2 x3 + N(0, 1)``
 (not soil data; fit cost depends on n, p and the trees, not on the meaning of the columns).
@@ -23,13 +25,15 @@ repeat. Timings are wall-clock on a shared machine: read the ratios.
 
 Usage::
 
-    python -P bench/dsm_scaling.py [--ns 100,1000,10000,50000] [--trees 100] [--repeats 1] [--before FILE]
+    python -P bench/dsm_scaling.py [--ns 100,1000,10000,50000] [--trees 100] [--repeats 1]
+                                   [--before FILE | --before-tree DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -92,23 +96,33 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trees", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--before", default=None, help="an earlier model.py to compare with")
+    ap.add_argument("--before-tree", type=Path, default=None, help="another checkout whose src/ package to compare with")
     ap.add_argument("--out", type=Path, default=Path("bench_out"))
     ap.add_argument("--one", nargs=2, metavar=("KIND", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:
         print(json.dumps(one(args.one[0], int(args.one[1]), args.trees, args.before)))
         return 0
-    kinds = ["plain", "default"] + (["before"] if args.before else [])
+    if args.before and args.before_tree:
+        ap.error("give --before or --before-tree, not both")
+    kinds = ["plain", "default"] + (["before"] if args.before or args.before_tree else [])
     rows = []
     for n in (int(v) for v in args.ns.split(",")):
         for rep in range(args.repeats):
             got = {}
             for kind in kinds:
                 cmd = [sys.executable, "-P", __file__, "--one", kind, str(n), "--trees", str(args.trees)]
+                env = None
                 if args.before:
                     cmd += ["--before", args.before]
-                res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+                elif args.before_tree and kind == "before":  # the other checkout's package, run as "default"
+                    cmd[cmd.index("before")] = "default"
+                    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+                        [str(args.before_tree.resolve() / "src"), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+                res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True,
+                                                env=env).stdout.splitlines()[-1])
                 got[kind] = res
+                res["kind"] = kind
                 rows.append({**res, "repeat": rep})
             line = f"n={n:6d} rep {rep}: " + "  ".join(f"{k} {v['seconds']:7.2f} s {v['peak_mb']:7.0f} MB"
                                                      for k, v in got.items())
@@ -121,14 +135,14 @@ def main(argv: list[str] | None = None) -> int:
     tab = pd.DataFrame(rows)
     md = ["# Fit time and memory against n (synthetic, p = 20)", "",
           f"{args.trees} trees; each fit in its own process; ratios within one repeat, then the median.", "",
-          "| n | plain (s) | default (s) | default / plain | " + ("before (s) | before / plain | " if args.before else "")
-          + "plain peak (MB) | default peak (MB) |", "|---|---|---|---|" + ("---|---|" if args.before else "") + "---|---|"]
+          "| n | plain (s) | default (s) | default / plain | " + ("before (s) | before / plain | " if "before" in kinds else "")
+          + "plain peak (MB) | default peak (MB) |", "|---|---|---|---|" + ("---|---|" if "before" in kinds else "") + "---|---|"]
     for n, g in tab.groupby("n"):
         p = g[g.kind == "plain"].set_index("repeat")
         d = g[g.kind == "default"].set_index("repeat")
         r = (d.seconds / p.seconds).median()
         cells = [f"{n}", f"{p.seconds.median():.2f}", f"{d.seconds.median():.2f}", f"{r:.2f}"]
-        if args.before:
+        if "before" in kinds:
             b = g[g.kind == "before"].set_index("repeat")
             cells += [f"{b.seconds.median():.2f}", f"{(b.seconds / p.seconds).median():.2f}"]
         cells += [f"{p.peak_mb.median():.0f}", f"{d.peak_mb.median():.0f}"]

@@ -158,23 +158,27 @@ def test_trend_small_samples_and_bad_value():
 
 
 @pytest.mark.filterwarnings("ignore:Some inputs do not have OOB scores")
-@pytest.mark.parametrize(("a", "seed", "expect", "share"),
-                         [(0.4, 1, "none", None), (None, 5, "ridge", None), (None, 5, "ridge", 0.5)])
-def test_auto_decides_on_final_size_forests_and_keeps_the_chosen(monkeypatch, a, seed, expect, share):
-    """Up to FINAL_MAX_ROWS rows ``auto`` compares the first COMPARISON_SHARE of the final forest's
-    trees (all of them by default): the decision and its out-of-bag errors equal an independent
-    recomputation with scikit-learn forests of the same seed (the same trees) and their
-    ``oob_prediction_``, and the model's quantile forest (the chosen forest, grown to 100 trees if
-    compared on fewer, handed over) equals a fresh quantile-forest fit on the chosen target,
-    quantile for quantile. Case 1: 20-tree forests (the comparison before) see the trend 8 %
-    better, the compared forests see the plain forest better (the noise the change removes)."""
+@pytest.mark.parametrize(("a", "seed", "expect", "early_gap", "stage"),
+                         [(0.4, 1, "none", None, "full"), (None, 5, "ridge", None, "first"),
+                          (None, 5, "ridge", float("inf"), "full")])
+def test_auto_decides_on_final_size_forests_and_keeps_the_chosen(monkeypatch, a, seed, expect, early_gap, stage):
+    """Up to FINAL_MAX_ROWS rows ``auto`` compares the first EARLY_SHARE of the final forest's
+    trees, and all of them if the improvement is within EARLY_GAP x MSE of the bar: the stage,
+    the decision and its out-of-bag errors equal an independent recomputation with scikit-learn
+    forests of the same seed (the same trees) and their ``oob_prediction_``, and the model's
+    quantile forest (the chosen forest, grown to 100 trees if decided on fewer, handed over)
+    equals a fresh quantile-forest fit on the chosen target, quantile for quantile. Case 1:
+    20-tree forests (the comparison before issue 16's change) see the trend 8 % better, the
+    compared forests see the plain forest better (the noise the change removes), and the first
+    stage is too close to call; case 2: the first stage decides; case 3: the same data with the
+    first stage switched off (EARLY_GAP infinite: always the full comparison)."""
     import math
 
     import soilsuite.dsm.trend as trend_mod
 
-    if share is not None:  # compared on the first half, the chosen one grown to 100 trees
-        monkeypatch.setattr(trend_mod, "COMPARISON_SHARE", share)
-    k = min(100, max(20, math.ceil(trend_mod.COMPARISON_SHARE * 100)))
+    if early_gap is not None:
+        monkeypatch.setattr(trend_mod, "EARLY_GAP", early_gap)
+    first = max(20, math.ceil(trend_mod.EARLY_SHARE * 100))
     from quantile_forest import RandomForestQuantileRegressor
     from sklearn.ensemble import RandomForestRegressor
 
@@ -186,22 +190,29 @@ def test_auto_decides_on_final_size_forests_and_keeps_the_chosen(monkeypatch, a,
         y = 2 * np.sin(4 * X[:, 0]) + a * X[:, 1] + 0.5 * rng.normal(size=200)
     m = dsm.SoilModel(target="t", unit="u", n_estimators=100, n_jobs=1).fit(X, y)
     rec = m.trend_
-    assert rec["comparison_trees"] == k
     X32 = X.astype("float32").astype("float64")
     resid = y - RidgeTrend(random_state=0).fit(X32, y).oof_
     oob, rfs = {}, {}
     for name, target in (("plain", y), ("trend", resid)):
-        for trees in sorted({20, k, 100}):
+        for trees in (20, first, 100):
             rf = RandomForestRegressor(trees, random_state=0, oob_score=True, **m.best_params_).fit(X32, target)
             oob[name, trees], rfs[name, trees] = rf.oob_prediction_, rf
     sq = {k: ((y if k[0] == "plain" else resid) - v) ** 2 for k, v in oob.items()}
     if a is not None:  # the small forests would have taken the trend
         assert sq["plain", 20].mean() > 1.08 * sq["trend", 20].mean()
-    se = np.std(sq["plain", k] - sq["trend", k], ddof=1) / np.sqrt(len(y))
-    take = sq["plain", k].mean() - sq["trend", k].mean() > max(0.02 * sq["plain", k].mean(), 0.5 * se)
+
+    def rule(k):  # improvement over the bar, relative to the plain forest's MSE
+        se = np.std(sq["plain", k] - sq["trend", k], ddof=1) / np.sqrt(len(y))
+        bar = max(0.02 * sq["plain", k].mean(), 0.5 * se)
+        return se, (sq["plain", k].mean() - sq["trend", k].mean() - bar) / sq["plain", k].mean()
+
+    k = first if abs(rule(first)[1]) > trend_mod.EARLY_GAP else 100
+    assert rec["comparison_trees"] == k == {"first": first, "full": 100}[stage]
+    se, gap = rule(k)
+    take = gap > 0
     assert rec["used"] == ("ridge" if take else "none") == expect
-    np.testing.assert_allclose([rec["oob_mse_forest"], rec["oob_mse_trend_forest"], rec["se_difference"]],
-                               [sq["plain", k].mean(), sq["trend", k].mean(), se], rtol=1e-9)
+    np.testing.assert_allclose([rec["oob_mse_forest"], rec["oob_mse_trend_forest"], rec["se_difference"], rec["gap"]],
+                               [sq["plain", k].mean(), sq["trend", k].mean(), se, gap], rtol=1e-9)
     assert (m.trend_fit_ is not None) == take
     fresh = RandomForestQuantileRegressor(n_estimators=100, max_samples_leaf=None, random_state=0, n_jobs=1,
                                           **m.best_params_).fit(X32, resid if take else y)
@@ -213,17 +224,60 @@ def test_auto_decides_on_final_size_forests_and_keeps_the_chosen(monkeypatch, a,
     np.testing.assert_allclose(m.predict_array(Xn)[:, 0], ref, rtol=1e-5, atol=1e-5)
 
 
+def test_oob_mean_equals_scikit_learn_in_stages():
+    """OOBMean summed over two growth stages of one forest (masks of the first forest serving a
+    second forest of the same seed) equals scikit-learn's ``oob_prediction_`` bit for bit."""
+    from sklearn.ensemble import RandomForestRegressor
+
+    from soilsuite.dsm.trend import OOBMean, _forest, _grow, oob_masks
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(150, 6))
+    y1, y2 = X[:, 0] + rng.normal(size=150), np.sin(X[:, 1]) + 0.1 * rng.normal(size=150)
+    a, b = _forest({"max_features": 0.5}, 3, 1), _forest({"max_features": 0.5}, 3, 1)
+    ma, mb = OOBMean(X), OOBMean(X)
+    for t in (30, 70):
+        _grow(a, X, y1, t)
+        _grow(b, X, y2, t)
+        oob = oob_masks(a, len(X), ma.trees)
+        pa, pb = ma.add(a, oob), mb.add(b, oob)
+    for target, p in ((y1, pa), (y2, pb)):
+        ref = RandomForestRegressor(70, max_features=0.5, random_state=3, oob_score=True).fit(X, target)
+        np.testing.assert_array_equal(p, ref.oob_prediction_)
+
+
 def test_auto_on_large_sets_compares_small_forests(monkeypatch):
     """Above FINAL_MAX_ROWS the comparison uses max(20, trees // 5) trees on bootstraps of 2,000
-    rows and the model's forest is grown afresh (same result as trend="none" when not taken)."""
+    rows (here 100 of the 200) and the model's forest is grown afresh (same result as trend="none" when not taken)."""
     import soilsuite.dsm.trend as trend_mod
 
     monkeypatch.setattr(trend_mod, "FINAL_MAX_ROWS", 100)
+    monkeypatch.setattr(trend_mod, "COMPARISON_SAMPLE_ROWS", 100)
     rng = np.random.default_rng(2)
     X = rng.uniform(-1, 1, size=(200, 4))
     y = 4.0 * ((X[:, 0] > 0) ^ (X[:, 1] > 0)) + 0.8 * X[:, 2] + 0.3 * rng.normal(size=200)
     m = dsm.SoilModel(target="t", unit="u", n_estimators=60, n_jobs=1).fit(X, y)
-    assert m.trend_["comparison_trees"] == 20
+    assert m.trend_["comparison_trees"] == 20 and np.isfinite(m.trend_["oob_mse_forest"])
     ref = dsm.SoilModel(target="t", unit="u", n_estimators=60, n_jobs=1,
                         trend="ridge" if m.trend_["used"] == "ridge" else "none").fit(X, y)
     np.testing.assert_array_equal(m.predict_array(X[:40]), ref.predict_array(X[:40]))
+
+
+def test_forest_importances_equal_scikit_learn():
+    """``forest_importances`` (the model's ``importances_``) equals scikit-learn's
+    ``feature_importances_`` bit for bit, also with single-node trees left out (a constant target
+    on some bootstrap samples) and for a forest of single-node trees only (zeros)."""
+    from sklearn.ensemble import RandomForestRegressor
+
+    from soilsuite.dsm.model import forest_importances
+
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(60, 4))
+    y = np.where(np.arange(60) < 3, 1.0, 0.0)  # most bootstrap samples see a constant target
+    for target in (X[:, 0] + 0.5 * rng.normal(size=60), y):
+        rf = RandomForestRegressor(40, max_features=0.5, random_state=1).fit(X, target)
+        assert any(e.tree_.node_count == 1 for e in rf.estimators_) == (target is y)
+        np.testing.assert_array_equal(forest_importances(rf), rf.feature_importances_)
+    rf = RandomForestRegressor(5, random_state=1).fit(X, np.ones(60))
+    np.testing.assert_array_equal(forest_importances(rf), np.zeros(4))
+    np.testing.assert_array_equal(rf.feature_importances_, np.zeros(4))

@@ -47,6 +47,19 @@ def _rf_mean(forest: Any, X: np.ndarray) -> np.ndarray:
     return RandomForestRegressor.predict(forest, X)
 
 
+def forest_importances(forest: Any) -> np.ndarray:
+    """Impurity-based feature importances of a fitted scikit-learn forest: its
+    ``feature_importances_`` bit for bit (each tree's normalised importances, trees with a
+    single node left out, averaged and renormalised), in one loop instead of scikit-learn's
+    thread pool of one task per tree (0.01 s instead of 0.1 s for 500 trees on a few hundred
+    samples; ``tests/test_dsm_trend.py``)."""
+    imps = [e.tree_.compute_feature_importances() for e in forest.estimators_ if e.tree_.node_count > 1]
+    if not imps:
+        return np.zeros(forest.n_features_in_)
+    mean = np.mean(imps, axis=0, dtype=np.float64)
+    return mean / np.sum(mean)
+
+
 def qname(q: float) -> str:
     """Column / file name of a quantile: 0.05 -> ``q05``, 0.5 -> ``q50``, 0.025 -> ``q2_5``."""
     pct = round(float(q) * 100, 6)
@@ -570,7 +583,7 @@ class SoilModel(BaseEstimator):
         forest = self._forest(self.n_estimators, **self.best_params_)
         # trend="auto" compared forests with the final forest's trees: the chosen one's are the model's
         self.forest_ = forest.fit(Xf, target) if compared is None else adopt_trees(forest, compared, Xf, target)
-        self.importances_ = pd.Series(self.forest_.feature_importances_,
+        self.importances_ = pd.Series(forest_importances(self.forest_),
                                       index=[*self.reducer_.names_out_, *self.spatial_fit_.names])
         self.level_map_ = self._calibrate_levels(t_oof) if self.calibrate else None
         if not self.calibrate:

@@ -23,8 +23,10 @@ the paired per-sample difference of squared errors (so small, noisy training set
 plain forest), and if the trend alone beats the mean out of fold. Up to
 :data:`FINAL_MAX_ROWS` training rows the two have the final forest's trees (its number,
 settings and seed; scikit-learn forests: the trees the quantile forest grows), and the chosen
-one becomes the model's forest (:func:`adopt_trees`), so no tree is grown twice; above, two
-small forests
+one becomes the model's forest (:func:`adopt_trees`), so no tree is grown twice. They are
+compared first on half the trees (:data:`EARLY_SHARE`) and grown to the full number only when
+that decision is close (:data:`EARLY_GAP`); the out-of-bag predictions are summed tree by tree
+(:class:`OOBMean`), so the second stage adds only its new trees. Above, two small forests
 (``max(20, n_estimators // 5)`` trees on bootstraps of 2,000 rows) decide. Nothing from a
 held-out fold enters the choice: in cross-validation every fold's model makes its own choice on
 its training rows.
@@ -63,12 +65,22 @@ TREND_Z = 0.5
 #: comparison missed the trend in folds that needed it).
 FINAL_MAX_ROWS = 2000
 
-#: Up to :data:`FINAL_MAX_ROWS` rows the compared forests hold this share of the final trees
-#: (the same seed: the first trees of the final forest); the chosen one is grown to the full
-#: number and kept, so the decision costs ``share`` forests more than the forest itself (the
-#: other compared forest). 1.0 (the default) compares the final trees; 0.5 was
-#: measured noisier (LimeSoDa S2 R2 about 0.398 instead of 0.400, docs/dsm.md).
-COMPARISON_SHARE = 1.0
+#: Bootstrap sample of each tree of the small comparison forests above :data:`FINAL_MAX_ROWS`.
+COMPARISON_SAMPLE_ROWS = 2000
+
+#: Up to :data:`FINAL_MAX_ROWS` rows the comparison runs in two stages (issue 16's fit cost): first
+#: on this share of the final forest's trees (its first trees: the same seed); if the decision is
+#: clear there (:data:`EARLY_GAP`), the chosen forest is grown to the full number and kept, else
+#: both are grown to the full number and compared again. 1.0: always the full comparison.
+EARLY_SHARE = 0.5
+
+#: The first stage decides when the improvement misses or exceeds the bar of :func:`paired_oob`
+#: (``max(margin x MSE plain, z x SE)``) by more than this share of the plain forest's
+#: out-of-bag MSE (``gap``). Measured on the 674 LimeSoDa training folds that compare (docs/dsm.md,
+#: "Two-stage decision"): from 250 to 500 trees the gap moved towards the bar by at most 0.074
+#: where it was below 0.3; no fold with a gap beyond 0.10 at 250 trees came closer than 0.065
+#: to the bar at 500, so every decision equals the 500-tree one.
+EARLY_GAP = 0.10
 
 
 def check_trend(value: Any, option: str = "trend") -> str:
@@ -136,19 +148,57 @@ class RidgeTrend:
         return ((X - self.mean_) / self.scale_) @ self.coef_ + self.intercept_
 
 
-def _oob_forest(X: np.ndarray, y: np.ndarray, n_trees: int, params: dict, random_state: int,
-               n_jobs: int | None):
-    """A plain random forest (scikit-learn) with its out-of-bag mean prediction
-    (``oob_prediction_``; a row never out of bag, probability 0.632 ** n_trees, gets 0); with
-    ``warm_start`` so that more trees can be added (the trees of a larger forest of this seed)."""
+def _forest(params: dict, random_state: int, n_jobs: int | None):
+    """An unfitted scikit-learn random forest with ``warm_start``, grown by :func:`_grow` (a
+    forest of this seed grown in steps has the trees of one grown at once)."""
     from sklearn.ensemble import RandomForestRegressor
 
-    rf = RandomForestRegressor(n_estimators=n_trees, oob_score=True, random_state=random_state, warm_start=True,
-                               n_jobs=-1 if n_jobs is None else n_jobs, **params)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "some inputs do not have OOB scores"
-        rf.fit(X, y)
+    return RandomForestRegressor(n_estimators=0, random_state=random_state, warm_start=True,
+                                 n_jobs=-1 if n_jobs is None else n_jobs, **params)
+
+
+def _grow(rf: Any, X: np.ndarray, y: np.ndarray, n_trees: int) -> Any:
+    """``rf`` with its trees grown to ``n_trees`` (the ones it has are kept)."""
+    rf.set_params(n_estimators=int(n_trees))
+    rf.fit(X, y)
     return rf
+
+
+class OOBMean:
+    """Out-of-bag mean prediction of the training rows, added tree by tree.
+
+    Equals scikit-learn's ``oob_prediction_`` bit for bit (the same float64 sums in tree order),
+    without its second pass over the bootstrap samples: forests of the same seed, rows and
+    ``max_samples`` have the same samples, so :func:`oob_masks` of one serves both, and a forest
+    grown further adds only its new trees. A row that was in every tree's sample is NaN
+    (scikit-learn: 0 with a warning).
+    """
+
+    def __init__(self, X: np.ndarray):
+        self.X = np.asarray(X, dtype=np.float32)  # what the trees split (scikit-learn's DTYPE)
+        self.sum = np.zeros(len(self.X))
+        self.count = np.zeros(len(self.X))
+        self.trees = 0
+
+    def add(self, rf: Any, oob: np.ndarray) -> np.ndarray:
+        """Add the trees of ``rf`` after the ones already added (``oob``: [trees, n] masks of
+        :func:`oob_masks` for those trees); the mean prediction so far."""
+        for est, out in zip(rf.estimators_[self.trees:], oob, strict=True):
+            self.sum[out] += est.tree_.predict(self.X[out]).ravel()
+            self.count[out] += 1
+        self.trees = len(rf.estimators_)
+        with np.errstate(invalid="ignore"):
+            return self.sum / self.count
+
+
+def oob_masks(rf: Any, n: int, start: int = 0) -> np.ndarray:
+    """[trees, n] True where one of the ``n`` training rows is out of the bootstrap sample of a
+    tree of ``rf``, tree ``start`` on (scikit-learn's ``estimators_samples_``)."""
+    samples = rf.estimators_samples_[start:]
+    out = np.ones((len(samples), n), dtype=bool)
+    for row, idx in zip(out, samples, strict=True):
+        row[idx] = False
+    return out
 
 
 def paired_oob(y: np.ndarray, p_plain: np.ndarray, resid: np.ndarray, p_res: np.ndarray, *,
@@ -158,16 +208,20 @@ def paired_oob(y: np.ndarray, p_plain: np.ndarray, resid: np.ndarray, p_res: np.
     ``p_plain`` predicts ``y`` (forest on the target), ``p_res`` predicts ``resid`` = ``y`` minus
     the out-of-fold trend (forest on the residuals); rows without a finite prediction in either
     are left out. Returns both MSEs, the standard error of the paired per-sample difference of
-    squared errors and ``take``: the trend lowers the MSE by more than ``max(margin x MSE plain,
-    z x SE)``.
+    squared errors, ``take``: the trend lowers the MSE by more than ``max(margin x MSE plain,
+    z x SE)`` (the bar), and ``gap``: (improvement - bar) / MSE plain, positive where taken.
     """
     ok = np.isfinite(p_plain) & np.isfinite(p_res)
+    if ok.sum() < 2:  # no row out of bag in both (tiny forests): nothing to decide on
+        return {"oob_mse_forest": float("nan"), "oob_mse_trend_forest": float("nan"), "se_difference": float("nan"),
+                "take": False, "gap": float("nan")}
     d = (y[ok] - p_plain[ok]) ** 2 - (resid[ok] - p_res[ok]) ** 2  # > 0 where the trend helps
     mse_plain = float(np.mean((y[ok] - p_plain[ok]) ** 2))
     mse_trend = float(np.mean((resid[ok] - p_res[ok]) ** 2))
     se = float(np.std(d, ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("inf")
+    over = mse_plain - mse_trend - max(margin * mse_plain, z * se)
     return {"oob_mse_forest": mse_plain, "oob_mse_trend_forest": mse_trend, "se_difference": se,
-            "take": bool(mse_plain - mse_trend > max(margin * mse_plain, z * se))}
+            "take": bool(over > 0), "gap": over / mse_plain if mse_plain > 0 else float("-inf")}
 
 
 def adopt_trees(qrf: Any, rf: Any, X: np.ndarray, y: np.ndarray) -> Any:
@@ -205,8 +259,9 @@ def choose_trend(method: str, X: np.ndarray, y: np.ndarray, *, n_estimators: int
         ``none``: no trend; ``ridge``: always; ``auto``: the trend only if the out-of-bag
         MSE of trend + forest on the residuals is below ``(1 - margin)`` x that of the forest
         on the target (two forests, same seed: up to :data:`FINAL_MAX_ROWS` rows the first
-        ``COMPARISON_SHARE`` of the final forest's trees, above ``max(20, n_estimators // 5)``
-        trees on bootstraps of 2,000 rows), the
+        ``EARLY_SHARE`` of the final forest's trees, all of them if the improvement is within
+        ``EARLY_GAP`` x MSE of the bar; above, ``max(20, n_estimators // 5)`` trees on
+        bootstraps of 2,000 rows), the
         improvement exceeds ``z`` standard errors of the paired per-sample difference of
         squared errors, and the trend alone beats the mean out of fold (R2 > 0).
     X : ndarray [n, p]
@@ -255,23 +310,34 @@ def _choose(method: str, X: np.ndarray, y: np.ndarray, *, n_estimators: int, par
         rec["reason"] = "the trend alone predicts no better than the mean out of fold"
         return None, rec, None
     final = n <= FINAL_MAX_ROWS
-    if final:  # the first trees of the final forest: the chosen one is grown and kept (adopt_trees)
-        t = min(int(n_estimators), max(20, int(np.ceil(COMPARISON_SHARE * n_estimators))))
+    if final:  # the first trees of the final forest, in two stages; the chosen one is kept (adopt_trees)
+        stages = [int(n_estimators)]
+        first = max(20, int(np.ceil(EARLY_SHARE * n_estimators)))
+        if first < n_estimators:
+            stages.insert(0, first)
     else:  # small forests, each tree on a bootstrap of 2,000 rows (out-of-bag for most others)
-        t = max(20, int(n_estimators) // 5)
-        params = {**params, "max_samples": 2000}
-    rf_plain = _oob_forest(X, y, t, params, random_state, n_jobs)
-    rf_res = _oob_forest(X, resid, t, params, random_state, n_jobs)
-    c = paired_oob(y, np.asarray(rf_plain.oob_prediction_, dtype="float64").ravel(), resid,
-                   np.asarray(rf_res.oob_prediction_, dtype="float64").ravel(), margin=margin, z=z)
+        stages = [max(20, int(n_estimators) // 5)]
+        params = {**params, "max_samples": COMPARISON_SAMPLE_ROWS}
+    rf_plain, rf_res = _forest(params, random_state, n_jobs), _forest(params, random_state, n_jobs)
+    oob_plain, oob_res = OOBMean(X), OOBMean(X)
+    for t in stages:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _grow(rf_plain, X, y, t)
+            _grow(rf_res, X, resid, t)
+        oob = oob_masks(rf_plain, n, oob_plain.trees)  # the same seed and rows: the same samples
+        c = paired_oob(y, oob_plain.add(rf_plain, oob), resid, oob_res.add(rf_res, oob), margin=margin, z=z)
+        if abs(c["gap"]) > EARLY_GAP:
+            break
     take = c.pop("take")
     rec.update(c, comparison_trees=t, margin=margin, z=z)
     keep = None
-    if final:  # the chosen forest grown to the final number of trees (no out-of-bag pass)
+    if final:  # the chosen forest grown to the final number of trees
         keep = rf_res if take else rf_plain
         if len(keep.estimators_) < n_estimators:
-            keep.set_params(n_estimators=int(n_estimators), oob_score=False)
-            keep.fit(X, resid if take else y)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                _grow(keep, X, resid if take else y, n_estimators)
     if take:
         rec["used"] = "ridge"
         return trend, rec, keep
