@@ -160,7 +160,9 @@ def _forest(params: dict, random_state: int, n_jobs: int | None):
 def _grow(rf: Any, X: np.ndarray, y: np.ndarray, n_trees: int) -> Any:
     """``rf`` with its trees grown to ``n_trees`` (the ones it has are kept)."""
     rf.set_params(n_estimators=int(n_trees))
-    rf.fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rf.fit(X, y)
     return rf
 
 
@@ -321,10 +323,8 @@ def _choose(method: str, X: np.ndarray, y: np.ndarray, *, n_estimators: int, par
     rf_plain, rf_res = _forest(params, random_state, n_jobs), _forest(params, random_state, n_jobs)
     oob_plain, oob_res = OOBMean(X), OOBMean(X)
     for t in stages:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            _grow(rf_plain, X, y, t)
-            _grow(rf_res, X, resid, t)
+        _grow(rf_plain, X, y, t)
+        _grow(rf_res, X, resid, t)
         oob = oob_masks(rf_plain, n, oob_plain.trees)  # the same seed and rows: the same samples
         c = paired_oob(y, oob_plain.add(rf_plain, oob), resid, oob_res.add(rf_res, oob), margin=margin, z=z)
         if abs(c["gap"]) > EARLY_GAP:
@@ -335,9 +335,7 @@ def _choose(method: str, X: np.ndarray, y: np.ndarray, *, n_estimators: int, par
     if final:  # the chosen forest grown to the final number of trees
         keep = rf_res if take else rf_plain
         if len(keep.estimators_) < n_estimators:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                _grow(keep, X, resid if take else y, n_estimators)
+            _grow(keep, X, resid if take else y, n_estimators)
     if take:
         rec["used"] = "ridge"
         return trend, rec, keep
