@@ -273,7 +273,7 @@ def test_forest_importances_equal_scikit_learn():
 
     rng = np.random.default_rng(8)
     X = rng.normal(size=(60, 4))
-    y = np.where(np.arange(60) < 3, 1.0, 0.0)  # most bootstrap samples see a constant target
+    y = np.where(np.arange(60) < 3, 1.0, 0.0)  # a bootstrap sample missing the three ones is constant
     for target in (X[:, 0] + 0.5 * rng.normal(size=60), y):
         rf = RandomForestRegressor(40, max_features=0.5, random_state=1).fit(X, target)
         assert any(e.tree_.node_count == 1 for e in rf.estimators_) == (target is y)
